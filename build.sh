@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+#
+# ngx_llm_router: build, demo, tests and benchmark.
+#
+#   ./build.sh          build build/ngx_http_llm_router_module.so
+#   ./build.sh run      build, start mock engines and nginx on conf/demo.conf
+#   ./build.sh test     build and run the whole test suite
+#   ./build.sh bench    build and run the benchmark (bench/run.sh)
+#
+# The module is built against Debian's nginx-dev tree with exactly the flags
+# of the installed nginx (--with-compat), or against NGINX_SRC=/path/to/nginx
+# (then NGINX_CONF_FLAGS may give extra configure flags).  Missing Debian
+# packages are installed with apt-get when run as root.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=$ROOT/build
+MODULE=$BUILD/ngx_http_llm_router_module.so
+CC_OPT=${LLM_CC_OPT:--O2 -g -Wall -Wextra -Wno-unused-parameter -Werror}
+export PATH=$PATH:/usr/sbin:/sbin
+
+say() { printf '%s\n' "build.sh: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# install the Debian packages that are missing
+need_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing Debian packages: ${missing[*]}; run as root or:" \
+            "sudo apt-get install ${missing[*]}"
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_deps=(gcc make nginx-core nginx-dev libcjson-dev liblua5.4-dev
+            libpcre2-dev libssl-dev zlib1g-dev)
+test_deps=(perl libtest-base-perl libtext-diff-perl libwww-perl python3
+           curl libnginx-mod-http-lua)
+
+build_module() {
+    local src flags stamp
+    need_packages "${build_deps[@]}"
+
+    if [ -n "${NGINX_SRC:-}" ]; then
+        src=$NGINX_SRC
+        [ -x "$src/configure" ] || die "NGINX_SRC=$src has no configure"
+        read -r -a flags <<< "--with-compat ${NGINX_CONF_FLAGS:-}"
+    else
+        [ -f /usr/share/nginx/src/conf_flags ] ||
+            die "no /usr/share/nginx/src (install nginx-dev)"
+        # shellcheck disable=SC1091
+        . /usr/share/nginx/src/conf_flags
+        flags=("${NGX_CONF_FLAGS[@]}")
+        src=$BUILD/nginx-src
+        if [ ! -x "$src/configure" ] ||
+           [ /usr/share/nginx/src/conf_flags -nt "$src/configure" ]; then
+            rm -rf "$src"
+            mkdir -p "$BUILD"
+            cp -a /usr/share/nginx/src "$src"
+        fi
+    fi
+
+    stamp="$src/objs/.llm-configured"
+    local want="${flags[*]} $CC_OPT $ROOT"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] ||
+       [ "$ROOT/config" -nt "$stamp" ]; then
+        say "configuring nginx in $src"
+        (cd "$src" && ./configure "${flags[@]}" --with-cc-opt="$CC_OPT" \
+            --add-dynamic-module="$ROOT" > "$BUILD/configure.log" 2>&1) || {
+            tail -n 20 "$BUILD/configure.log" >&2
+            die "configure failed (see $BUILD/configure.log)"
+        }
+        echo "$want" > "$stamp"
+    fi
+
+    (cd "$src" && make -s -f objs/Makefile modules) ||
+        die "compilation failed"
+    mkdir -p "$BUILD"
+    cp "$src/objs/ngx_http_llm_router_module.so" "$MODULE"
+    say "built $MODULE"
+}
+
+run_tests() {
+    local status=0
+    need_packages "${test_deps[@]}"
+    cd "$ROOT"
+    export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$(command -v nginx)}
+    export TEST_NGINX_LLM_MODULE=$MODULE
+
+    say "mock engine self-check"
+    bash mock/test_mock_engine.sh >"$BUILD/mock-selfcheck.log" 2>&1 || {
+        cat "$BUILD/mock-selfcheck.log" >&2
+        die "mock engine self-check failed"
+    }
+
+    if perl -MTest::Nginx::Socket -e 1 2>/dev/null; then
+        say "running t/*.t with the installed Test::Nginx"
+        prove -r t/*.t || status=$?
+    else
+        say "Test::Nginx is not installed: using the runner in t/compat"
+        prove -I t/compat -r t/selftest t/*.t || status=$?
+    fi
+    return $status
+}
+
+run_demo() {
+    need_packages python3 curl
+    exec bash "$ROOT/conf/demo.sh" "$MODULE"
+}
+
+case "${1:-build}" in
+    build) build_module ;;
+    run|demo) build_module; run_demo ;;
+    test) build_module; run_tests ;;
+    bench) build_module; need_packages wrk python3; exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
+    *) die "usage: ./build.sh [build|run|test|bench]" ;;
+esac

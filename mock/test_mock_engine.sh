@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Quick self-check of mock/mock_engine.py using curl.
+# Starts the mock on two ports, exercises the endpoints and controls,
+# stops it with SIGTERM, prints "N passed, N failed", exits 1 on failure.
+set -u
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PORT_A="${MOCK_TEST_PORT_A:-18081}"
+PORT_B="${MOCK_TEST_PORT_B:-18082}"
+A="http://127.0.0.1:$PORT_A"
+B="http://127.0.0.1:$PORT_B"
+TMP="$(mktemp -d)"
+PASS=0
+FAIL=0
+MOCK_PID=""
+
+cleanup() {
+    if [ -n "$MOCK_PID" ] && kill -0 "$MOCK_PID" 2>/dev/null; then
+        kill "$MOCK_PID" 2>/dev/null
+        wait "$MOCK_PID" 2>/dev/null
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok   - $1"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && echo "       $2"; }
+
+# check NAME HAYSTACK NEEDLE: passes when the fixed string is present
+check() {
+    if printf '%s' "$2" | grep -qF -- "$3"; then ok "$1"
+    else not_ok "$1" "expected '$3' in: $(printf '%s' "$2" | head -c 400)"; fi
+}
+
+# check_not NAME HAYSTACK NEEDLE: passes when the fixed string is absent
+check_not() {
+    if printf '%s' "$2" | grep -qF -- "$3"; then
+        not_ok "$1" "unexpected '$3' in: $(printf '%s' "$2" | head -c 400)"
+    else ok "$1"; fi
+}
+
+check_eq() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', want '$3'"; fi
+}
+
+CHAT='{"model":"m-x","messages":[{"role":"user","content":"hello world"}]}'
+JSON='Content-Type: application/json'
+
+# --- start -----------------------------------------------------------------
+python3 "$HERE/mock_engine.py" --listen "127.0.0.1:$PORT_A=a" \
+    --listen "127.0.0.1:$PORT_B=b" --model m1 --model m2 \
+    --pidfile "$TMP/pid" >"$TMP/out" 2>"$TMP/err" &
+MOCK_PID=$!
+for _ in $(seq 1 100); do
+    grep -q '^ready$' "$TMP/out" 2>/dev/null && break
+    sleep 0.05
+done
+if grep -q '^ready$' "$TMP/out"; then ok "prints ready"; else
+    not_ok "prints ready" "$(cat "$TMP/err")"; echo "0 passed, 1 failed"; exit 1
+fi
+check_eq "pidfile" "$(cat "$TMP/pid")" "$MOCK_PID"
+
+# --- instance headers --------------------------------------------------------
+check "instance a header" "$(curl -si "$A/health")" "X-Mock-Instance: a"
+check "instance b header" "$(curl -si "$B/health")" "X-Mock-Instance: b"
+check "health body" "$(curl -s "$A/health")" '{"status":"ok"}'
+
+# --- non-stream ---------------------------------------------------------------
+out="$(curl -si -H "$JSON" -d "$CHAT" "$A/v1/chat/completions")"
+check "chat usage" "$out" '"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}'
+check "chat content" "$out" '"content":"tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 "'
+check "chat model echoed" "$out" '"model":"m-x"'
+check "chat id" "$out" '"id":"chatcmpl-a-'
+check "chat fingerprint" "$out" '"system_fingerprint":"a"'
+check "chat finish stop" "$out" '"finish_reason":"stop"'
+check "request length header" "$out" "X-Mock-Request-Length: ${#CHAT}"
+check "content-length header" "$out" "Content-Length: "
+
+out="$(curl -s -d '{"model":"m","messages":[],"max_tokens":3}' "$A/v1/chat/completions")"
+check "max_tokens -> length" "$out" '"finish_reason":"length"'
+check "max_tokens -> 3 tokens" "$out" '"completion_tokens":3'
+
+out="$(curl -s -H 'X-Mock-Tokens: 2' -d '{"model":"m","prompt":"abcdefgh"}' "$B/v1/completions")"
+check "completions" "$out" '"object":"text_completion"'
+check "completions text" "$out" '"text":"tok0 tok1 "'
+check "completions usage" "$out" '"prompt_tokens":3,"completion_tokens":2'
+check "completions id" "$out" '"id":"cmpl-b-'
+
+out="$(curl -s -d '{"model":"e","input":["a","b"]}' "$A/v1/embeddings")"
+check "embeddings" "$out" '"index":1,"embedding":['
+check "embeddings usage" "$out" '"usage":{"prompt_tokens":2,"total_tokens":2}'
+
+# --- stream -------------------------------------------------------------------
+out="$(curl -sN -d '{"model":"s","stream":true,"messages":[{"role":"user","content":"hi"}]}' \
+    "$A/v1/chat/completions")"
+check_eq "stream ends with [DONE]" "$(printf '%s' "$out" | grep -v '^$' | tail -n 1)" "data: [DONE]"
+check_eq "stream token events" "$(printf '%s' "$out" | grep -c '"content":"tok')" "8"
+check "stream role chunk" "$out" '"delta":{"role":"assistant","content":""}'
+check "stream finish chunk" "$out" '"delta":{},"finish_reason":"stop"'
+check "stream chunk object" "$out" '"object":"chat.completion.chunk"'
+check_not "stream no usage by default" "$out" '"usage"'
+
+out="$(curl -siN -d '{"model":"s","stream":true,"stream_options":{"include_usage":true},"messages":[]}' \
+    "$A/v1/chat/completions")"
+check "stream usage event" "$out" '"choices":[],"usage":{"prompt_tokens":0,"completion_tokens":8'
+check "stream chunked" "$out" "Transfer-Encoding: chunked"
+check "stream content type" "$out" "Content-Type: text/event-stream"
+
+out="$(curl -sN -H 'X-Mock-Stream-Split: 1' -H 'X-Mock-Tokens: 3' \
+    -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions")"
+check_eq "split stream events" "$(printf '%s' "$out" | grep -c '^data: ')" "5"
+check_eq "split stream ends [DONE]" "$(printf '%s' "$out" | grep -v '^$' | tail -n 1)" "data: [DONE]"
+
+out="$(curl -sN --http1.0 -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions")"
+check_eq "HTTP/1.0 stream ends [DONE]" "$(printf '%s' "$out" | grep -v '^$' | tail -n 1)" "data: [DONE]"
+
+curl -sN -H 'X-Mock-Close-After: 2' -d '{"model":"s","stream":true,"messages":[]}' \
+    "$A/v1/chat/completions" >"$TMP/cut" 2>/dev/null
+rc=$?
+[ "$rc" -ne 0 ] && ok "close-after: curl sees truncation (rc=$rc)" || not_ok "close-after: curl sees truncation"
+check_eq "close-after: 2 token events" "$(grep -c '"content":"tok' "$TMP/cut")" "2"
+check_not "close-after: no [DONE]" "$(cat "$TMP/cut")" "[DONE]"
+
+curl -s -H 'X-Mock-Close-After: 1' -d "$CHAT" "$A/v1/chat/completions" >/dev/null 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && ok "close-after non-stream truncated (rc=$rc)" || not_ok "close-after non-stream truncated"
+
+# --- echo ---------------------------------------------------------------------
+head -c 100000 /dev/urandom >"$TMP/body"
+curl -s -D "$TMP/h1" -H 'X-Mock-Echo: 1' --data-binary @"$TMP/body" -o "$TMP/echo1" "$A/anything?q=1"
+cmp -s "$TMP/body" "$TMP/echo1" && ok "echo exact bytes" || not_ok "echo exact bytes"
+check "echo content-length seen" "$(cat "$TMP/h1")" "X-Mock-Req-Content-Length: 100000"
+check "echo path" "$(cat "$TMP/h1")" "X-Mock-Path: /anything?q=1"
+check "echo no transfer-encoding" "$(cat "$TMP/h1")" "X-Mock-Req-Transfer-Encoding: none"
+
+curl -s -D "$TMP/h2" -H 'X-Mock-Echo: 1' -H 'Transfer-Encoding: chunked' \
+    --data-binary @"$TMP/body" -o "$TMP/echo2" "$A/v1/chat/completions"
+cmp -s "$TMP/body" "$TMP/echo2" && ok "chunked echo exact bytes" || not_ok "chunked echo exact bytes"
+check "chunked echo TE seen" "$(cat "$TMP/h2")" "X-Mock-Req-Transfer-Encoding: chunked"
+check "chunked echo request length" "$(cat "$TMP/h2")" "X-Mock-Request-Length: 100000"
+
+out="$(curl -s -H 'X-Mock-Echo: 1' --data-binary '{not json' "$A/v1/chat/completions")"
+check_eq "echo invalid JSON" "$out" "{not json"
+
+# --- keepalive -----------------------------------------------------------------
+out="$(curl -s -D - -o /dev/null -o /dev/null "$A/health" "$A/v1/models")"
+check "keepalive first request" "$out" "X-Mock-Conn-Requests: 1"
+check "keepalive reuse" "$out" "X-Mock-Conn-Requests: 2"
+out="$(curl -s -D - -o /dev/null -o /dev/null -H 'Connection: close' "$A/health" "$A/health")"
+check_not "Connection: close not reused" "$out" "X-Mock-Conn-Requests: 2"
+check "Connection: close answered" "$out" "Connection: close"
+
+# --- models / metrics ----------------------------------------------------------
+out="$(curl -s "$A/v1/models")"
+check "models m1" "$out" '"id":"m1","object":"model"'
+check "models m2 max_model_len" "$out" '"id":"m2","object":"model","created":'
+check "models max_model_len" "$out" '"max_model_len":4096'
+
+curl -sN -H 'X-Mock-Pace-Ms: 300' -H 'X-Mock-Tokens: 3' \
+    -d '{"model":"s","stream":true,"messages":[]}' "$B/v1/chat/completions" >/dev/null &
+slow=$!
+sleep 0.3
+out="$(curl -s "$B/metrics")"
+wait "$slow"
+for name in vllm:num_requests_running vllm:num_requests_waiting \
+        vllm:kv_cache_usage_perc llamacpp:requests_processing llamacpp:requests_deferred; do
+    check "metric $name" "$out" "$name{model_name=\"m1\"} "
+done
+check "metrics HELP/TYPE" "$out" "# TYPE vllm:num_requests_running gauge"
+check "metrics real running count" "$out" 'vllm:num_requests_running{model_name="m1"} 1.0'
+
+curl -s -d '{"waiting":4,"kv":0.5,"running_extra":2}' "$B/mock/control" >/dev/null
+out="$(curl -s "$B/metrics")"
+check "control waiting" "$out" 'vllm:num_requests_waiting{model_name="m1"} 4.0'
+check "control kv" "$out" 'vllm:kv_cache_usage_perc{model_name="m1"} 0.5'
+check "control running_extra" "$out" 'llamacpp:requests_processing{model_name="m1"} 2.0'
+check "instance a unaffected" "$(curl -s "$A/metrics")" 'vllm:num_requests_waiting{model_name="m1"} 0.0'
+
+# --- faults / errors ----------------------------------------------------------
+out="$(curl -si -H 'X-Mock-Status: 503' -d "$CHAT" "$A/v1/chat/completions")"
+check "fault status 503" "$out" "HTTP/1.1 503"
+check "fault error code" "$out" '"code":"mock_error"'
+check "fault error has instance" "$out" "X-Mock-Instance: a"
+
+curl -s -d '{"fault":{"status":429}}' "$B/mock/control" >/dev/null
+check_eq "control fault" "$(curl -s -o /dev/null -w '%{http_code}' -d "$CHAT" "$B/v1/chat/completions")" "429"
+check_eq "control fault spares health" "$(curl -s -o /dev/null -w '%{http_code}' "$B/health")" "200"
+curl -s -d '{"fault":null,"health_status":503}' "$B/mock/control" >/dev/null
+check_eq "fault cleared" "$(curl -s -o /dev/null -w '%{http_code}' -d "$CHAT" "$B/v1/chat/completions")" "200"
+check_eq "health_status control" "$(curl -s -o /dev/null -w '%{http_code}' "$B/health")" "503"
+
+out="$(curl -si -d '{bad' "$A/v1/chat/completions")"
+check "invalid JSON 400" "$out" "HTTP/1.1 400"
+check "invalid JSON code" "$out" '"code":"invalid_json"'
+check_eq "unknown path 404" "$(curl -s -o /dev/null -w '%{http_code}' "$A/nope")" "404"
+check_eq "wrong method 405" "$(curl -s -o /dev/null -w '%{http_code}' "$A/v1/chat/completions")" "405"
+check "malformed body" "$(curl -s -H 'X-Mock-Malformed: 1' -d "$CHAT" "$A/v1/chat/completions")" '{"id": "broken'
+check_eq "bad control header 400" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Mock-Tokens: x' -d "$CHAT" "$A/v1/chat/completions")" "400"
+
+start=$(date +%s%N)
+curl -s -H 'X-Mock-Delay-Ms: 300' -o /dev/null "$A/health"
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+[ "$elapsed" -ge 300 ] && ok "delay ${elapsed}ms" || not_ok "delay" "only ${elapsed}ms"
+
+curl -s --max-time 1 -H 'X-Mock-Hang: 1' -d "$CHAT" "$A/v1/chat/completions" >/dev/null 2>&1
+check_eq "hang times out client" "$?" "28"
+
+# --- stats / reset --------------------------------------------------------------
+out="$(curl -s "$B/mock/stats")"
+check "stats name" "$out" '"name":"b"'
+check "stats requests" "$out" '"requests":4'
+check "stats by_path" "$out" '"/v1/chat/completions":3'
+curl -s -X POST "$B/mock/reset" >/dev/null
+check "reset counters" "$(curl -s "$B/mock/stats")" '"requests":0'
+check_eq "reset health" "$(curl -s -o /dev/null -w '%{http_code}' "$B/health")" "200"
+
+# --- shutdown -------------------------------------------------------------------
+kill -TERM "$MOCK_PID"
+for _ in $(seq 1 40); do kill -0 "$MOCK_PID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$MOCK_PID" 2>/dev/null; then
+    not_ok "SIGTERM exits within 2s"
+else
+    wait "$MOCK_PID"
+    check_eq "SIGTERM exit status 0" "$?" "0"
+    MOCK_PID=""
+fi
+[ ! -e "$TMP/pid" ] && ok "pidfile removed" || not_ok "pidfile removed"
+if [ -s "$TMP/err" ]; then not_ok "no stderr output" "$(head -c 600 "$TMP/err")"; else ok "no stderr output"; fi
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]

@@ -1,0 +1,623 @@
+
+/*
+ * ngx_llm_router: the llm_model and llm_alias directives and the route
+ * tables built from them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+
+#include "ngx_http_llm_router.h"
+
+
+static char *ngx_http_llm_model_directive(ngx_conf_t *cf,
+    ngx_command_t *dummy, void *conf);
+static char *ngx_http_llm_model_rule(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_uint_t op);
+static ngx_int_t ngx_http_llm_resolve_upstream(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model);
+static ngx_http_llm_route_t *ngx_http_llm_make_route(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_str_t *send);
+static ngx_http_llm_model_t *ngx_http_llm_match_model(
+    ngx_http_llm_main_conf_t *lmcf, ngx_str_t *name);
+static ngx_int_t ngx_http_llm_init_aliases(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_hash_keys_arrays_t *ha);
+static ngx_int_t ngx_http_llm_init_globs(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+
+
+static ngx_str_t  ngx_http_llm_default_name = ngx_string("default");
+
+
+char *
+ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_main_conf_t *lmcf = conf;
+
+    char                  *rv;
+    ngx_str_t             *value;
+    ngx_uint_t             i;
+    ngx_conf_t             save;
+    ngx_http_llm_model_t  *model, *models;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty model name";
+    }
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        if (models[i].name.len == value[1].len
+            && ngx_strncmp(models[i].name.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate llm_model \"%V\", first declared "
+                               "in %V:%ui", &value[1], &models[i].file,
+                               models[i].line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    model = ngx_array_push(&lmcf->models);
+    if (model == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(model, sizeof(ngx_http_llm_model_t));
+
+    model->name = value[1];
+    model->glob = ngx_strlchr(value[1].data, value[1].data + value[1].len,
+                              '*') != NULL
+                  || ngx_strlchr(value[1].data, value[1].data + value[1].len,
+                                 '?') != NULL;
+    model->file = cf->conf_file->file.name;
+    model->line = cf->conf_file->line;
+
+    if (ngx_array_init(&model->rules, cf->pool, 4,
+                       sizeof(ngx_http_llm_rule_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    save = *cf;
+    cf->handler = ngx_http_llm_model_directive;
+    cf->handler_conf = (void *) model;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (model->upstream_name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no \"upstream\" in llm_model \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_llm_model_t  *model = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (value[0].len == 8
+        && ngx_strncmp(value[0].data, "upstream", 8) == 0)
+    {
+        if (cf->args->nelts != 2) {
+            goto invalid_args;
+        }
+
+        if (model->upstream_name.len) {
+            return "\"upstream\" directive is duplicate";
+        }
+
+        model->upstream_name = value[1];
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 6 && ngx_strncmp(value[0].data, "target", 6) == 0) {
+        if (cf->args->nelts != 2) {
+            goto invalid_args;
+        }
+
+        if (model->target.len) {
+            return "\"target\" directive is duplicate";
+        }
+
+        if (value[1].len == 0) {
+            return "\"target\" has an empty name";
+        }
+
+        model->target = value[1];
+
+        if (ngx_http_llm_json_quote(cf->pool, &model->target,
+                                    &model->target_json)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 3 && ngx_strncmp(value[0].data, "set", 3) == 0) {
+        if (cf->args->nelts != 3) {
+            goto invalid_args;
+        }
+
+        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_SET);
+    }
+
+    if (value[0].len == 5 && ngx_strncmp(value[0].data, "clamp", 5) == 0) {
+        if (cf->args->nelts != 3) {
+            goto invalid_args;
+        }
+
+        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_CLAMP);
+    }
+
+    if (value[0].len == 4 && ngx_strncmp(value[0].data, "drop", 4) == 0) {
+        if (cf->args->nelts < 2) {
+            goto invalid_args;
+        }
+
+        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_DROP);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive \"%V\" in llm_model \"%V\"",
+                       &value[0], &model->name);
+    return NGX_CONF_ERROR;
+
+invalid_args:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid number of arguments in \"%V\" directive "
+                       "of llm_model \"%V\"", &value[0], &model->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* set FIELD JSON; clamp FIELD NUMBER; drop FIELD [FIELD ...] */
+
+static char *
+ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_uint_t op)
+{
+    cJSON                *json;
+    ngx_str_t            *value;
+    ngx_uint_t            i, j, last;
+    ngx_http_llm_rule_t  *rule, *rules;
+
+    value = cf->args->elts;
+    last = (op == NGX_HTTP_LLM_RULE_DROP) ? cf->args->nelts : 2;
+
+    for (i = 1; i < last; i++) {
+
+        if (value[i].len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" has an empty field name", &value[0]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (value[i].len == 5 && ngx_strncmp(value[i].data, "model", 5) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" cannot change \"model\", "
+                               "use \"target\"", &value[0]);
+            return NGX_CONF_ERROR;
+        }
+
+        rules = model->rules.elts;
+
+        for (j = 0; j < model->rules.nelts; j++) {
+            if (rules[j].field.len == value[i].len
+                && ngx_strncmp(rules[j].field.data, value[i].data,
+                               value[i].len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "field \"%V\" already has a rule in "
+                                   "llm_model \"%V\"", &value[i],
+                                   &model->name);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        rule = ngx_array_push(&model->rules);
+        if (rule == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(rule, sizeof(ngx_http_llm_rule_t));
+
+        rule->op = op;
+        rule->field = value[i];
+    }
+
+    if (op == NGX_HTTP_LLM_RULE_SET) {
+        json = cJSON_ParseWithLength((const char *) value[2].data,
+                                     value[2].len);
+        if (json == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"set\" value \"%V\" is not valid JSON "
+                               "(quote strings: '\"text\"')", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        cJSON_Delete(json);
+        rule->value = value[2];
+
+    } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
+        if (ngx_http_llm_json_number(value[2].data,
+                                     value[2].data + value[2].len,
+                                     &rule->limit)
+            != NGX_OK)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"clamp\" limit \"%V\" is not a number",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        rule->value = value[2];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_llm_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_main_conf_t *lmcf = conf;
+
+    ngx_str_t             *value;
+    ngx_uint_t             i;
+    ngx_http_llm_alias_t  *alias, *aliases;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[2].len == 0) {
+        return "has an empty name";
+    }
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '*')
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '?'))
+    {
+        return "cannot be a glob";
+    }
+
+    aliases = lmcf->aliases.elts;
+
+    for (i = 0; i < lmcf->aliases.nelts; i++) {
+        if (aliases[i].name.len == value[1].len
+            && ngx_strncmp(aliases[i].name.data, value[1].data,
+                           value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate llm_alias \"%V\", first declared "
+                               "in %V:%ui", &value[1], &aliases[i].file,
+                               aliases[i].line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    alias = ngx_array_push(&lmcf->aliases);
+    if (alias == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    alias->name = value[1];
+    alias->model = value[2];
+    alias->file = cf->conf_file->file.name;
+    alias->line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+/* called once the whole http{} block is parsed */
+
+ngx_int_t
+ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t               i;
+    ngx_hash_init_t          hinit;
+    ngx_http_llm_route_t    *route;
+    ngx_http_llm_model_t    *models;
+    ngx_hash_keys_arrays_t   ha;
+
+    ngx_memzero(&ha, sizeof(ngx_hash_keys_arrays_t));
+
+    ha.temp_pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (ha.temp_pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    ha.pool = cf->pool;
+
+    if (ngx_hash_keys_array_init(&ha, NGX_HASH_SMALL) != NGX_OK) {
+        goto failed;
+    }
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+
+        if (ngx_http_llm_resolve_upstream(cf, &models[i]) != NGX_OK) {
+            goto failed;
+        }
+
+        if (models[i].glob) {
+            continue;
+        }
+
+        route = ngx_http_llm_make_route(cf, &models[i], &models[i].target);
+        if (route == NULL) {
+            goto failed;
+        }
+
+        if (models[i].name.len == ngx_http_llm_default_name.len
+            && ngx_strncmp(models[i].name.data, "default", 7) == 0)
+        {
+            lmcf->default_route = route;
+        }
+
+        if (ngx_hash_add_key(&ha, &models[i].name, route,
+                             NGX_HASH_READONLY_KEY)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (ngx_http_llm_init_globs(cf, lmcf) != NGX_OK) {
+        goto failed;
+    }
+
+    if (ngx_http_llm_init_aliases(cf, lmcf, &ha) != NGX_OK) {
+        goto failed;
+    }
+
+    hinit.hash = &lmcf->names;
+    hinit.key = ngx_hash_key;
+    hinit.max_size = 8192;
+    hinit.bucket_size = ngx_align(128, ngx_cacheline_size);
+    hinit.name = "llm_model_names_hash";
+    hinit.pool = cf->pool;
+    hinit.temp_pool = NULL;
+
+    if (ngx_hash_init(&hinit, ha.keys.elts, ha.keys.nelts) != NGX_OK) {
+        goto failed;
+    }
+
+    ngx_destroy_pool(ha.temp_pool);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_destroy_pool(ha.temp_pool);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_llm_resolve_upstream(ngx_conf_t *cf, ngx_http_llm_model_t *model)
+{
+    ngx_uint_t                      i;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+        /* only explicit upstream{} blocks: never an implicit host */
+
+        if (!(uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+            || uscfp[i]->host.len != model->upstream_name.len
+            || ngx_strncasecmp(uscfp[i]->host.data, model->upstream_name.data,
+                               model->upstream_name.len) != 0)
+        {
+            continue;
+        }
+
+        model->upstream = uscfp[i];
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "llm_model \"%V\" names upstream \"%V\", which is not an "
+                  "upstream{} block, in %V:%ui", &model->name,
+                  &model->upstream_name, &model->file, model->line);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_llm_route_t *
+ngx_http_llm_make_route(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_str_t *send)
+{
+    ngx_http_llm_route_t  *route;
+
+    route = ngx_pcalloc(cf->pool, sizeof(ngx_http_llm_route_t));
+    if (route == NULL) {
+        return NULL;
+    }
+
+    route->model = model;
+
+    if (send->len) {
+        route->send = *send;
+
+        if (ngx_http_llm_json_quote(cf->pool, send, &route->send_json)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+    }
+
+    return route;
+}
+
+
+/* globs sorted by pattern length, longest first, declaration order kept */
+
+static ngx_int_t
+ngx_http_llm_init_globs(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t             i, j;
+    ngx_http_llm_route_t  *route, *routes, tmp;
+    ngx_http_llm_model_t  *models;
+
+    if (ngx_array_init(&lmcf->globs, cf->pool, 4,
+                       sizeof(ngx_http_llm_route_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        if (!models[i].glob) {
+            continue;
+        }
+
+        route = ngx_array_push(&lmcf->globs);
+        if (route == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(route, sizeof(ngx_http_llm_route_t));
+        route->model = &models[i];
+        route->send = models[i].target;
+        route->send_json = models[i].target_json;
+    }
+
+    routes = lmcf->globs.elts;
+
+    for (i = 1; i < lmcf->globs.nelts; i++) {
+        tmp = routes[i];
+
+        for (j = i;
+             j > 0 && routes[j - 1].model->name.len < tmp.model->name.len;
+             j--)
+        {
+            routes[j] = routes[j - 1];
+        }
+
+        routes[j] = tmp;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the model a name routes to, by exact name, longest glob, then default */
+
+static ngx_http_llm_model_t *
+ngx_http_llm_match_model(ngx_http_llm_main_conf_t *lmcf, ngx_str_t *name)
+{
+    ngx_uint_t             i;
+    ngx_http_llm_route_t  *globs;
+    ngx_http_llm_model_t  *models;
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        if (!models[i].glob
+            && models[i].name.len == name->len
+            && ngx_strncmp(models[i].name.data, name->data, name->len) == 0)
+        {
+            return &models[i];
+        }
+    }
+
+    globs = lmcf->globs.elts;
+
+    for (i = 0; i < lmcf->globs.nelts; i++) {
+        if (ngx_http_llm_glob_match(&globs[i].model->name, name)) {
+            return globs[i].model;
+        }
+    }
+
+    return lmcf->default_route ? lmcf->default_route->model : NULL;
+}
+
+
+static ngx_int_t
+ngx_http_llm_init_aliases(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_hash_keys_arrays_t *ha)
+{
+    ngx_int_t              rc;
+    ngx_str_t             *send;
+    ngx_uint_t             i;
+    ngx_http_llm_alias_t  *aliases;
+    ngx_http_llm_model_t  *model;
+    ngx_http_llm_route_t  *route;
+
+    aliases = lmcf->aliases.elts;
+
+    for (i = 0; i < lmcf->aliases.nelts; i++) {
+
+        model = ngx_http_llm_match_model(lmcf, &aliases[i].model);
+
+        if (model == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "llm_alias \"%V\" points to \"%V\", which matches "
+                          "no llm_model, in %V:%ui", &aliases[i].name,
+                          &aliases[i].model, &aliases[i].file,
+                          aliases[i].line);
+            return NGX_ERROR;
+        }
+
+        /* the engine gets the model's target, else the name aliased to */
+
+        send = model->target.len ? &model->target : &aliases[i].model;
+
+        route = ngx_http_llm_make_route(cf, model, send);
+        if (route == NULL) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_hash_add_key(ha, &aliases[i].name, route,
+                              NGX_HASH_READONLY_KEY);
+
+        if (rc == NGX_BUSY) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "llm_alias \"%V\" is also an llm_model name, "
+                          "in %V:%ui", &aliases[i].name, &aliases[i].file,
+                          aliases[i].line);
+            return NGX_ERROR;
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
