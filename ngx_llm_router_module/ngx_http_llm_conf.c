@@ -100,7 +100,8 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (model->upstream_name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no \"upstream\" in llm_model \"%V\"", &value[1]);
+                           "no \"upstream\" in llm_model \"%V\"",
+                           &model->name);
         return NGX_CONF_ERROR;
     }
 
@@ -201,6 +202,7 @@ static char *
 ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
     ngx_uint_t op)
 {
+    char                 *text;
     cJSON                *json;
     ngx_str_t            *value;
     ngx_uint_t            i, j, last;
@@ -261,8 +263,25 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
             return NGX_CONF_ERROR;
         }
 
+        /* sent in canonical form: nginx unescapes "\n" in quoted words */
+
+        text = cJSON_PrintUnformatted(json);
         cJSON_Delete(json);
-        rule->value = value[2];
+
+        if (text == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rule->value.len = ngx_strlen(text);
+        rule->value.data = ngx_pnalloc(cf->pool, rule->value.len);
+
+        if (rule->value.data == NULL) {
+            cJSON_free(text);
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(rule->value.data, text, rule->value.len);
+        cJSON_free(text);
 
     } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
         if (ngx_http_llm_json_number(value[2].data,

@@ -37,7 +37,7 @@ static u_char *ngx_http_llm_json_skip_literal(u_char *p, u_char *end);
 static u_char *ngx_http_llm_json_skip_key(u_char *p, u_char *end,
     const char **err);
 static u_char *ngx_http_llm_json_skip_value(u_char *p, u_char *end,
-    const char **err);
+    const char **err, u_char **errpos);
 static ngx_uint_t ngx_http_llm_json_type(u_char c);
 static ngx_uint_t ngx_http_llm_json_key_equals(ngx_http_llm_json_member_t *m,
     ngx_str_t *key);
@@ -212,12 +212,17 @@ ngx_http_llm_json_skip_key(u_char *p, u_char *end, const char **err)
     ((st)->bits[((st)->depth - 1) >> 3] & (1 << (((st)->depth - 1) & 7)))
 
 
-/* p is at the first byte of a value; returns one past its end */
+/*
+ * p is at the first byte of a value; returns one past its end, or NULL
+ * with the reason in *err and its place in *errpos
+ */
 
 static u_char *
-ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
+ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err,
+    u_char **errpos)
 {
-    ngx_http_llm_json_stack_t  st;
+    u_char                     *q;
+    ngx_http_llm_json_stack_t   st;
 
     st.depth = 0;
 
@@ -229,7 +234,7 @@ ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
 
         if (p == end) {
             *err = "unexpected end of data";
-            return NULL;
+            goto failed;
         }
 
         switch (*p) {
@@ -238,7 +243,7 @@ ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
         case '[':
             if (st.depth == NGX_HTTP_LLM_JSON_MAX_DEPTH) {
                 *err = "nesting too deep";
-                return NULL;
+                goto failed;
             }
 
             ngx_http_llm_stack_push(&st, *p == '{');
@@ -251,38 +256,46 @@ ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
             }
 
             if (ngx_http_llm_stack_top_is_object(&st)) {
-                p = ngx_http_llm_json_skip_key(p, end, err);
-                if (p == NULL) {
-                    return NULL;
+                q = ngx_http_llm_json_skip_key(p, end, err);
+                if (q == NULL) {
+                    goto failed;
                 }
+
+                p = q;
             }
 
             continue;
 
         case '"':
-            p = ngx_http_llm_json_skip_string(p, end);
-            if (p == NULL) {
+            q = ngx_http_llm_json_skip_string(p, end);
+            if (q == NULL) {
                 *err = "unterminated string";
-                return NULL;
+                goto failed;
             }
+
+            p = q;
             break;
 
         case 't':
         case 'f':
         case 'n':
-            p = ngx_http_llm_json_skip_literal(p, end);
-            if (p == NULL) {
+            q = ngx_http_llm_json_skip_literal(p, end);
+            if (q == NULL) {
                 *err = "invalid literal";
-                return NULL;
+                goto failed;
             }
+
+            p = q;
             break;
 
         default:
-            p = ngx_http_llm_json_skip_number(p, end);
-            if (p == NULL) {
+            q = ngx_http_llm_json_skip_number(p, end);
+            if (q == NULL) {
                 *err = "unexpected character";
-                return NULL;
+                goto failed;
             }
+
+            p = q;
             break;
         }
 
@@ -297,17 +310,19 @@ ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
 
             if (p == end) {
                 *err = "unexpected end of data";
-                return NULL;
+                goto failed;
             }
 
             if (*p == ',') {
                 p++;
 
                 if (ngx_http_llm_stack_top_is_object(&st)) {
-                    p = ngx_http_llm_json_skip_key(p, end, err);
-                    if (p == NULL) {
-                        return NULL;
+                    q = ngx_http_llm_json_skip_key(p, end, err);
+                    if (q == NULL) {
+                        goto failed;
                     }
+
+                    p = q;
                 }
 
                 break;
@@ -320,9 +335,15 @@ ngx_http_llm_json_skip_value(u_char *p, u_char *end, const char **err)
             }
 
             *err = "expected ',' or a closing bracket";
-            return NULL;
+            goto failed;
         }
     }
+
+failed:
+
+    *errpos = p;
+
+    return NULL;
 }
 
 
@@ -372,15 +393,19 @@ ngx_http_llm_json_scan(ngx_http_llm_json_doc_t *doc, u_char *p, u_char *end)
     }
 
     if (*p != '{') {
-        q = ngx_http_llm_json_skip_value(p, end, &err);
+        q = ngx_http_llm_json_skip_value(p, end, &err, &p);
 
-        if (q != NULL && ngx_http_llm_json_skip_ws(q, end) == end) {
+        if (q == NULL) {
+            goto invalid;
+        }
+
+        if (ngx_http_llm_json_skip_ws(q, end) == end) {
             return NGX_HTTP_LLM_JSON_NOT_OBJECT;
         }
 
-        doc->error = err ? err : "trailing data after the value";
-        doc->error_offset = (q ? q : p) - begin;
-        return NGX_HTTP_LLM_JSON_INVALID;
+        p = q;
+        err = "trailing data after the value";
+        goto invalid;
     }
 
     doc->start = p++;
@@ -434,13 +459,13 @@ ngx_http_llm_json_scan(ngx_http_llm_json_doc_t *doc, u_char *p, u_char *end)
         m->value = p;
         m->type = ngx_http_llm_json_type(*p);
 
-        p = ngx_http_llm_json_skip_value(p, end, &err);
-        if (p == NULL) {
-            p = m->value;
+        q = ngx_http_llm_json_skip_value(p, end, &err, &p);
+        if (q == NULL) {
             goto invalid;
         }
 
-        m->value_end = p;
+        m->value_end = q;
+        p = q;
 
         p = ngx_http_llm_json_skip_ws(p, end);
 
