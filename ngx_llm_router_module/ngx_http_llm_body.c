@@ -59,7 +59,7 @@ ngx_http_llm_router_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_llm_router_module);
+    ctx = ngx_http_llm_find_ctx(r);
 
     if (ctx && ctx->status != NGX_AGAIN) {
         return ctx->status;
@@ -117,7 +117,7 @@ ngx_http_llm_body_handler(ngx_http_request_t *r)
     ngx_int_t            rc;
     ngx_http_llm_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_llm_router_module);
+    ctx = ngx_http_llm_find_ctx(r);
 
     rc = ngx_http_llm_route_body(r, ctx);
 

@@ -290,7 +290,7 @@ ngx_http_llm_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t         *cl, out;
     ngx_http_llm_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_llm_router_module);
+    ctx = ngx_http_llm_find_ctx(r);
 
     if (ctx == NULL || ctx->error_body == NULL) {
         return ngx_http_next_body_filter(r, in);

@@ -11,6 +11,7 @@
 #include "ngx_http_llm_router.h"
 
 
+static void ngx_http_llm_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_llm_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_llm_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_llm_create_main_conf(ngx_conf_t *cf);
@@ -85,28 +86,71 @@ ngx_module_t  ngx_http_llm_router_module = {
 };
 
 
+/*
+ * An internal redirect clears module contexts, but the request was already
+ * routed and its body edited: the context lives in a pool cleanup, where
+ * it is found again (as the realip module does).
+ */
+
 ngx_http_llm_ctx_t *
-ngx_http_llm_get_ctx(ngx_http_request_t *r)
+ngx_http_llm_find_ctx(ngx_http_request_t *r)
 {
+    ngx_pool_cleanup_t  *cln;
     ngx_http_llm_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_llm_router_module);
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_llm_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_llm_router_module);
+            break;
+        }
+    }
+
+    return ctx;
+}
+
+
+ngx_http_llm_ctx_t *
+ngx_http_llm_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_llm_ctx_t  *ctx;
+
+    ctx = ngx_http_llm_find_ctx(r);
 
     if (ctx) {
         return ctx;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_llm_ctx_t));
-    if (ctx == NULL) {
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_llm_ctx_t));
+    if (cln == NULL) {
         return NULL;
     }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_llm_ctx_t));
 
     ctx->status = NGX_AGAIN;       /* the phase handler has not run */
     ctx->stream = -1;
 
+    cln->handler = ngx_http_llm_ctx_cleanup;
+
     ngx_http_set_ctx(r, ctx, ngx_http_llm_router_module);
 
     return ctx;
+}
+
+
+static void
+ngx_http_llm_ctx_cleanup(void *data)
+{
+    /* nothing to release yet: the handler marks the context's cleanup */
 }
 
 

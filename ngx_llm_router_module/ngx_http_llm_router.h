@@ -139,6 +139,7 @@ typedef struct {
 /* module */
 extern ngx_module_t  ngx_http_llm_router_module;
 
+ngx_http_llm_ctx_t *ngx_http_llm_find_ctx(ngx_http_request_t *r);
 ngx_http_llm_ctx_t *ngx_http_llm_get_ctx(ngx_http_request_t *r);
 
 /* configuration (ngx_http_llm_conf.c) */

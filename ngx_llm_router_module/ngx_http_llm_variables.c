@@ -64,7 +64,7 @@ ngx_http_llm_str_variable(ngx_http_request_t *r,
     ngx_str_t           *s;
     ngx_http_llm_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_llm_router_module);
+    ctx = ngx_http_llm_find_ctx(r->main);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -94,7 +94,7 @@ ngx_http_llm_stream_variable(ngx_http_request_t *r,
 {
     ngx_http_llm_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_llm_router_module);
+    ctx = ngx_http_llm_find_ctx(r->main);
 
     if (ctx == NULL || ctx->stream < 0) {
         v->not_found = 1;

@@ -209,3 +209,40 @@ X-Mock-Path: /v1/embeddings
 X-Mock-Method: POST
 --- response_body chomp
 {"input":["a","b"],"model":"served"}
+
+
+
+=== TEST 11: after an internal redirect the request is not routed twice
+A dead pool's 502 goes to a second routed location; the edited body must be
+sent as it was, and the variables keep the first routing.
+--- http_config
+upstream pool_dead { server 127.0.0.1:1; }
+upstream pool_a { server 127.0.0.1:$TEST_NGINX_MOCK1_PORT; }
+llm_model llama3-8b { upstream pool_dead; target served; drop x; }
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    error_page 502 = @spare;
+}
+location @spare {
+    llm_router on;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+    add_header X-Model $llm_model;
+    add_header X-Target $llm_target_model;
+}
+--- more_headers
+X-Mock-Echo: 1
+--- request
+POST /v1/chat/completions
+{"x":1,"model":"llama3-8b"}
+--- response_headers
+X-Model: llama3-8b
+X-Target: served
+X-Mock-Path: /v1/chat/completions
+--- response_body chomp
+{"model":"served"}
+--- error_log
+connect() failed (111: Connection refused)
+--- no_error_log
+llm router: 404
