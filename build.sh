@@ -52,7 +52,9 @@ build_module() {
 
     if [ -n "${NGINX_SRC:-}" ]; then
         src=$NGINX_SRC
-        [ -x "$src/configure" ] || die "NGINX_SRC=$src has no configure"
+        # a release tarball has ./configure, a git checkout auto/configure
+        [ -x "$src/configure" ] || [ -x "$src/auto/configure" ] ||
+            die "NGINX_SRC=$src has no configure"
         read -r -a flags <<< "--with-compat ${NGINX_CONF_FLAGS:-}"
     else
         [ -f /usr/share/nginx/src/conf_flags ] ||
@@ -74,7 +76,9 @@ build_module() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] ||
        [ "$ROOT/config" -nt "$stamp" ]; then
         say "configuring nginx in $src"
-        (cd "$src" && ./configure "${flags[@]}" --with-cc-opt="$CC_OPT" \
+        local configure=./configure
+        [ -x "$src/configure" ] || configure=auto/configure
+        (cd "$src" && $configure "${flags[@]}" --with-cc-opt="$CC_OPT" \
             --add-dynamic-module="$ROOT" > "$BUILD/configure.log" 2>&1) || {
             tail -n 20 "$BUILD/configure.log" >&2
             die "configure failed (see $BUILD/configure.log)"
