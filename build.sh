@@ -93,10 +93,30 @@ build_module() {
     say "built $MODULE"
 }
 
+# t/unit/NAME_test.c tests ngx_llm_router_module/ngx_http_llm_NAME.c alone
+run_unit_tests() {
+    local t name bin
+    mkdir -p "$BUILD/unit"
+    for t in "$ROOT"/t/unit/*_test.c; do
+        [ -e "$t" ] || continue
+        name=$(basename "$t" _test.c)
+        bin=$BUILD/unit/${name}_test
+        gcc -std=gnu99 -O1 -g -Wall -Wextra -Werror \
+            -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -I "$ROOT/ngx_llm_router_module" -o "$bin" "$t" \
+            "$ROOT/ngx_llm_router_module/ngx_http_llm_$name.c" -lm ||
+            die "cannot build unit test $t"
+        "$bin" || die "unit test $name failed"
+    done
+}
+
 run_tests() {
     local status=0
     need_packages "${test_deps[@]}"
     cd "$ROOT"
+
+    say "unit tests"
+    run_unit_tests
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$(command -v nginx)}
     export TEST_NGINX_LLM_MODULE=$MODULE
 
@@ -106,13 +126,9 @@ run_tests() {
         die "mock engine self-check failed"
     }
 
-    if perl -MTest::Nginx::Socket -e 1 2>/dev/null; then
-        say "running t/*.t with the installed Test::Nginx"
-        prove -r t/*.t || status=$?
-    else
-        say "Test::Nginx is not installed: using the runner in t/compat"
-        prove -I t/compat -r t/selftest t/*.t || status=$?
-    fi
+    # the real Test::Nginx when installed, else our runner in t/compat
+    say "Test::Nginx suites"
+    t/compat/prove-nginx -r t || status=$?
     return $status
 }
 

@@ -1,0 +1,270 @@
+
+/*
+ * ngx_llm_router: an incremental parser of the Prometheus text format.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "ngx_http_llm_prom.h"
+
+
+static void ngx_http_llm_prom_line(ngx_http_llm_prom_t *pr,
+    const unsigned char *p, const unsigned char *end);
+static const unsigned char *ngx_http_llm_prom_skip_labels(
+    const unsigned char *p, const unsigned char *end);
+static int ngx_http_llm_prom_value(const unsigned char *p,
+    const unsigned char *end, double *value);
+
+
+#define ngx_http_llm_prom_space(c)  ((c) == ' ' || (c) == '\t')
+
+#define ngx_http_llm_prom_name_start(c)                                       \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z')                \
+     || (c) == '_' || (c) == ':')
+
+#define ngx_http_llm_prom_name_char(c)                                        \
+    (ngx_http_llm_prom_name_start(c) || ((c) >= '0' && (c) <= '9'))
+
+
+void
+ngx_http_llm_prom_init(ngx_http_llm_prom_t *pr, const char *const *names,
+    size_t nnames, size_t limit)
+{
+    size_t  i;
+
+    memset(pr, 0, sizeof(ngx_http_llm_prom_t));
+
+    if (nnames > NGX_HTTP_LLM_PROM_MAX_NAMES) {
+        nnames = NGX_HTTP_LLM_PROM_MAX_NAMES;
+    }
+
+    for (i = 0; i < nnames; i++) {
+        pr->names[i] = names[i];
+    }
+
+    pr->nnames = nnames;
+    pr->limit = limit;
+}
+
+
+/* returns NGX_HTTP_LLM_PROM_TOO_BIG once the limit is passed */
+
+int
+ngx_http_llm_prom_feed(ngx_http_llm_prom_t *pr, const unsigned char *data,
+    size_t len)
+{
+    size_t               n;
+    const unsigned char  *p, *end, *nl;
+
+    if (pr->too_big) {
+        return NGX_HTTP_LLM_PROM_TOO_BIG;
+    }
+
+    if (len > pr->limit - pr->total) {
+        len = pr->limit - pr->total;
+        pr->too_big = 1;
+    }
+
+    pr->total += len;
+
+    p = data;
+    end = data + len;
+
+    while (p < end) {
+        nl = memchr(p, '\n', end - p);
+        n = (nl ? nl : end) - p;
+
+        if (pr->line_len + n > sizeof(pr->line)) {
+            pr->line_too_long = 1;
+            n = 0;
+        }
+
+        memcpy(pr->line + pr->line_len, p, n);
+        pr->line_len += n;
+
+        if (nl == NULL) {
+            break;
+        }
+
+        if (pr->line_too_long) {
+            pr->bad_lines++;
+
+        } else {
+            ngx_http_llm_prom_line(pr, pr->line, pr->line + pr->line_len);
+        }
+
+        pr->line_len = 0;
+        pr->line_too_long = 0;
+        p = nl + 1;
+    }
+
+    return pr->too_big ? NGX_HTTP_LLM_PROM_TOO_BIG : NGX_HTTP_LLM_PROM_OK;
+}
+
+
+/* the last line may lack its newline; a truncated body's is not trusted */
+
+void
+ngx_http_llm_prom_finish(ngx_http_llm_prom_t *pr)
+{
+    if (pr->line_len == 0 && !pr->line_too_long) {
+        return;
+    }
+
+    if (pr->line_too_long || pr->too_big) {
+        pr->bad_lines++;
+
+    } else {
+        ngx_http_llm_prom_line(pr, pr->line, pr->line + pr->line_len);
+    }
+
+    pr->line_len = 0;
+    pr->line_too_long = 0;
+}
+
+
+/* name{labels} value [timestamp] */
+
+static void
+ngx_http_llm_prom_line(ngx_http_llm_prom_t *pr, const unsigned char *p,
+    const unsigned char *end)
+{
+    size_t               i, len;
+    double               value;
+    const unsigned char  *name;
+
+    if (end > p && end[-1] == '\r') {
+        end--;
+    }
+
+    while (p < end && ngx_http_llm_prom_space(*p)) {
+        p++;
+    }
+
+    if (p == end || *p == '#') {
+        return;
+    }
+
+    if (!ngx_http_llm_prom_name_start(*p)) {
+        pr->bad_lines++;
+        return;
+    }
+
+    name = p;
+
+    while (p < end && ngx_http_llm_prom_name_char(*p)) {
+        p++;
+    }
+
+    len = p - name;
+
+    if (p < end && *p == '{') {
+        p = ngx_http_llm_prom_skip_labels(p + 1, end);
+        if (p == NULL) {
+            pr->bad_lines++;
+            return;
+        }
+    }
+
+    if (p == end || !ngx_http_llm_prom_space(*p)) {
+        pr->bad_lines++;
+        return;
+    }
+
+    while (p < end && ngx_http_llm_prom_space(*p)) {
+        p++;
+    }
+
+    if (ngx_http_llm_prom_value(p, end, &value) != 0) {
+        pr->bad_lines++;
+        return;
+    }
+
+    for (i = 0; i < pr->nnames; i++) {
+        if (strlen(pr->names[i]) == len
+            && memcmp(pr->names[i], name, len) == 0)
+        {
+            pr->sum[i] += value;
+            pr->seen[i] = 1;
+            return;
+        }
+    }
+}
+
+
+/* p is past '{'; returns one past the closing '}' */
+
+static const unsigned char *
+ngx_http_llm_prom_skip_labels(const unsigned char *p, const unsigned char *end)
+{
+    int  quoted;
+
+    quoted = 0;
+
+    for ( /* void */ ; p < end; p++) {
+
+        if (quoted) {
+            if (*p == '\\') {
+                p++;
+
+            } else if (*p == '"') {
+                quoted = 0;
+            }
+
+            continue;
+        }
+
+        if (*p == '"') {
+            quoted = 1;
+
+        } else if (*p == '}') {
+            return p + 1;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a finite number; NaN, Inf and anything unparsable are refused */
+
+static int
+ngx_http_llm_prom_value(const unsigned char *p, const unsigned char *end,
+    double *value)
+{
+    char                  buf[64], *last;
+    size_t                len;
+    const unsigned char  *v;
+
+    v = p;
+
+    while (p < end && !ngx_http_llm_prom_space(*p)) {
+        p++;
+    }
+
+    len = p - v;
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return -1;
+    }
+
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+
+    /* strtod() would also take hex, "inf" and "nan": allow digits only */
+
+    if (strspn(buf, "0123456789+-.eE") != len) {
+        return -1;
+    }
+
+    *value = strtod(buf, &last);
+
+    if (last != buf + len || !isfinite(*value)) {
+        return -1;
+    }
+
+    return 0;
+}
