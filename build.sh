@@ -89,7 +89,9 @@ build_module() {
     (cd "$src" && make -s -f objs/Makefile modules) ||
         die "compilation failed"
     mkdir -p "$BUILD"
-    cp "$src/objs/ngx_http_llm_router_module.so" "$MODULE"
+    # a new file, renamed into place: a running nginx keeps its mapping
+    cp "$src/objs/ngx_http_llm_router_module.so" "$MODULE.tmp.$$"
+    mv -f "$MODULE.tmp.$$" "$MODULE"
     say "built $MODULE"
 }
 

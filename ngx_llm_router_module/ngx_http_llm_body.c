@@ -1,8 +1,9 @@
 
 /*
  * ngx_llm_router: the precontent phase handler.  Reads the whole request
- * body after the access checks, finds the model, picks the route and edits
- * the raw body in place: unchanged spans are passed on without a copy.
+ * body after the access checks, scans it in the buffers nginx read it
+ * into, finds the model, picks the route and edits the raw body: the new
+ * body is a chain of the original spans, uncopied, and the edited pieces.
  */
 
 
@@ -13,23 +14,39 @@
 #include "ngx_http_llm_router.h"
 
 
+/* the body as nginx read it: memory buffers, or a file read into one */
+typedef struct {
+    ngx_chain_t                   *bufs;
+    off_t                          len;
+    ngx_chain_t                    flat;
+} ngx_http_llm_body_t;
+
+
 static void ngx_http_llm_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llm_route_body(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static ngx_int_t ngx_http_llm_flatten_body(ngx_http_request_t *r,
-    ngx_str_t *body);
+static ngx_int_t ngx_http_llm_body_init(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body);
+static ngx_int_t ngx_http_llm_body_read_file(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body);
+static ngx_int_t ngx_http_llm_body_range(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, off_t from, off_t to, ngx_str_t *out);
+static ngx_int_t ngx_http_llm_find_member(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan, ngx_str_t *name,
+    ngx_uint_t *count);
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_llm_json_doc_t *doc,
-    ngx_http_llm_json_member_t **model);
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
 static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_llm_json_doc_t *doc,
-    ngx_http_llm_json_member_t *model, ngx_array_t *edits);
-static ngx_int_t ngx_http_llm_plan_drops(ngx_http_llm_json_doc_t *doc,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t *model,
+    ngx_array_t *edits);
+static ngx_int_t ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan,
     u_char *dropped, ngx_array_t *edits, ngx_uint_t *kept);
-static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, u_char *start,
-    u_char *end, ngx_str_t *data);
+static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, off_t start,
+    off_t end, ngx_str_t *data);
 static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
-    ngx_str_t *body, ngx_array_t *edits);
+    ngx_http_llm_body_t *body, ngx_array_t *edits);
 static ngx_chain_t *ngx_http_llm_body_link(ngx_pool_t *pool, u_char *start,
     u_char *end);
 static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
@@ -146,55 +163,67 @@ ngx_http_llm_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
-    ngx_str_t                    body;
-    ngx_uint_t                   rc;
-    ngx_array_t                  edits;
-    ngx_http_llm_route_t        *route;
-    ngx_http_llm_json_doc_t      doc;
-    ngx_http_llm_main_conf_t    *lmcf;
-    ngx_http_llm_json_member_t  *model;
+    int                           rc;
+    ngx_int_t                     status;
+    ngx_chain_t                  *cl;
+    ngx_array_t                   edits;
+    ngx_http_llm_body_t           body;
+    ngx_http_llm_route_t         *route;
+    ngx_http_llm_jscan_t         *scan, scanner;
+    ngx_http_llm_main_conf_t     *lmcf;
+    ngx_http_llm_jscan_member_t  *model;
 
-    if (ngx_http_llm_flatten_body(r, &body) != NGX_OK) {
+    if (ngx_http_llm_body_init(r, &body) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(&doc, sizeof(ngx_http_llm_json_doc_t));
+    /* the scan is over before this returns: it lives on the stack */
 
-    if (ngx_array_init(&doc.members, r->pool, 16,
-                       sizeof(ngx_http_llm_json_member_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
+    scan = &scanner;
+    ngx_http_llm_jscan_init(scan);
+
+    rc = NGX_HTTP_LLM_JSCAN_AGAIN;
+
+    for (cl = body.bufs; cl && rc == NGX_HTTP_LLM_JSCAN_AGAIN; cl = cl->next) {
+        rc = ngx_http_llm_jscan_feed(scan, cl->buf->pos,
+                                     cl->buf->last - cl->buf->pos);
     }
 
-    rc = ngx_http_llm_json_scan(&doc, body.data, body.data + body.len);
+    switch (ngx_http_llm_jscan_finish(scan)) {
 
-    switch (rc) {
-
-    case NGX_HTTP_LLM_JSON_OK:
+    case NGX_HTTP_LLM_JSCAN_OK:
         break;
 
-    case NGX_HTTP_LLM_JSON_NOT_OBJECT:
+    case NGX_HTTP_LLM_JSCAN_NOT_OBJECT:
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                    "invalid_request", NULL,
                                    "the request body must be a JSON object");
 
-    case NGX_HTTP_LLM_JSON_INVALID:
+    case NGX_HTTP_LLM_JSCAN_TOO_MANY:
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", NULL,
+                                   "the request has more than %d top-level "
+                                   "fields", NGX_HTTP_LLM_JSCAN_MAX_MEMBERS);
+
+    default: /* NGX_HTTP_LLM_JSCAN_INVALID */
+        if (body.len == 0) {
+            return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_json", NULL,
+                                       "the request body is empty");
+        }
+
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                    "invalid_json", NULL,
                                    "the request body is not valid JSON: "
-                                   "%s at byte %uz", doc.error,
-                                   doc.error_offset);
-
-    default:
-        return NGX_ERROR;
+                                   "%s at byte %O", scan->error,
+                                   scan->error_offset);
     }
 
     model = NULL;
 
-    rc = ngx_http_llm_read_fields(r, ctx, &doc, &model);
-    if (rc != NGX_OK) {
-        return rc;
+    status = ngx_http_llm_read_fields(r, ctx, &body, scan, &model);
+    if (status != NGX_OK) {
+        return status;
     }
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
@@ -218,9 +247,9 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_llm_plan_edits(r, ctx, &doc, model, &edits);
-    if (rc != NGX_OK) {
-        return rc;
+    status = ngx_http_llm_plan_edits(r, ctx, &body, scan, model, &edits);
+    if (status != NGX_OK) {
+        return status;
     }
 
     if (edits.nelts && ngx_http_llm_apply_edits(r, &body, &edits) != NGX_OK)
@@ -239,31 +268,47 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 }
 
 
-/* the body as one contiguous piece of memory */
+/*
+ * The body's buffers.  In memory they are scanned and cut where they are;
+ * a body in a temporary file is read into one buffer (edits cannot be cut
+ * out of the file: a retry to the next upstream would resend its first
+ * piece from offset 0 on).
+ */
 
 static ngx_int_t
-ngx_http_llm_flatten_body(ngx_http_request_t *r, ngx_str_t *body)
+ngx_http_llm_body_init(ngx_http_request_t *r, ngx_http_llm_body_t *body)
+{
+    ngx_chain_t  *cl;
+
+    body->bufs = NULL;
+    body->len = 0;
+
+    if (r->request_body == NULL) {
+        return NGX_OK;
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            return ngx_http_llm_body_read_file(r, body);
+        }
+
+        body->len += cl->buf->last - cl->buf->pos;
+    }
+
+    body->bufs = r->request_body->bufs;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llm_body_read_file(ngx_http_request_t *r, ngx_http_llm_body_t *body)
 {
     u_char       *p;
     off_t         len, size;
     ssize_t       n;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
-
-    body->len = 0;
-    body->data = (u_char *) "";
-
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL && !cl->buf->in_file) {
-        body->data = cl->buf->pos;
-        body->len = cl->buf->last - cl->buf->pos;
-        return NGX_OK;
-    }
 
     len = 0;
 
@@ -272,29 +317,24 @@ ngx_http_llm_flatten_body(ngx_http_request_t *r, ngx_str_t *body)
         len += b->in_file ? b->file_last - b->file_pos : b->last - b->pos;
     }
 
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, (size_t) len);
-    if (p == NULL) {
+    b = ngx_create_temp_buf(r->pool, (size_t) len + 1);
+    if (b == NULL) {
         return NGX_ERROR;
     }
 
-    body->data = p;
-    body->len = (size_t) len;
+    p = b->pos;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
 
-        if (!b->in_file) {
-            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        if (!cl->buf->in_file) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
             continue;
         }
 
-        size = b->file_last - b->file_pos;
+        size = cl->buf->file_last - cl->buf->file_pos;
 
-        n = ngx_read_file(b->file, p, (size_t) size, b->file_pos);
+        n = ngx_read_file(cl->buf->file, p, (size_t) size,
+                          cl->buf->file_pos);
 
         if (n == NGX_ERROR) {
             return NGX_ERROR;
@@ -303,26 +343,136 @@ ngx_http_llm_flatten_body(ngx_http_request_t *r, ngx_str_t *body)
         if (n != size) {
             ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                           ngx_read_file_n " \"%V\" returned only %z bytes "
-                          "instead of %O", &b->file->name, n, size);
+                          "instead of %O", &cl->buf->file->name, n, size);
             return NGX_ERROR;
         }
 
         p += n;
     }
 
+    b->last = p;
+
+    body->flat.buf = b;
+    body->flat.next = NULL;
+    body->bufs = &body->flat;
+    body->len = len;
+
     return NGX_OK;
+}
+
+
+/* the bytes [from, to) of the body: in place, or copied if they straddle */
+
+static ngx_int_t
+ngx_http_llm_body_range(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    off_t from, off_t to, ngx_str_t *out)
+{
+    off_t         start, size, n;
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    start = 0;
+
+    for (cl = body->bufs; cl; cl = cl->next) {
+        size = cl->buf->last - cl->buf->pos;
+
+        if (from < start + size) {
+            break;
+        }
+
+        start += size;
+    }
+
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = (size_t) (to - from);
+
+    if (to <= start + size) {
+        out->data = cl->buf->pos + (from - start);
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, out->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    for ( /* void */ ; cl && from < to; cl = cl->next) {
+        size = cl->buf->last - cl->buf->pos;
+        n = ngx_min(to, start + size) - from;
+
+        p = ngx_cpymem(p, cl->buf->pos + (from - start), (size_t) n);
+
+        from += n;
+        start += size;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the index of the first top-level member named "name", or NGX_DECLINED */
+
+static ngx_int_t
+ngx_http_llm_find_member(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_str_t *name, ngx_uint_t *count)
+{
+    ngx_int_t                     found;
+    ngx_str_t                     key;
+    ngx_uint_t                    i;
+    ngx_http_llm_jscan_member_t  *m;
+
+    found = NGX_DECLINED;
+    *count = 0;
+
+    for (i = 0; i < scan->nmembers; i++) {
+        m = &scan->members[i];
+
+        /* an escaped key is at most 6 bytes a character */
+
+        if (m->key_len < name->len || m->key_len > 6 * name->len) {
+            continue;
+        }
+
+        if (ngx_http_llm_body_range(r, body, m->key, m->key + m->key_len,
+                                    &key)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_llm_json_key_equals(key.data, key.len, name)) {
+            if (found == NGX_DECLINED) {
+                found = i;
+            }
+
+            (*count)++;
+        }
+    }
+
+    return found;
 }
 
 
 static ngx_int_t
 ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_json_doc_t *doc, ngx_http_llm_json_member_t **model)
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_jscan_member_t **model)
 {
-    ngx_int_t                    rc;
-    ngx_uint_t                   count;
-    ngx_http_llm_json_member_t  *m;
+    ngx_int_t                     i, rc;
+    ngx_str_t                     raw;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
 
-    m = ngx_http_llm_json_find(doc, &ngx_http_llm_key_stream, &count);
+    i = ngx_http_llm_find_member(r, body, scan, &ngx_http_llm_key_stream,
+                                 &count);
+    if (i == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     if (count > 1) {
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -330,6 +480,8 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                    "the field \"stream\" appears %ui times",
                                    count);
     }
+
+    m = (i >= 0) ? &scan->members[i] : NULL;
 
     if (m == NULL || m->type == NGX_HTTP_LLM_JSON_NULL) {
         ctx->stream = 0;
@@ -345,7 +497,11 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                    "the field \"stream\" must be a boolean");
     }
 
-    m = ngx_http_llm_json_find(doc, &ngx_http_llm_key_model, &count);
+    i = ngx_http_llm_find_member(r, body, scan, &ngx_http_llm_key_model,
+                                 &count);
+    if (i == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     if (count > 1) {
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -354,11 +510,13 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                    count);
     }
 
-    if (m == NULL) {
+    if (i < 0) {
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                    "model_required", "model",
                                    "you must provide a model parameter");
     }
+
+    m = &scan->members[i];
 
     if (m->type != NGX_HTTP_LLM_JSON_STRING) {
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -366,7 +524,13 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                    "the field \"model\" must be a string");
     }
 
-    rc = ngx_http_llm_json_string_value(r->pool, m, &ctx->model);
+    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_llm_json_string_value(r->pool, &raw, &ctx->model);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -393,20 +557,20 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 static ngx_int_t
 ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_json_doc_t *doc, ngx_http_llm_json_member_t *model,
-    ngx_array_t *edits)
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_jscan_member_t *model, ngx_array_t *edits)
 {
-    u_char                      *p, *dropped;
-    double                       number;
-    size_t                       len;
-    ngx_str_t                    insert;
-    ngx_uint_t                   i, count, kept, ninserts;
-    ngx_http_llm_rule_t         *rule;
-    ngx_http_llm_route_t        *route;
-    ngx_http_llm_json_member_t  *m, *members;
+    u_char                       *p, *dropped, *found;
+    double                        number;
+    size_t                        len;
+    ngx_int_t                     k;
+    ngx_str_t                     insert, raw;
+    ngx_uint_t                    i, count, kept;
+    ngx_http_llm_rule_t          *rule;
+    ngx_http_llm_route_t         *route;
+    ngx_http_llm_jscan_member_t  *m;
 
     route = ctx->route;
-    members = doc->members.elts;
 
     if (route->send_json.len
         && (ctx->model.len != route->send.len
@@ -427,17 +591,21 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_OK;
     }
 
-    dropped = ngx_pcalloc(r->pool, doc->members.nelts + 1);
-    if (dropped == NULL) {
+    dropped = ngx_pcalloc(r->pool, scan->nmembers + 1);
+    found = ngx_pcalloc(r->pool, route->model->rules.nelts);
+
+    if (dropped == NULL || found == NULL) {
         return NGX_ERROR;
     }
 
     len = 0;
-    ninserts = 0;
 
     for (i = 0; i < route->model->rules.nelts; i++) {
 
-        m = ngx_http_llm_json_find(doc, &rule[i].field, &count);
+        k = ngx_http_llm_find_member(r, body, scan, &rule[i].field, &count);
+        if (k == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
         if (count > 1) {
             return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -446,12 +614,14 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                        &rule[i].field, count);
         }
 
+        m = (k >= 0) ? &scan->members[k] : NULL;
+        found[i] = (m != NULL);
+
         switch (rule[i].op) {
 
         case NGX_HTTP_LLM_RULE_SET:
             if (m == NULL) {
                 len += rule[i].field.len + rule[i].value.len + 8;
-                ninserts++;
                 break;
             }
 
@@ -471,7 +641,10 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             }
 
             if (m->type != NGX_HTTP_LLM_JSON_NUMBER
-                || ngx_http_llm_json_number(m->value, m->value_end, &number)
+                || ngx_http_llm_body_range(r, body, m->value, m->value_end,
+                                           &raw)
+                   != NGX_OK
+                || ngx_http_llm_json_number(raw.data, raw.len, &number)
                    != NGX_OK)
             {
                 return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -492,18 +665,18 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         default: /* NGX_HTTP_LLM_RULE_DROP */
             if (m) {
-                dropped[m - members] = 1;
+                dropped[k] = 1;
             }
 
             break;
         }
     }
 
-    if (ngx_http_llm_plan_drops(doc, dropped, edits, &kept) != NGX_OK) {
+    if (ngx_http_llm_plan_drops(scan, dropped, edits, &kept) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (ninserts == 0) {
+    if (len == 0) {
         return NGX_OK;
     }
 
@@ -517,9 +690,7 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     insert.data = p;
 
     for (i = 0; i < route->model->rules.nelts; i++) {
-        if (rule[i].op != NGX_HTTP_LLM_RULE_SET
-            || ngx_http_llm_json_find(doc, &rule[i].field, &count) != NULL)
-        {
+        if (rule[i].op != NGX_HTTP_LLM_RULE_SET || found[i]) {
             continue;
         }
 
@@ -532,7 +703,8 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     insert.len = p - insert.data;
 
-    return ngx_http_llm_add_edit(edits, doc->end - 1, doc->end - 1, &insert);
+    return ngx_http_llm_add_edit(edits, scan->obj_end - 1, scan->obj_end - 1,
+                                 &insert);
 }
 
 
@@ -542,14 +714,14 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
  */
 
 static ngx_int_t
-ngx_http_llm_plan_drops(ngx_http_llm_json_doc_t *doc, u_char *dropped,
+ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan, u_char *dropped,
     ngx_array_t *edits, ngx_uint_t *kept)
 {
-    ngx_uint_t                   i, first, n;
-    ngx_http_llm_json_member_t  *m;
+    ngx_uint_t                    i, first, n;
+    ngx_http_llm_jscan_member_t  *m;
 
-    m = doc->members.elts;
-    n = doc->members.nelts;
+    m = scan->members;
+    n = scan->nmembers;
 
     for (first = 0; first < n && dropped[first]; first++) { /* void */ }
 
@@ -559,8 +731,10 @@ ngx_http_llm_plan_drops(ngx_http_llm_json_doc_t *doc, u_char *dropped,
         *kept += !dropped[i];
     }
 
+    /* a member starts at its key's opening quote */
+
     if (first == n) {
-        return n ? ngx_http_llm_add_edit(edits, m[0].start,
+        return n ? ngx_http_llm_add_edit(edits, m[0].key - 1,
                                          m[n - 1].value_end, NULL)
                  : NGX_OK;
     }
@@ -571,7 +745,8 @@ ngx_http_llm_plan_drops(ngx_http_llm_json_doc_t *doc, u_char *dropped,
         }
 
         if (i < first) {
-            if (ngx_http_llm_add_edit(edits, m[i].start, m[i + 1].start, NULL)
+            if (ngx_http_llm_add_edit(edits, m[i].key - 1, m[i + 1].key - 1,
+                                      NULL)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -590,7 +765,7 @@ ngx_http_llm_plan_drops(ngx_http_llm_json_doc_t *doc, u_char *dropped,
 
 
 static ngx_int_t
-ngx_http_llm_add_edit(ngx_array_t *edits, u_char *start, u_char *end,
+ngx_http_llm_add_edit(ngx_array_t *edits, off_t start, off_t end,
     ngx_str_t *data)
 {
     ngx_uint_t            i;
@@ -624,68 +799,91 @@ ngx_http_llm_add_edit(ngx_array_t *edits, u_char *start, u_char *end,
 }
 
 
-/* replaces the request body with a chain of original spans and edits */
+/*
+ * Replaces the request body with the kept spans of its buffers, uncopied,
+ * and the edited pieces between them.
+ */
 
 static ngx_int_t
-ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_str_t *body,
+ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_array_t *edits)
 {
-    u_char               *pos, *end;
-    off_t                 len;
+    off_t                 pos, stop, start, size, from, to;
     ngx_uint_t            i;
-    ngx_chain_t          *out, **ll;
+    ngx_chain_t          *out, **ll, *cl, *src;
     ngx_table_elt_t      *h;
     ngx_http_llm_edit_t  *e;
 
     e = edits->elts;
-    pos = body->data;
-    end = body->data + body->len;
     out = NULL;
     ll = &out;
+    src = body->bufs;
+    start = 0;
+    pos = 0;
 
-    for (i = 0; i < edits->nelts; i++) {
+    for (i = 0; i <= edits->nelts; i++) {
 
-        if (pos < e[i].start) {
-            *ll = ngx_http_llm_body_link(r->pool, pos, e[i].start);
-            if (*ll == NULL) {
+        /* the original bytes [pos, stop), then edit i */
+
+        stop = (i < edits->nelts) ? e[i].start : body->len;
+
+        while (pos < stop && src) {
+            size = src->buf->last - src->buf->pos;
+
+            if (pos >= start + size) {
+                start += size;
+                src = src->next;
+                continue;
+            }
+
+            from = pos - start;
+            to = ngx_min(stop, start + size) - start;
+
+            cl = ngx_http_llm_body_link(r->pool, src->buf->pos + from,
+                                        src->buf->pos + to);
+            if (cl == NULL) {
                 return NGX_ERROR;
             }
 
-            ll = &(*ll)->next;
+            *ll = cl;
+            ll = &cl->next;
+            pos = start + to;
+        }
+
+        if (i == edits->nelts) {
+            break;
         }
 
         if (e[i].data.len) {
-            *ll = ngx_http_llm_body_link(r->pool, e[i].data.data,
-                                         e[i].data.data + e[i].data.len);
-            if (*ll == NULL) {
+            cl = ngx_http_llm_body_link(r->pool, e[i].data.data,
+                                        e[i].data.data + e[i].data.len);
+            if (cl == NULL) {
                 return NGX_ERROR;
             }
 
-            ll = &(*ll)->next;
+            *ll = cl;
+            ll = &cl->next;
         }
 
         pos = e[i].end;
     }
 
-    if (pos < end) {
-        *ll = ngx_http_llm_body_link(r->pool, pos, end);
-        if (*ll == NULL) {
-            return NGX_ERROR;
-        }
+    if (out == NULL) {
+        return NGX_ERROR;
     }
 
-    len = 0;
+    size = 0;
 
-    for (ll = &out; (*ll)->next; ll = &(*ll)->next) {
-        len += (*ll)->buf->last - (*ll)->buf->pos;
+    for (cl = out; cl->next; cl = cl->next) {
+        size += cl->buf->last - cl->buf->pos;
     }
 
-    len += (*ll)->buf->last - (*ll)->buf->pos;
-    (*ll)->buf->last_buf = 1;
-    (*ll)->buf->last_in_chain = 1;
+    size += cl->buf->last - cl->buf->pos;
+    cl->buf->last_buf = 1;
+    cl->buf->last_in_chain = 1;
 
     r->request_body->bufs = out;
-    r->headers_in.content_length_n = len;
+    r->headers_in.content_length_n = size;
 
     /* $content_length and anything else reading the header stay right */
 
@@ -697,7 +895,7 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_str_t *body,
             return NGX_ERROR;
         }
 
-        h->value.len = ngx_sprintf(h->value.data, "%O", len)
+        h->value.len = ngx_sprintf(h->value.data, "%O", size)
                        - h->value.data;
     }
 

@@ -284,8 +284,7 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
         cJSON_free(text);
 
     } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
-        if (ngx_http_llm_json_number(value[2].data,
-                                     value[2].data + value[2].len,
+        if (ngx_http_llm_json_number(value[2].data, value[2].len,
                                      &rule->limit)
             != NGX_OK)
         {

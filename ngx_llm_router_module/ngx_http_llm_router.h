@@ -12,27 +12,12 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_jscan.h"
+
 
 #define NGX_HTTP_LLM_RULE_SET        1
 #define NGX_HTTP_LLM_RULE_CLAMP      2
 #define NGX_HTTP_LLM_RULE_DROP       3
-
-
-/* JSON value types reported by the scanner */
-#define NGX_HTTP_LLM_JSON_STRING     1
-#define NGX_HTTP_LLM_JSON_NUMBER     2
-#define NGX_HTTP_LLM_JSON_OBJECT     3
-#define NGX_HTTP_LLM_JSON_ARRAY      4
-#define NGX_HTTP_LLM_JSON_TRUE       5
-#define NGX_HTTP_LLM_JSON_FALSE      6
-#define NGX_HTTP_LLM_JSON_NULL       7
-
-
-/* scanner results */
-#define NGX_HTTP_LLM_JSON_OK         0
-#define NGX_HTTP_LLM_JSON_INVALID    1
-#define NGX_HTTP_LLM_JSON_NOT_OBJECT 2
-#define NGX_HTTP_LLM_JSON_NOMEM      3
 
 
 typedef struct {
@@ -88,31 +73,13 @@ typedef struct {
 } ngx_http_llm_loc_conf_t;
 
 
-/* a top-level member of the request object */
+/* a replacement of the body's bytes [start, end) by data */
 typedef struct {
-    ngx_str_t                      key;        /* raw, inside the quotes */
-    u_char                        *start;      /* the key's opening quote */
-    u_char                        *value;
-    u_char                        *value_end;
-    ngx_uint_t                     type;
-    unsigned                       escaped:1;  /* key has escapes */
-} ngx_http_llm_json_member_t;
-
-
-typedef struct {
-    u_char                        *start;     /* the object's '{' */
-    u_char                        *end;       /* one past its '}' */
-    ngx_array_t                    members;   /* ngx_http_llm_json_member_t */
-    const char                    *error;     /* why it is not valid */
-    size_t                         error_offset;
-} ngx_http_llm_json_doc_t;
-
-
-typedef struct {
-    u_char                        *start;
-    u_char                        *end;
+    off_t                          start;
+    off_t                          end;
     ngx_str_t                      data;
 } ngx_http_llm_edit_t;
+
 
 
 typedef struct {
@@ -155,15 +122,13 @@ ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
 ngx_uint_t ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name);
 
 /* JSON (ngx_http_llm_json.c) */
-ngx_uint_t ngx_http_llm_json_scan(ngx_http_llm_json_doc_t *doc, u_char *p,
-    u_char *end);
-ngx_http_llm_json_member_t *ngx_http_llm_json_find(ngx_http_llm_json_doc_t *doc,
-    ngx_str_t *key, ngx_uint_t *count);
-ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool,
-    ngx_http_llm_json_member_t *m, ngx_str_t *out);
+ngx_uint_t ngx_http_llm_json_key_equals(u_char *p, size_t len,
+    ngx_str_t *name);
+ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
-ngx_int_t ngx_http_llm_json_number(u_char *p, u_char *end, double *out);
+ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 
 /* request body (ngx_http_llm_body.c) */
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);

@@ -59,7 +59,7 @@ POST /v1/chat/completions
 {"model":"llama3-8b"} {"model":"x"}
 --- error_code: 400
 --- response_body_like: "code":"invalid_json"
---- response_body_like: trailing data after the object
+--- response_body_like: trailing data after the document
 
 
 
@@ -68,7 +68,7 @@ POST /v1/chat/completions
 POST /v1/chat/completions
 {"messages":[{"role":"user","content":"x","extra":[1,2,tru]}],"model":"llama3-8b"}
 --- error_code: 400
---- response_body_like: "message":"the request body is not valid JSON: invalid literal at byte 55"
+--- response_body_like: "message":"the request body is not valid JSON: invalid literal at byte 58"
 
 
 

@@ -1,0 +1,293 @@
+
+/*
+ * Unit tests of the resumable JSON scanner (ngx_http_llm_jscan.c): every
+ * document is also fed split at every byte, and must give the same result.
+ * Built and run by `./build.sh test`; prints "N passed, N failed".
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_llm_jscan.h"
+
+
+static int  passed, failed;
+
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (cond) {                                                           \
+            passed++;                                                         \
+        } else {                                                              \
+            failed++;                                                         \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                       \
+            printf(__VA_ARGS__);                                              \
+            printf("\n");                                                     \
+        }                                                                     \
+    } while (0)
+
+
+static int
+scan(ngx_http_llm_jscan_t *s, const char *doc, size_t len, size_t step)
+{
+    int     rc;
+    size_t  off, n;
+
+    ngx_http_llm_jscan_init(s);
+
+    rc = NGX_HTTP_LLM_JSCAN_AGAIN;
+
+    for (off = 0; off < len && rc == NGX_HTTP_LLM_JSCAN_AGAIN; off += n) {
+        n = (step && len - off > step) ? step : len - off;
+        rc = ngx_http_llm_jscan_feed(s, (const unsigned char *) doc + off, n);
+    }
+
+    return ngx_http_llm_jscan_finish(s);
+}
+
+
+/* the same result at every split point and with 1-byte pieces */
+
+static void
+check_splits(const char *doc, int expect)
+{
+    int                           rc, rc2;
+    size_t                        len, i, step, k;
+    ngx_http_llm_jscan_t         *whole, *part;
+    ngx_http_llm_jscan_member_t  *a, *b;
+
+    whole = malloc(sizeof(ngx_http_llm_jscan_t));
+    part = malloc(sizeof(ngx_http_llm_jscan_t));
+
+    if (whole == NULL || part == NULL) {
+        exit(2);
+    }
+
+    len = strlen(doc);
+
+    rc = scan(whole, doc, len, 0);
+    CHECK(rc == expect, "%s: result %d, expected %d", doc, rc, expect);
+
+    for (step = 1; step <= len; step++) {
+        for (i = 0; i < 2; i++) {
+            /* i == 0: pieces of "step" bytes; i == 1: one cut at "step" */
+
+            if (i == 0) {
+                rc2 = scan(part, doc, len, step);
+
+            } else {
+                ngx_http_llm_jscan_init(part);
+                rc2 = ngx_http_llm_jscan_feed(part,
+                                              (const unsigned char *) doc,
+                                              step);
+                if (rc2 == NGX_HTTP_LLM_JSCAN_AGAIN) {
+                    ngx_http_llm_jscan_feed(part,
+                                        (const unsigned char *) doc + step,
+                                        len - step);
+                }
+                rc2 = ngx_http_llm_jscan_finish(part);
+            }
+
+            if (rc2 != rc || part->nmembers != whole->nmembers
+                || (rc == NGX_HTTP_LLM_JSCAN_INVALID
+                    && part->error_offset != whole->error_offset))
+            {
+                CHECK(0, "%s: split %zu/%zu differs", doc, step, i);
+                goto done;
+            }
+
+            for (k = 0; k < whole->nmembers; k++) {
+                a = &part->members[k];
+                b = &whole->members[k];
+
+                if (a->key != b->key || a->key_len != b->key_len
+                    || a->value != b->value || a->value_end != b->value_end
+                    || a->type != b->type)
+                {
+                    CHECK(0, "%s: member %zu differs at split %zu", doc, k,
+                          step);
+                    goto done;
+                }
+            }
+
+            passed++;
+        }
+    }
+
+done:
+
+    free(whole);
+    free(part);
+}
+
+
+static void
+check_member(const char *doc, size_t k, const char *key, const char *value,
+    unsigned type)
+{
+    ngx_http_llm_jscan_t          s;
+    ngx_http_llm_jscan_member_t  *m;
+
+    scan(&s, doc, strlen(doc), 0);
+
+    if (k >= s.nmembers) {
+        CHECK(0, "%s: no member %zu", doc, k);
+        return;
+    }
+
+    m = &s.members[k];
+
+    CHECK(m->key_len == strlen(key)
+          && memcmp(doc + m->key, key, m->key_len) == 0
+          && doc[m->key - 1] == '"',
+          "%s: member %zu key", doc, k);
+
+    CHECK((size_t) (m->value_end - m->value) == strlen(value)
+          && memcmp(doc + m->value, value, strlen(value)) == 0,
+          "%s: member %zu value '%.*s'", doc, k,
+          (int) (m->value_end - m->value), doc + m->value);
+
+    CHECK(m->type == type, "%s: member %zu type %u", doc, k, m->type);
+}
+
+
+static const char  *valid[] = {
+    "{}",
+    " { } ",
+    "{\"model\":\"m\"}",
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"hi \\\"x\\\" \\\\\"}],"
+        "\"model\":\"llama3-8b\",\"stream\":true}",
+    "{\"a\":[],\"b\":{},\"c\":[[[]]],\"d\":{\"e\":{\"f\":[1,2,{}]}}}",
+    "{\"n\":-0.5e+10,\"m\":0,\"k\":12345678901234567890,\"j\":1E5,"
+        "\"i\":-0,\"h\":3.25}",
+    "{\"t\":true,\"f\":false,\"z\":null}",
+    "{\"s\":\"\\\\\\\\\",\"q\":\"\\\\\\\"\",\"u\":\"\\u00e9\"}",
+    "{\"k\\\"ey\":\"v\\\\\"}",
+    "\n\t{\r\n \"a\" : 1 ,\n \"b\" :\t\"x\" }\n",
+    "{\"x\":\"\xc3\xa9\xe2\x82\xac\",\"y\":\"}]{[,:\"}",
+};
+
+
+static const char  *invalid[] = {
+    "",
+    "   ",
+    "{",
+    "{\"a\"",
+    "{\"a\":",
+    "{\"a\":1",
+    "{\"a\":1,}",
+    "{,}",
+    "{\"a\" 1}",
+    "{\"a\":01}",
+    "{\"a\":1.}",
+    "{\"a\":.5}",
+    "{\"a\":1e}",
+    "{\"a\":-}",
+    "{\"a\":tru}",
+    "{\"a\":nul}",
+    "{\"a\":[1,]}",
+    "{\"a\":[1 2]}",
+    "{\"a\":{]}",
+    "{\"a\":\"x}",
+    "{\"a\":\"x\\\"}",
+    "{} {}",
+    "{}x",
+    "{a:1}",
+    "{\"a\":+1}",
+};
+
+
+static const char  *not_object[] = {
+    "[]",
+    "[{\"model\":\"m\"}]",
+    "\"model\"",
+    "12",
+    "null",
+};
+
+
+int
+main(void)
+{
+    char                  *deep;
+    size_t                 i, n;
+    ngx_http_llm_jscan_t   s;
+
+    for (i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        check_splits(valid[i], NGX_HTTP_LLM_JSCAN_OK);
+    }
+
+    for (i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        check_splits(invalid[i], NGX_HTTP_LLM_JSCAN_INVALID);
+    }
+
+    for (i = 0; i < sizeof(not_object) / sizeof(not_object[0]); i++) {
+        check_splits(not_object[i], NGX_HTTP_LLM_JSCAN_NOT_OBJECT);
+    }
+
+    check_member(valid[3], 0, "messages",
+                 "[{\"role\":\"user\",\"content\":\"hi \\\"x\\\" \\\\\"}]",
+                 NGX_HTTP_LLM_JSON_ARRAY);
+    check_member(valid[3], 1, "model", "\"llama3-8b\"",
+                 NGX_HTTP_LLM_JSON_STRING);
+    check_member(valid[3], 2, "stream", "true", NGX_HTTP_LLM_JSON_TRUE);
+    check_member(valid[5], 0, "n", "-0.5e+10", NGX_HTTP_LLM_JSON_NUMBER);
+    check_member(valid[5], 5, "h", "3.25", NGX_HTTP_LLM_JSON_NUMBER);
+    check_member(valid[6], 2, "z", "null", NGX_HTTP_LLM_JSON_NULL);
+    check_member(valid[8], 0, "k\\\"ey", "\"v\\\\\"", NGX_HTTP_LLM_JSON_STRING);
+    check_member(valid[9], 1, "b", "\"x\"", NGX_HTTP_LLM_JSON_STRING);
+    check_member(valid[4], 3, "d", "{\"e\":{\"f\":[1,2,{}]}}",
+                 NGX_HTTP_LLM_JSON_OBJECT);
+
+    scan(&s, "{ }", 3, 0);
+    CHECK(s.obj_start == 0 && s.obj_end == 3, "object offsets");
+
+    scan(&s, "{\"a\":1e}", 8, 0);
+    CHECK(s.error_offset == 7 && strcmp(s.error, "invalid number") == 0,
+          "error offset %lld: %s", (long long) s.error_offset, s.error);
+
+    /* depth limit */
+
+    n = NGX_HTTP_LLM_JSCAN_MAX_DEPTH + 10;
+    deep = malloc(2 * n + 16);
+    if (deep == NULL) {
+        return 2;
+    }
+
+    strcpy(deep, "{\"a\":");
+    memset(deep + 5, '[', n);
+    memset(deep + 5 + n, ']', n);
+    strcpy(deep + 5 + 2 * n, "}");
+    CHECK(scan(&s, deep, strlen(deep), 0) == NGX_HTTP_LLM_JSCAN_INVALID
+          && strcmp(s.error, "nesting too deep") == 0, "nesting limit");
+
+    n = NGX_HTTP_LLM_JSCAN_MAX_DEPTH - 1;
+    memset(deep + 5, '[', n);
+    memset(deep + 5 + n, ']', n);
+    strcpy(deep + 5 + 2 * n, "}");
+    CHECK(scan(&s, deep, strlen(deep), 0) == NGX_HTTP_LLM_JSCAN_OK,
+          "just under the nesting limit");
+    free(deep);
+
+    /* member limit */
+
+    deep = malloc(16 * (NGX_HTTP_LLM_JSCAN_MAX_MEMBERS + 2));
+    if (deep == NULL) {
+        return 2;
+    }
+
+    strcpy(deep, "{");
+    for (i = 0; i <= NGX_HTTP_LLM_JSCAN_MAX_MEMBERS; i++) {
+        sprintf(deep + strlen(deep), "%s\"k%zu\":%zu", i ? "," : "", i, i);
+    }
+    strcat(deep, "}");
+    CHECK(scan(&s, deep, strlen(deep), 0) == NGX_HTTP_LLM_JSCAN_TOO_MANY,
+          "member limit");
+    free(deep);
+
+    printf("json scanner: %d passed, %d failed\n", passed, failed);
+
+    return failed ? 1 : 0;
+}
