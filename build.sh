@@ -6,6 +6,7 @@
 #   ./build.sh run      build, start mock engines and nginx on conf/demo.conf
 #   ./build.sh test     build and run the whole test suite
 #   ./build.sh bench    build and run the benchmark (bench/run.sh)
+#   ./build.sh cost     build and count instructions per request (bench/cost.sh)
 #
 # The module is built against Debian's nginx-dev tree with exactly the flags
 # of the installed nginx (--with-compat), or against NGINX_SRC=/path/to/nginx
@@ -143,6 +144,9 @@ case "${1:-build}" in
     build) build_module ;;
     run|demo) build_module; run_demo ;;
     test) build_module; run_tests ;;
-    bench) build_module; need_packages wrk python3; exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
-    *) die "usage: ./build.sh [build|run|test|bench]" ;;
+    bench) build_module; need_packages wrk python3
+           exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
+    cost) build_module; need_packages valgrind python3
+          exec bash "$ROOT/bench/cost.sh" "$MODULE" ;;
+    *) die "usage: ./build.sh [build|run|test|bench|cost]" ;;
 esac
