@@ -377,7 +377,7 @@ ngx_http_llm_jscan_string(ngx_http_llm_jscan_t *s, const unsigned char *p,
     const unsigned char *end, off_t offset)
 {
     size_t                        n;
-    const unsigned char          *q, *b;
+    const unsigned char          *q, *b, *start;
     ngx_http_llm_jscan_member_t  *m;
 
     if (s->escape) {
@@ -385,24 +385,30 @@ ngx_http_llm_jscan_string(ngx_http_llm_jscan_t *s, const unsigned char *p,
         return p + 1;
     }
 
-    q = memchr(p, '"', end - p);
+    start = p;
 
-    /* a quote, or the end of the piece, after an odd run of backslashes */
+    for ( ;; ) {
+        q = memchr(p, '"', end - p);
 
-    for (b = (q ? q : end); b > p && b[-1] == '\\'; b--) { /* void */ }
+        /* the quote, or the piece's end, after an odd run of backslashes */
 
-    n = (q ? q : end) - b;
+        for (b = (q ? q : end); b > p && b[-1] == '\\'; b--) { /* void */ }
 
-    if (q == NULL) {
-        s->escape = n & 1;
-        return end;
+        n = (q ? q : end) - b;
+
+        if (q == NULL) {
+            s->escape = n & 1;
+            return end;
+        }
+
+        if ((n & 1) == 0) {
+            break;
+        }
+
+        p = q + 1;
     }
 
-    if (n & 1) {
-        return q + 1;
-    }
-
-    offset += q - p;
+    offset += q - start;
 
     if (s->state == ST_KEY) {
         if (ngx_http_llm_jscan_top_member(s)) {
