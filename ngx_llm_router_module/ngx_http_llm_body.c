@@ -19,6 +19,7 @@ typedef struct {
     ngx_chain_t                   *bufs;
     off_t                          len;
     ngx_chain_t                    flat;
+    ngx_str_t                     *keys;     /* of the top-level members */
 } ngx_http_llm_body_t;
 
 
@@ -31,9 +32,10 @@ static ngx_int_t ngx_http_llm_body_read_file(ngx_http_request_t *r,
     ngx_http_llm_body_t *body);
 static ngx_int_t ngx_http_llm_body_range(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, off_t from, off_t to, ngx_str_t *out);
-static ngx_int_t ngx_http_llm_find_member(ngx_http_request_t *r,
-    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan, ngx_str_t *name,
-    ngx_uint_t *count);
+static ngx_int_t ngx_http_llm_body_keys(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
+static ngx_int_t ngx_http_llm_find_member(ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_str_t *name, ngx_uint_t *count);
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
@@ -47,8 +49,8 @@ static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, off_t start,
     off_t end, ngx_str_t *data);
 static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_array_t *edits);
-static ngx_chain_t *ngx_http_llm_body_link(ngx_pool_t *pool, u_char *start,
-    u_char *end);
+static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
+    u_char *start, u_char *end);
 static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *param, const char *fmt, ...);
@@ -217,6 +219,10 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                                    "the request body is not valid JSON: "
                                    "%s at byte %O", scan->error,
                                    scan->error_offset);
+    }
+
+    if (ngx_http_llm_body_keys(r, &body, scan) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     model = NULL;
@@ -415,37 +421,58 @@ ngx_http_llm_body_range(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 }
 
 
+/* the raw keys of the top-level members, looked up once */
+
+static ngx_int_t
+ngx_http_llm_body_keys(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan)
+{
+    ngx_uint_t                    i;
+    ngx_http_llm_jscan_member_t  *m;
+
+    body->keys = ngx_palloc(r->pool, (scan->nmembers + 1) * sizeof(ngx_str_t));
+    if (body->keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < scan->nmembers; i++) {
+        m = &scan->members[i];
+
+        if (ngx_http_llm_body_range(r, body, m->key, m->key + m->key_len,
+                                    &body->keys[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /* the index of the first top-level member named "name", or NGX_DECLINED */
 
 static ngx_int_t
-ngx_http_llm_find_member(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+ngx_http_llm_find_member(ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_str_t *name, ngx_uint_t *count)
 {
-    ngx_int_t                     found;
-    ngx_str_t                     key;
-    ngx_uint_t                    i;
-    ngx_http_llm_jscan_member_t  *m;
+    ngx_int_t    found;
+    ngx_str_t   *key;
+    ngx_uint_t   i;
 
     found = NGX_DECLINED;
     *count = 0;
 
     for (i = 0; i < scan->nmembers; i++) {
-        m = &scan->members[i];
+        key = &body->keys[i];
 
         /* an escaped key is at most 6 bytes a character */
 
-        if (m->key_len < name->len || m->key_len > 6 * name->len) {
+        if (key->len < name->len || key->len > 6 * name->len) {
             continue;
         }
 
-        if (ngx_http_llm_body_range(r, body, m->key, m->key + m->key_len,
-                                    &key)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_llm_json_key_equals(key.data, key.len, name)) {
+        if (ngx_http_llm_json_key_equals(key->data, key->len, name)) {
             if (found == NGX_DECLINED) {
                 found = i;
             }
@@ -468,7 +495,7 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t                    count;
     ngx_http_llm_jscan_member_t  *m;
 
-    i = ngx_http_llm_find_member(r, body, scan, &ngx_http_llm_key_stream,
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream,
                                  &count);
     if (i == NGX_ERROR) {
         return NGX_ERROR;
@@ -497,7 +524,7 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                    "the field \"stream\" must be a boolean");
     }
 
-    i = ngx_http_llm_find_member(r, body, scan, &ngx_http_llm_key_model,
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_model,
                                  &count);
     if (i == NGX_ERROR) {
         return NGX_ERROR;
@@ -602,7 +629,7 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     for (i = 0; i < route->model->rules.nelts; i++) {
 
-        k = ngx_http_llm_find_member(r, body, scan, &rule[i].field, &count);
+        k = ngx_http_llm_find_member(body, scan, &rule[i].field, &count);
         if (k == NGX_ERROR) {
             return NGX_ERROR;
         }
@@ -809,14 +836,29 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_array_t *edits)
 {
     off_t                 pos, stop, start, size, from, to;
-    ngx_uint_t            i;
-    ngx_chain_t          *out, **ll, *cl, *src;
+    ngx_buf_t            *b;
+    ngx_uint_t            i, n;
+    ngx_chain_t          *cl, *src, *links;
     ngx_table_elt_t      *h;
     ngx_http_llm_edit_t  *e;
 
+    /* at most a piece of every buffer and an edit after each edit */
+
+    n = 2 * edits->nelts + 1;
+
+    for (src = body->bufs; src; src = src->next) {
+        n++;
+    }
+
+    b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+    if (b == NULL || links == NULL) {
+        return NGX_ERROR;
+    }
+
     e = edits->elts;
-    out = NULL;
-    ll = &out;
+    cl = links;
     src = body->bufs;
     start = 0;
     pos = 0;
@@ -839,14 +881,8 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             from = pos - start;
             to = ngx_min(stop, start + size) - start;
 
-            cl = ngx_http_llm_body_link(r->pool, src->buf->pos + from,
-                                        src->buf->pos + to);
-            if (cl == NULL) {
-                return NGX_ERROR;
-            }
-
-            *ll = cl;
-            ll = &cl->next;
+            ngx_http_llm_body_link(cl++, b++, src->buf->pos + from,
+                                   src->buf->pos + to);
             pos = start + to;
         }
 
@@ -855,34 +891,28 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
         }
 
         if (e[i].data.len) {
-            cl = ngx_http_llm_body_link(r->pool, e[i].data.data,
-                                        e[i].data.data + e[i].data.len);
-            if (cl == NULL) {
-                return NGX_ERROR;
-            }
-
-            *ll = cl;
-            ll = &cl->next;
+            ngx_http_llm_body_link(cl++, b++, e[i].data.data,
+                                   e[i].data.data + e[i].data.len);
         }
 
         pos = e[i].end;
     }
 
-    if (out == NULL) {
+    if (cl == links) {
         return NGX_ERROR;
     }
 
+    cl[-1].next = NULL;
+    cl[-1].buf->last_buf = 1;
+    cl[-1].buf->last_in_chain = 1;
+
     size = 0;
 
-    for (cl = out; cl->next; cl = cl->next) {
+    for (cl = links; cl; cl = cl->next) {
         size += cl->buf->last - cl->buf->pos;
     }
 
-    size += cl->buf->last - cl->buf->pos;
-    cl->buf->last_buf = 1;
-    cl->buf->last_in_chain = 1;
-
-    r->request_body->bufs = out;
+    r->request_body->bufs = links;
     r->headers_in.content_length_n = size;
 
     /* $content_length and anything else reading the header stay right */
@@ -905,32 +935,18 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 
 /* upstream retries reset pos to start, so both mark the span */
 
-static ngx_chain_t *
-ngx_http_llm_body_link(ngx_pool_t *pool, u_char *start, u_char *end)
+static void
+ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b, u_char *start,
+    u_char *end)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    b = ngx_calloc_buf(pool);
-    if (b == NULL) {
-        return NULL;
-    }
-
     b->memory = 1;
     b->start = start;
     b->pos = start;
     b->end = end;
     b->last = end;
 
-    cl = ngx_alloc_chain_link(pool);
-    if (cl == NULL) {
-        return NULL;
-    }
-
     cl->buf = b;
-    cl->next = NULL;
-
-    return cl;
+    cl->next = cl + 1;
 }
 
 
