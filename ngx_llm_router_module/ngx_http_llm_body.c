@@ -51,6 +51,8 @@ static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_array_t *edits);
 static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
     u_char *start, u_char *end);
+static ngx_int_t ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *route);
 static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t status, const char *code,
     const char *param, const char *fmt, ...);
@@ -170,7 +172,7 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     ngx_chain_t                  *cl;
     ngx_array_t                   edits;
     ngx_http_llm_body_t           body;
-    ngx_http_llm_route_t         *route;
+    ngx_http_llm_route_t         *route, *healthy;
     ngx_http_llm_jscan_t         *scan, scanner;
     ngx_http_llm_main_conf_t     *lmcf;
     ngx_http_llm_jscan_member_t  *model;
@@ -241,6 +243,20 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                                    "model_not_found", "model",
                                    "the model \"%V\" does not exist",
                                    &ctx->model);
+    }
+
+    healthy = ngx_http_llm_healthy_route(lmcf, route);
+
+    if (healthy == NULL) {
+        return ngx_http_llm_no_healthy_upstream(r, ctx, route);
+    }
+
+    if (healthy != route) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "llm router: model \"%V\" falls back to \"%V\": "
+                      "no healthy peer in upstream \"%V\"", &ctx->model,
+                      &healthy->model->name, &route->model->upstream->host);
+        route = healthy;
     }
 
     ctx->route = route;
@@ -947,6 +963,46 @@ ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b, u_char *start,
 
     cl->buf = b;
     cl->next = cl + 1;
+}
+
+
+/* 503 with Retry-After: the next check may bring a peer back */
+
+static ngx_int_t
+ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *route)
+{
+    u_char                    *p;
+    ngx_msec_t                 retry;
+    ngx_table_elt_t           *h;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    (void) ngx_http_llm_upstream_usable(lmcf, route->model->upstream,
+                                        &retry);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+
+    if (h == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%M", (retry + 999) / 1000) - p;
+
+    ctx->upstream = route->model->upstream->host;
+
+    return ngx_http_llm_reject(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "no_healthy_upstream", NULL,
+                               "no healthy engine can serve the model "
+                               "\"%V\" now", &ctx->model);
 }
 
 

@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_llm_init_aliases(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf, ngx_hash_keys_arrays_t *ha);
 static ngx_int_t ngx_http_llm_init_globs(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_init_fallbacks(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
 
 
 static ngx_str_t  ngx_http_llm_default_name = ngx_string("default");
@@ -155,6 +157,21 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
             return NGX_CONF_ERROR;
         }
 
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 8
+        && ngx_strncmp(value[0].data, "fallback", 8) == 0)
+    {
+        if (cf->args->nelts != 2) {
+            goto invalid_args;
+        }
+
+        if (model->fallback.len) {
+            return "\"fallback\" directive is duplicate";
+        }
+
+        model->fallback = value[1];
         return NGX_CONF_OK;
     }
 
@@ -428,7 +445,7 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 
     ngx_destroy_pool(ha.temp_pool);
 
-    return NGX_OK;
+    return ngx_http_llm_init_fallbacks(cf, lmcf);
 
 failed:
 
@@ -634,6 +651,78 @@ ngx_http_llm_init_aliases(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
 
         if (rc != NGX_OK) {
             return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A fallback names another model (or an alias, or a name a glob matches);
+ * the engine behind it gets that model's target, else the fallback name.
+ * Chains are followed at request time, so a loop is refused here.
+ */
+
+static ngx_int_t
+ngx_http_llm_init_fallbacks(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t             i, n;
+    ngx_str_t             *send;
+    ngx_http_llm_route_t  *route;
+    ngx_http_llm_model_t  *models, *model, *m;
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        model = &models[i];
+
+        if (model->fallback.len == 0) {
+            continue;
+        }
+
+        route = ngx_hash_find(&lmcf->names,
+                              ngx_hash_key(model->fallback.data,
+                                           model->fallback.len),
+                              model->fallback.data, model->fallback.len);
+
+        m = route ? route->model : ngx_http_llm_match_model(lmcf,
+                                                            &model->fallback);
+
+        if (m == NULL
+            || (route == NULL && lmcf->default_route
+                && m == lmcf->default_route->model))
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "fallback \"%V\" of llm_model \"%V\" matches no "
+                          "llm_model, in %V:%ui", &model->fallback,
+                          &model->name, &model->file, model->line);
+            return NGX_ERROR;
+        }
+
+        send = m->target.len ? &m->target
+               : (route && route->send.len) ? &route->send
+               : &model->fallback;
+
+        model->fallback_route = ngx_http_llm_make_route(cf, m, send);
+        if (model->fallback_route == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        m = &models[i];
+
+        for (n = 0; m->fallback_route; n++) {
+            m = m->fallback_route->model;
+
+            if (m == &models[i] || n > lmcf->models.nelts) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "the fallbacks of llm_model \"%V\" make a "
+                              "loop, in %V:%ui", &models[i].name,
+                              &models[i].file, models[i].line);
+                return NGX_ERROR;
+            }
         }
     }
 

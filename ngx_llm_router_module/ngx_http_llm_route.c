@@ -80,3 +80,26 @@ ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name)
 
     return p == pend;
 }
+
+
+/* the route itself, or the first fallback whose upstream has a usable peer */
+
+ngx_http_llm_route_t *
+ngx_http_llm_healthy_route(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_route_t *route)
+{
+    ngx_uint_t  n;
+    ngx_msec_t  retry;
+
+    for (n = 0; route && n <= lmcf->models.nelts; n++) {
+        if (ngx_http_llm_upstream_usable(lmcf, route->model->upstream,
+                                         &retry))
+        {
+            return route;
+        }
+
+        route = route->model->fallback_route;
+    }
+
+    return NULL;
+}

@@ -15,6 +15,19 @@
 #include "ngx_http_llm_jscan.h"
 
 
+#define NGX_HTTP_LLM_ENGINE_NONE     0
+#define NGX_HTTP_LLM_ENGINE_VLLM     1
+#define NGX_HTTP_LLM_ENGINE_LLAMACPP 2
+#define NGX_HTTP_LLM_ENGINE_SGLANG   3
+#define NGX_HTTP_LLM_ENGINE_TGI      4
+#define NGX_HTTP_LLM_ENGINE_OLLAMA   5
+#define NGX_HTTP_LLM_ENGINE_OPENAI   6
+
+#define NGX_HTTP_LLM_NAME_LEN        64
+#define NGX_HTTP_LLM_ERROR_LEN       64
+#define NGX_HTTP_LLM_ZONE_VERSION    1
+
+
 #define NGX_HTTP_LLM_RULE_SET        1
 #define NGX_HTTP_LLM_RULE_CLAMP      2
 #define NGX_HTTP_LLM_RULE_DROP       3
@@ -36,6 +49,8 @@ typedef struct {
     ngx_str_t                      target;     /* plain, empty if unset */
     ngx_str_t                      target_json;
     ngx_array_t                    rules;      /* ngx_http_llm_rule_t */
+    ngx_str_t                      fallback;
+    struct ngx_http_llm_route_s   *fallback_route;
     ngx_str_t                      file;
     ngx_uint_t                     line;
 } ngx_http_llm_model_t;
@@ -50,11 +65,57 @@ typedef struct {
 
 
 /* what a name resolves to: a model and the name to send upstream */
-typedef struct {
+typedef struct ngx_http_llm_route_s {
     ngx_http_llm_model_t          *model;
     ngx_str_t                      send;       /* plain, empty: unchanged */
     ngx_str_t                      send_json;  /* quoted JSON string */
 } ngx_http_llm_route_t;
+
+
+/* the llm_* settings of an upstream{} block */
+typedef struct {
+    ngx_uint_t                     engine;
+    ngx_msec_t                     check_interval;   /* 0: no checks */
+    ngx_msec_t                     check_timeout;
+    ngx_uint_t                     fall;
+    ngx_uint_t                     rise;
+    ngx_str_t                      check_uri;
+    ngx_str_t                      check_request;    /* the whole request */
+    ngx_uint_t                     check_status;     /* 0: any 2xx */
+    ngx_http_upstream_srv_conf_t  *upstream;
+    ngx_http_upstream_init_pt      original_init_upstream;
+    ngx_http_upstream_init_peer_pt original_init_peer;
+    ngx_uint_t                     base;      /* first peer in the zone */
+    ngx_uint_t                     npeers;
+    u_char                        *config_down;     /* "down" as configured */
+    ngx_str_t                      file;
+    ngx_uint_t                     line;
+} ngx_http_llm_srv_conf_t;
+
+
+/* a peer's state in the shared zone, seen by every worker */
+typedef struct {
+    u_char                         upstream[NGX_HTTP_LLM_NAME_LEN];
+    u_char                         name[NGX_HTTP_LLM_NAME_LEN];
+    ngx_uint_t                     down;
+    ngx_uint_t                     fails;       /* consecutive */
+    ngx_uint_t                     successes;   /* consecutive */
+    ngx_uint_t                     checks;
+    ngx_msec_t                     latency;
+    time_t                         last_check;  /* 0: never */
+    ngx_uint_t                     last_check_ms;
+    ngx_msec_t                     next_check;  /* ngx_current_msec */
+    ngx_msec_t                     check_started;
+    ngx_pid_t                      checker;     /* 0: none running */
+    u_char                         error[NGX_HTTP_LLM_ERROR_LEN];
+} ngx_http_llm_peer_state_t;
+
+
+typedef struct {
+    ngx_uint_t                     version;
+    ngx_uint_t                     npeers;
+    ngx_http_llm_peer_state_t     *peers;
+} ngx_http_llm_shctx_t;
 
 
 typedef struct {
@@ -64,7 +125,10 @@ typedef struct {
     ngx_array_t                    globs;      /* ngx_http_llm_route_t */
     ngx_http_llm_route_t          *default_route;
     ngx_str_t                      models_json;
-    ngx_uint_t                     enabled;    /* some location routes */
+    ngx_array_t                    upstreams;  /* ngx_http_llm_srv_conf_t * */
+    ngx_shm_zone_t                *shm_zone;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_llm_shctx_t          *sh;
 } ngx_http_llm_main_conf_t;
 
 
@@ -120,6 +184,8 @@ ngx_int_t ngx_http_llm_init_routes(ngx_conf_t *cf,
 ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
     ngx_str_t *name);
 ngx_uint_t ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name);
+ngx_http_llm_route_t *ngx_http_llm_healthy_route(
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_route_t *route);
 
 /* JSON (ngx_http_llm_json.c) */
 ngx_uint_t ngx_http_llm_json_key_equals(u_char *p, size_t len,
@@ -147,6 +213,33 @@ ngx_int_t ngx_http_llm_build_models_json(ngx_conf_t *cf,
 
 /* variables (ngx_http_llm_variables.c) */
 ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
+
+/* upstream{} directives and peer selection (ngx_http_llm_upstream.c) */
+void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
+char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);
+ngx_uint_t ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_upstream_srv_conf_t *uscf, ngx_msec_t *retry);
+const char *ngx_http_llm_engine_name(ngx_uint_t engine);
+ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
+    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
+
+/* shared zone (ngx_http_llm_zone.c) */
+char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_uint_t n);
+
+/* active checks (ngx_http_llm_check.c) */
+ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
+
+/* status endpoint (ngx_http_llm_status.c) */
+char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);

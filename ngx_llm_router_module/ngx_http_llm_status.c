@@ -1,0 +1,254 @@
+
+/*
+ * ngx_llm_router: llm_router_status, the state of every llm upstream and
+ * peer as JSON.  The zone is copied under its lock and formatted after.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_llm_router.h"
+
+
+/* room for one peer's JSON besides its quoted names and error */
+#define NGX_HTTP_LLM_STATUS_PEER_LEN  (256 + 6 * (2 * NGX_HTTP_LLM_NAME_LEN \
+                                       + NGX_HTTP_LLM_ERROR_LEN))
+
+
+static ngx_int_t ngx_http_llm_status_handler(ngx_http_request_t *r);
+static u_char *ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *peers);
+static u_char *ngx_http_llm_status_string(ngx_http_request_t *r, u_char *p,
+    u_char *s, size_t len);
+
+
+char *
+ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate or conflicts with another content handler";
+    }
+
+    clcf->handler = ngx_http_llm_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llm_status_handler(ngx_http_request_t *r)
+{
+    size_t                      len;
+    u_char                     *p;
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_uint_t                  i, npeers;
+    ngx_chain_t                 out;
+    ngx_http_llm_srv_conf_t   **lscfp;
+    ngx_http_llm_main_conf_t   *lmcf;
+    ngx_http_llm_peer_state_t  *peers;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    /* a snapshot of the zone */
+
+    npeers = 0;
+    peers = NULL;
+
+    if (lmcf->sh) {
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+        npeers = lmcf->sh->npeers;
+        peers = ngx_palloc(r->pool,
+                           (npeers + 1) * sizeof(ngx_http_llm_peer_state_t));
+
+        if (peers) {
+            ngx_memcpy(peers, lmcf->sh->peers,
+                       npeers * sizeof(ngx_http_llm_peer_state_t));
+        }
+
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+        if (peers == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    len = sizeof("{\"zone\":,\"upstreams\":[]}\n") + 2 * 6 * 64
+          + lmcf->upstreams.nelts * NGX_HTTP_LLM_STATUS_PEER_LEN;
+
+    lscfp = lmcf->upstreams.elts;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        len += (lscfp[i]->npeers + 1) * NGX_HTTP_LLM_STATUS_PEER_LEN
+               + 6 * lscfp[i]->check_uri.len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"zone\":", sizeof("{\"zone\":") - 1);
+
+    if (lmcf->shm_zone) {
+        p = ngx_http_llm_status_string(r, p, lmcf->shm_zone->shm.name.data,
+                                       lmcf->shm_zone->shm.name.len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"upstreams\":[", sizeof(",\"upstreams\":[") - 1);
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_llm_status_upstream(r, p, lscfp[i], peers);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_cpymem(p, "]}\n", 3);
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static u_char *
+ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *peers)
+{
+    ngx_str_t                   name;
+    ngx_uint_t                  k;
+    ngx_http_llm_peer_state_t  *st;
+
+    p = ngx_sprintf(p, "{\"name\":");
+    p = ngx_http_llm_status_string(r, p, lscf->upstream->host.data,
+                                   lscf->upstream->host.len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(p, ",\"engine\":\"%s\",\"check\":",
+                    ngx_http_llm_engine_name(lscf->engine));
+
+    if (lscf->check_interval) {
+        if (ngx_http_llm_json_quote(r->pool, &lscf->check_uri, &name)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+
+        p = ngx_sprintf(p, "{\"interval_ms\":%M,\"timeout_ms\":%M,"
+                           "\"fall\":%ui,\"rise\":%ui,\"uri\":%V}",
+                        lscf->check_interval, lscf->check_timeout,
+                        lscf->fall, lscf->rise, &name);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ",\"peers\":[", sizeof(",\"peers\":[") - 1);
+
+    for (k = 0; peers && k < lscf->npeers; k++) {
+        st = &peers[lscf->base + k];
+
+        if (k) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, "{\"name\":", sizeof("{\"name\":") - 1);
+        p = ngx_http_llm_status_string(r, p, st->name,
+                                       ngx_strlen(st->name));
+        if (p == NULL) {
+            return NULL;
+        }
+
+        p = ngx_sprintf(p, ",\"up\":%s,\"configured_down\":%s,"
+                           "\"fails\":%ui,\"successes\":%ui,\"checks\":%ui,",
+                        (st->down || lscf->config_down[k]) ? "false"
+                                                            : "true",
+                        lscf->config_down[k] ? "true" : "false",
+                        st->fails, st->successes, st->checks);
+
+        if (st->last_check) {
+            p = ngx_sprintf(p, "\"last_check_ms\":%T%03ui,"
+                               "\"latency_ms\":%M,",
+                            st->last_check, st->last_check_ms, st->latency);
+
+        } else {
+            p = ngx_sprintf(p, "\"last_check_ms\":null,"
+                               "\"latency_ms\":null,");
+        }
+
+        p = ngx_cpymem(p, "\"last_error\":", sizeof("\"last_error\":") - 1);
+
+        if (st->error[0]) {
+            p = ngx_http_llm_status_string(r, p, st->error,
+                                           ngx_strlen(st->error));
+            if (p == NULL) {
+                return NULL;
+            }
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+
+        *p++ = '}';
+    }
+
+    return ngx_cpymem(p, "]}", 2);
+}
+
+
+static u_char *
+ngx_http_llm_status_string(ngx_http_request_t *r, u_char *p, u_char *s,
+    size_t len)
+{
+    ngx_str_t  in, out;
+
+    in.data = s;
+    in.len = len;
+
+    if (ngx_http_llm_json_quote(r->pool, &in, &out) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_cpymem(p, out.data, out.len);
+}

@@ -1,0 +1,507 @@
+
+/*
+ * ngx_llm_router: llm_* directives inside upstream{} and the peer
+ * initialization hook that keeps peers marked down by active checks out of
+ * every balancer built on nginx's round-robin peers (round robin, least_conn,
+ * hash, random, keepalive on top of them).  Like the keepalive module, the
+ * hook wraps the upstream's init_upstream and init_peer handlers.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_llm_router.h"
+
+
+typedef struct {
+    ngx_str_t    name;
+    ngx_uint_t   engine;
+    const char  *check_uri;
+} ngx_http_llm_engine_t;
+
+
+static ngx_http_llm_srv_conf_t *ngx_http_llm_register_upstream(
+    ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf);
+static ngx_int_t ngx_http_llm_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_llm_main_conf_t *lmcf);
+
+
+static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
+    { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health" },
+    { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health" },
+    { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health" },
+    { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health" },
+    { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version" },
+    { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models" },
+    { ngx_null_string, 0, NULL }
+};
+
+
+void *
+ngx_http_llm_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    lscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_llm_srv_conf_t));
+    if (lscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     lscf->engine = NGX_HTTP_LLM_ENGINE_NONE;
+     *     lscf->check_interval = 0;
+     *     lscf->upstream = NULL;
+     */
+
+    return lscf;
+}
+
+
+const char *
+ngx_http_llm_engine_name(ngx_uint_t engine)
+{
+    ngx_http_llm_engine_t  *e;
+
+    for (e = ngx_http_llm_engines; e->name.len; e++) {
+        if (e->engine == engine) {
+            return (const char *) e->name.data;
+        }
+    }
+
+    return "none";
+}
+
+
+/* llm_engine vllm|llamacpp|sglang|tgi|ollama|openai; */
+
+char *
+ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_str_t              *value;
+    ngx_http_llm_engine_t  *e;
+
+    if (lscf->engine != NGX_HTTP_LLM_ENGINE_NONE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (e = ngx_http_llm_engines; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strncmp(e->name.data, value[1].data, value[1].len) == 0)
+        {
+            lscf->engine = e->engine;
+            break;
+        }
+    }
+
+    if (lscf->engine == NGX_HTTP_LLM_ENGINE_NONE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown engine \"%V\", use vllm, llamacpp, "
+                           "sglang, tgi, ollama or openai", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* llm_check [interval=] [timeout=] [fall=] [rise=] [uri=] [status=]; */
+
+char *
+ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+
+    if (lscf->check_interval) {
+        return "is duplicate";
+    }
+
+    lscf->check_interval = 5000;
+    lscf->check_timeout = 2000;
+    lscf->fall = 3;
+    lscf->rise = 2;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
+            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'i') {
+                lscf->check_interval = ms;
+
+            } else {
+                lscf->check_timeout = ms;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fall=", 5) == 0
+            || ngx_strncmp(value[i].data, "rise=", 5) == 0
+            || ngx_strncmp(value[i].data, "status=", 7) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_atoi(s.data, s.len);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'f') {
+                lscf->fall = n;
+
+            } else if (value[i].data[0] == 'r') {
+                lscf->rise = n;
+
+            } else if (n >= 100 && n <= 599) {
+                lscf->check_status = n;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            lscf->check_uri.data = value[i].data + 4;
+            lscf->check_uri.len = value[i].len - 4;
+
+            if (lscf->check_uri.len == 0 || lscf->check_uri.data[0] != '/') {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (lscf->check_timeout > lscf->check_interval) {
+        return "has a timeout longer than its interval";
+    }
+
+    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* remembers the upstream and wraps its initialization, once */
+
+static ngx_http_llm_srv_conf_t *
+ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
+{
+    ngx_http_llm_srv_conf_t        **p;
+    ngx_http_llm_main_conf_t        *lmcf;
+    ngx_http_upstream_srv_conf_t    *uscf;
+
+    if (lscf->upstream) {
+        return lscf;
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llm_router_module);
+
+    p = ngx_array_push(&lmcf->upstreams);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *p = lscf;
+
+    lscf->upstream = uscf;
+    lscf->file = cf->conf_file->file.name;
+    lscf->line = cf->conf_file->line;
+
+    lscf->original_init_upstream = uscf->peer.init_upstream
+                                   ? uscf->peer.init_upstream
+                                   : ngx_http_upstream_init_round_robin;
+
+    uscf->peer.init_upstream = ngx_http_llm_init_upstream;
+
+    return lscf;
+}
+
+
+/* after the whole http{} block: defaults, and the hook must have run */
+
+ngx_int_t
+ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
+{
+    u_char                    *p;
+    ngx_uint_t                 i;
+    ngx_http_llm_engine_t     *e;
+    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+
+    lscfp = lmcf->upstreams.elts;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        lscf = lscfp[i];
+
+        if (lscf->check_interval && lmcf->shm_zone == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "llm_check in upstream \"%V\" needs "
+                          "\"llm_router_zone\", in %V:%ui",
+                          &lscf->upstream->host, &lscf->file, lscf->line);
+            return NGX_ERROR;
+        }
+
+        if (lscf->upstream->host.len >= NGX_HTTP_LLM_NAME_LEN) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream name \"%V\" is longer than %d bytes, "
+                          "in %V:%ui", &lscf->upstream->host,
+                          NGX_HTTP_LLM_NAME_LEN - 1, &lscf->file,
+                          lscf->line);
+            return NGX_ERROR;
+        }
+
+        if (lscf->check_interval == 0) {
+            continue;
+        }
+
+        if (lscf->check_uri.len == 0) {
+            ngx_str_set(&lscf->check_uri, "/health");
+
+            for (e = ngx_http_llm_engines; e->name.len; e++) {
+                if (e->engine == lscf->engine) {
+                    lscf->check_uri.data = (u_char *) e->check_uri;
+                    lscf->check_uri.len = ngx_strlen(e->check_uri);
+                }
+            }
+        }
+
+        lscf->check_request.len = sizeof("GET  HTTP/1.0" CRLF
+                                         "User-Agent: ngx_llm_router" CRLF
+                                         "Connection: close" CRLF CRLF) - 1
+                                  + lscf->check_uri.len;
+
+        p = ngx_pnalloc(cf->pool, lscf->check_request.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        lscf->check_request.data = p;
+
+        ngx_sprintf(p, "GET %V HTTP/1.0" CRLF
+                       "User-Agent: ngx_llm_router" CRLF
+                       "Connection: close" CRLF CRLF, &lscf->check_uri);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                     n;
+    ngx_http_llm_srv_conf_t       *lscf;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
+
+    if (lscf->original_init_upstream(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    lscf->original_init_peer = us->peer.init;
+    us->peer.init = ngx_http_llm_init_peer;
+
+    /* the peers, primary then backup, and their configured "down" */
+
+    n = 0;
+
+    for (peers = us->peer.data; peers; peers = peers->next) {
+        n += peers->number;
+    }
+
+    lscf->npeers = n;
+
+    lscf->config_down = ngx_pcalloc(cf->pool, n + 1);
+    if (lscf->config_down == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (peers = us->peer.data; peers; peers = peers->next) {
+        for (peer = peers->peer; peer; peer = peer->next) {
+            lscf->config_down[n++] = peer->down ? 1 : 0;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_upstream_rr_peer_t *
+ngx_http_llm_rr_peer(ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
+{
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
+        for (peer = peers->peer; peer; peer = peer->next) {
+            if (n-- == 0) {
+                return peer;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_llm_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_llm_srv_conf_t   *lscf;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    if (lscf->check_interval && lmcf->sh) {
+        ngx_http_llm_sync_down(lscf, lmcf);
+    }
+
+    return lscf->original_init_peer(r, us);
+}
+
+
+/* a peer is down if configured so or if the checks say so */
+
+static void
+ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t                     n, down;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    n = 0;
+
+    for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
+
+        ngx_http_upstream_rr_peers_wlock(peers);
+
+        for (peer = peers->peer; peer && n < lscf->npeers; peer = peer->next)
+        {
+            down = lscf->config_down[n]
+                   || ngx_http_llm_peer_state(lmcf, lscf, n)->down;
+
+            if (peer->down != down) {
+                peer->down = down;
+            }
+
+            n++;
+        }
+
+        ngx_http_upstream_rr_peers_unlock(peers);
+    }
+}
+
+
+/*
+ * After the upstreams were initialized: a balancing directive written after
+ * llm_engine or llm_check replaces the hook, which then never ran.
+ */
+
+ngx_int_t
+ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i;
+    ngx_http_llm_srv_conf_t  **lscfp;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llm_router_module);
+    lscfp = lmcf->upstreams.elts;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        if (lscfp[i]->original_init_peer == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "the llm_* directives of upstream \"%V\" must "
+                          "follow its balancing directive (least_conn, "
+                          "hash, random ...), in %V:%ui",
+                          &lscfp[i]->upstream->host, &lscfp[i]->file,
+                          lscfp[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* an upstream without checks is always usable; retry: when to ask again */
+
+ngx_uint_t
+ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_upstream_srv_conf_t *uscf, ngx_msec_t *retry)
+{
+    ngx_uint_t                k;
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    lscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_http_llm_router_module);
+
+    *retry = lscf->check_interval;
+
+    if (lscf->check_interval == 0 || lmcf->sh == NULL || lscf->npeers == 0) {
+        return 1;
+    }
+
+    for (k = 0; k < lscf->npeers; k++) {
+        if (!lscf->config_down[k]
+            && !ngx_http_llm_peer_state(lmcf, lscf, k)->down)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
