@@ -1,15 +1,19 @@
 
 /*
- * ngx_llm_router: active health checks (llm_check).
+ * ngx_llm_router: active health checks (llm_check) and engine metrics
+ * scraping (llm_scrape).
  *
- * Every worker keeps a timer per checked peer.  When it fires, the worker
- * claims the peer's next check in the shared zone; the claim succeeds for
- * one worker per interval, and a claim older than the timeout (a worker
- * that died mid-check) can be taken over.  The check is an HTTP/1.0 GET of
- * the engine's health URI over a non-blocking connection; the status line
- * decides.  After "fall" failures in a row the peer is down, after "rise"
- * successes up again.  Timers are cancelable and the connection is marked
- * idle, so neither a reload nor a shutdown waits for a check.
+ * Every worker keeps a timer per probed peer and kind of probe.  When it
+ * fires, the worker claims the peer's next probe in the shared zone; the
+ * claim succeeds for one worker per interval, and a claim left by a worker
+ * that died mid-probe is taken over after the timeout.  A probe is an
+ * HTTP/1.0 GET over a non-blocking connection.  A check is decided by the
+ * status line: after "fall" failures in a row the peer is down, after
+ * "rise" successes up again.  A scrape reads the Prometheus text (at most
+ * NGX_HTTP_LLM_METRICS_MAX bytes) through the incremental parser and keeps
+ * the engine's running and waiting requests and KV-cache use.  Timers are
+ * cancelable and the connection is marked idle, so neither a reload nor a
+ * shutdown waits for a probe.
  */
 
 
@@ -18,42 +22,64 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_prom.h"
+
+
+#define NGX_HTTP_LLM_PROBE_CHECK   0
+#define NGX_HTTP_LLM_PROBE_SCRAPE  1
+
+#define NGX_HTTP_LLM_PROBE_BUF     4096
 
 
 typedef struct {
     ngx_event_t                  timer;
     ngx_peer_connection_t        pc;
+    ngx_uint_t                   kind;
     ngx_http_llm_srv_conf_t     *lscf;
     ngx_http_llm_main_conf_t    *lmcf;
     ngx_uint_t                   n;
     ngx_str_t                    name;
+    ngx_str_t                   *request;
+    ngx_msec_t                   interval;
+    ngx_msec_t                   timeout;
     ngx_msec_t                   started;
     size_t                       sent;
-    size_t                       received;
-    u_char                       buf[128];
-} ngx_http_llm_checker_t;
+    size_t                       received;   /* of the status line */
+    ngx_int_t                    status;     /* 0: not yet known */
+    ngx_uint_t                   eoh;        /* "\r\n\r\n" matched so far */
+    u_char                      *buf;
+    ngx_http_llm_prom_t         *prom;
+} ngx_http_llm_probe_t;
 
 
-static void ngx_http_llm_check_timer(ngx_event_t *ev);
-static ngx_uint_t ngx_http_llm_check_claim(ngx_http_llm_checker_t *ck);
-static void ngx_http_llm_check_start(ngx_http_llm_checker_t *ck);
-static void ngx_http_llm_check_write(ngx_event_t *wev);
-static void ngx_http_llm_check_read(ngx_event_t *rev);
-static ngx_int_t ngx_http_llm_check_status(ngx_http_llm_checker_t *ck);
-static void ngx_http_llm_check_done(ngx_http_llm_checker_t *ck,
+static ngx_int_t ngx_http_llm_probe_create(ngx_cycle_t *cycle,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_uint_t n, ngx_uint_t kind);
+static ngx_http_llm_claim_t *ngx_http_llm_probe_claim_of(
+    ngx_http_llm_probe_t *pr);
+static void ngx_http_llm_probe_timer(ngx_event_t *ev);
+static ngx_uint_t ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr);
+static void ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr);
+static void ngx_http_llm_probe_write(ngx_event_t *wev);
+static void ngx_http_llm_probe_read(ngx_event_t *rev);
+static ngx_int_t ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr,
+    u_char *p, u_char *last);
+static void ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr,
     const char *error);
-static void ngx_http_llm_check_close(ngx_http_llm_checker_t *ck);
-static void ngx_http_llm_check_abandon(ngx_http_llm_checker_t *ck);
+static void ngx_http_llm_check_done(ngx_http_llm_probe_t *pr,
+    const char *error);
+static void ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr,
+    const char *error);
+static void ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr);
+static void ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr);
 
 
 ngx_int_t
 ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                     i, k;
-    ngx_http_llm_checker_t        *ck;
-    ngx_http_llm_srv_conf_t      **lscfp, *lscf;
-    ngx_http_llm_main_conf_t      *lmcf;
-    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_uint_t                 i, k;
+    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+    ngx_http_llm_main_conf_t  *lmcf;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -73,34 +99,23 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if (lscf->check_interval == 0) {
-            continue;
-        }
-
         for (k = 0; k < lscf->npeers; k++) {
-            peer = ngx_http_llm_rr_peer(lscf, k);
-            if (peer == NULL) {
-                continue;
-            }
 
-            ck = ngx_pcalloc(cycle->pool, sizeof(ngx_http_llm_checker_t));
-            if (ck == NULL) {
+            if (lscf->check_interval
+                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                                             NGX_HTTP_LLM_PROBE_CHECK)
+                   != NGX_OK)
+            {
                 return NGX_ERROR;
             }
 
-            ck->lscf = lscf;
-            ck->lmcf = lmcf;
-            ck->n = k;
-            ck->name = peer->name;
-
-            ck->timer.handler = ngx_http_llm_check_timer;
-            ck->timer.data = ck;
-            ck->timer.log = cycle->log;
-            ck->timer.cancelable = 1;
-
-            /* the first check soon, spread a little between workers */
-
-            ngx_add_timer(&ck->timer, 10 + ngx_random() % 50);
+            if (lscf->scrape_interval
+                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                                             NGX_HTTP_LLM_PROBE_SCRAPE)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -108,50 +123,118 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
 }
 
 
-static void
-ngx_http_llm_check_timer(ngx_event_t *ev)
+static ngx_int_t
+ngx_http_llm_probe_create(ngx_cycle_t *cycle, ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n, ngx_uint_t kind)
 {
-    ngx_http_llm_checker_t  *ck;
+    ngx_http_llm_probe_t         *pr;
+    ngx_http_upstream_rr_peer_t  *peer;
 
-    ck = ev->data;
+    peer = ngx_http_llm_rr_peer(lscf, n);
+    if (peer == NULL) {
+        return NGX_OK;
+    }
+
+    pr = ngx_pcalloc(cycle->pool, sizeof(ngx_http_llm_probe_t));
+    if (pr == NULL) {
+        return NGX_ERROR;
+    }
+
+    pr->buf = ngx_palloc(cycle->pool, NGX_HTTP_LLM_PROBE_BUF);
+    if (pr->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    pr->kind = kind;
+    pr->lscf = lscf;
+    pr->lmcf = lmcf;
+    pr->n = n;
+    pr->name = peer->name;
+
+    if (kind == NGX_HTTP_LLM_PROBE_CHECK) {
+        pr->request = &lscf->check_request;
+        pr->interval = lscf->check_interval;
+        pr->timeout = lscf->check_timeout;
+
+    } else {
+        pr->request = &lscf->scrape_request;
+        pr->interval = lscf->scrape_interval;
+        pr->timeout = ngx_min(lscf->scrape_interval, 5000);
+
+        pr->prom = ngx_palloc(cycle->pool, sizeof(ngx_http_llm_prom_t));
+        if (pr->prom == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    pr->timer.handler = ngx_http_llm_probe_timer;
+    pr->timer.data = pr;
+    pr->timer.log = cycle->log;
+    pr->timer.cancelable = 1;
+
+    /* the first probe soon, spread a little between workers */
+
+    ngx_add_timer(&pr->timer, 10 + ngx_random() % 50);
+
+    return NGX_OK;
+}
+
+
+static ngx_http_llm_claim_t *
+ngx_http_llm_probe_claim_of(ngx_http_llm_probe_t *pr)
+{
+    ngx_http_llm_peer_state_t  *st;
+
+    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+
+    return (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) ? &st->check : &st->scrape;
+}
+
+
+static void
+ngx_http_llm_probe_timer(ngx_event_t *ev)
+{
+    ngx_http_llm_probe_t  *pr;
+
+    pr = ev->data;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
 
-    if (ck->pc.connection == NULL && ngx_http_llm_check_claim(ck)) {
-        ngx_http_llm_check_start(ck);
+    if (pr->pc.connection == NULL && ngx_http_llm_probe_claim(pr)) {
+        ngx_http_llm_probe_start(pr);
     }
 
-    /* claims are cheap: look twice an interval, check once */
+    /* claims are cheap: look twice an interval, probe once */
 
-    ngx_add_timer(ev, ck->lscf->check_interval / 2 + 1);
+    ngx_add_timer(ev, pr->interval / 2 + 1);
 }
 
 
 static ngx_uint_t
-ngx_http_llm_check_claim(ngx_http_llm_checker_t *ck)
+ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr)
 {
-    ngx_uint_t                  claimed;
-    ngx_msec_t                  now;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_llm_peer_state_t  *st;
+    ngx_uint_t             claimed;
+    ngx_msec_t             now;
+    ngx_slab_pool_t       *shpool;
+    ngx_http_llm_claim_t  *cl;
 
-    shpool = ck->lmcf->shpool;
-    st = ngx_http_llm_peer_state(ck->lmcf, ck->lscf, ck->n);
+    shpool = pr->lmcf->shpool;
+    cl = ngx_http_llm_probe_claim_of(pr);
     now = ngx_current_msec;
     claimed = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if ((ngx_msec_int_t) (now - st->next_check) >= 0
-        && (st->checker == 0
-            || (ngx_msec_int_t) (now - st->check_started)
-               > (ngx_msec_int_t) (ck->lscf->check_timeout + 1000)))
+    if ((ngx_msec_int_t) (now - cl->next) >= 0
+        && (cl->owner == 0
+            || (ngx_msec_int_t) (now - cl->started)
+               > (ngx_msec_int_t) (pr->timeout + 1000)))
     {
-        st->checker = ngx_pid;
-        st->check_started = now;
-        st->next_check = now + ck->lscf->check_interval;
+        cl->owner = ngx_pid;
+        cl->started = now;
+        cl->next = now + pr->interval;
         claimed = 1;
     }
 
@@ -162,81 +245,89 @@ ngx_http_llm_check_claim(ngx_http_llm_checker_t *ck)
 
 
 static void
-ngx_http_llm_check_start(ngx_http_llm_checker_t *ck)
+ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr)
 {
     ngx_int_t                     rc;
     ngx_connection_t             *c;
     ngx_http_upstream_rr_peer_t  *peer;
 
-    peer = ngx_http_llm_rr_peer(ck->lscf, ck->n);
+    peer = ngx_http_llm_rr_peer(pr->lscf, pr->n);
     if (peer == NULL) {
-        ngx_http_llm_check_done(ck, "no such peer");
+        ngx_http_llm_probe_finish(pr, "no such peer");
         return;
     }
 
-    ngx_memzero(&ck->pc, sizeof(ngx_peer_connection_t));
+    ngx_memzero(&pr->pc, sizeof(ngx_peer_connection_t));
 
-    ck->pc.sockaddr = peer->sockaddr;
-    ck->pc.socklen = peer->socklen;
-    ck->pc.name = &ck->name;
-    ck->pc.get = ngx_event_get_peer;
-    ck->pc.log = ck->timer.log;
-    ck->pc.log_error = NGX_ERROR_INFO;
+    pr->pc.sockaddr = peer->sockaddr;
+    pr->pc.socklen = peer->socklen;
+    pr->pc.name = &pr->name;
+    pr->pc.get = ngx_event_get_peer;
+    pr->pc.log = pr->timer.log;
+    pr->pc.log_error = NGX_ERROR_INFO;
 
-    ck->started = ngx_current_msec;
-    ck->sent = 0;
-    ck->received = 0;
+    pr->started = ngx_current_msec;
+    pr->sent = 0;
+    pr->received = 0;
+    pr->status = 0;
+    pr->eoh = 0;
 
-    rc = ngx_event_connect_peer(&ck->pc);
+    if (pr->prom) {
+        ngx_http_llm_prom_init(pr->prom, pr->lscf->metrics,
+                               pr->lscf->metrics[3] ? 4
+                               : pr->lscf->metrics[2] ? 3 : 2,
+                               NGX_HTTP_LLM_METRICS_MAX);
+    }
+
+    rc = ngx_event_connect_peer(&pr->pc);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_http_llm_check_close(ck);
-        ngx_http_llm_check_done(ck, "connect failed");
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, "connect failed");
         return;
     }
 
-    c = ck->pc.connection;
-    c->data = ck;
+    c = pr->pc.connection;
+    c->data = pr;
     c->idle = 1;
-    c->read->handler = ngx_http_llm_check_read;
-    c->write->handler = ngx_http_llm_check_write;
+    c->read->handler = ngx_http_llm_probe_read;
+    c->write->handler = ngx_http_llm_probe_write;
     c->read->cancelable = 1;
     c->write->cancelable = 1;
 
-    ngx_add_timer(c->read, ck->lscf->check_timeout);
-    ngx_add_timer(c->write, ck->lscf->check_timeout);
+    ngx_add_timer(c->read, pr->timeout);
+    ngx_add_timer(c->write, pr->timeout);
 
     if (rc == NGX_OK) {
-        ngx_http_llm_check_write(c->write);
+        ngx_http_llm_probe_write(c->write);
     }
 }
 
 
 static void
-ngx_http_llm_check_write(ngx_event_t *wev)
+ngx_http_llm_probe_write(ngx_event_t *wev)
 {
-    ssize_t                  n;
-    ngx_str_t               *req;
-    ngx_connection_t        *c;
-    ngx_http_llm_checker_t  *ck;
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_http_llm_probe_t  *pr;
 
     c = wev->data;
-    ck = c->data;
-    req = &ck->lscf->check_request;
+    pr = c->data;
 
     if (c->close) {
-        ngx_http_llm_check_abandon(ck);
+        ngx_http_llm_probe_abandon(pr);
         return;
     }
 
     if (wev->timedout) {
-        ngx_http_llm_check_close(ck);
-        ngx_http_llm_check_done(ck, "timed out");
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, "timed out");
         return;
     }
 
-    while (ck->sent < req->len) {
-        n = c->send(c, req->data + ck->sent, req->len - ck->sent);
+    while (pr->sent < pr->request->len) {
+        n = c->send(c, pr->request->data + pr->sent,
+                    pr->request->len - pr->sent);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
@@ -247,13 +338,13 @@ ngx_http_llm_check_write(ngx_event_t *wev)
         }
 
         if (n == NGX_ERROR || n == 0) {
-            ngx_http_llm_check_close(ck);
-            ngx_http_llm_check_done(ck, ck->sent ? "connection closed"
-                                                 : "connect failed");
+            ngx_http_llm_probe_close(pr);
+            ngx_http_llm_probe_finish(pr, pr->sent ? "connection closed"
+                                                   : "connect failed");
             return;
         }
 
-        ck->sent += n;
+        pr->sent += n;
     }
 
     if (wev->timer_set) {
@@ -261,122 +352,164 @@ ngx_http_llm_check_write(ngx_event_t *wev)
     }
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_llm_check_close(ck);
-        ngx_http_llm_check_done(ck, "event error");
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, "event error");
     }
 }
 
 
 static void
-ngx_http_llm_check_read(ngx_event_t *rev)
+ngx_http_llm_probe_read(ngx_event_t *rev)
 {
-    ssize_t                  n;
-    ngx_int_t                status;
-    ngx_connection_t        *c;
-    ngx_http_llm_checker_t  *ck;
-    u_char                   error[NGX_HTTP_LLM_ERROR_LEN];
+    ssize_t                n;
+    ngx_int_t              rc;
+    ngx_connection_t      *c;
+    ngx_http_llm_probe_t  *pr;
 
     c = rev->data;
-    ck = c->data;
+    pr = c->data;
 
     if (c->close) {
-        ngx_http_llm_check_abandon(ck);
+        ngx_http_llm_probe_abandon(pr);
         return;
     }
 
     if (rev->timedout) {
-        ngx_http_llm_check_close(ck);
-        ngx_http_llm_check_done(ck, "timed out");
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, "timed out");
         return;
     }
 
     for ( ;; ) {
-        n = c->recv(c, ck->buf + ck->received,
-                    sizeof(ck->buf) - ck->received);
+        n = c->recv(c, pr->buf, NGX_HTTP_LLM_PROBE_BUF);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_http_llm_check_close(ck);
-                ngx_http_llm_check_done(ck, "event error");
+                ngx_http_llm_probe_close(pr);
+                ngx_http_llm_probe_finish(pr, "event error");
             }
 
             return;
         }
 
-        if (n > 0) {
-            ck->received += n;
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_llm_probe_close(pr);
+
+            if (pr->status == 0) {
+                ngx_http_llm_probe_finish(pr,
+                                          (n == NGX_ERROR && pr->sent == 0)
+                                          ? "connect failed"
+                                          : pr->received ? "invalid response"
+                                                         : "connection closed");
+                return;
+            }
+
+            /* a scrape's body ends with the connection */
+
+            ngx_http_llm_probe_finish(pr, (pr->eoh == 4) ? NULL
+                                                         : "invalid response");
+            return;
         }
 
-        status = ngx_http_llm_check_status(ck);
+        rc = ngx_http_llm_probe_parse(pr, pr->buf, pr->buf + n);
 
-        if (status == NGX_AGAIN && n > 0
-            && ck->received < sizeof(ck->buf))
-        {
+        if (rc == NGX_AGAIN) {
             continue;
         }
 
-        ngx_http_llm_check_close(ck);
-
-        if (status == NGX_AGAIN || status == NGX_ERROR) {
-            ngx_http_llm_check_done(ck,
-                                    (n == NGX_ERROR && ck->sent == 0)
-                                    ? "connect failed"
-                                    : (n == NGX_ERROR || n == 0)
-                                    ? "connection closed"
-                                    : "invalid response");
-            return;
-        }
-
-        if (ck->lscf->check_status ? (ngx_uint_t) status
-                                     == ck->lscf->check_status
-                                   : (status >= 200 && status < 300))
-        {
-            ngx_http_llm_check_done(ck, NULL);
-            return;
-        }
-
-        ngx_sprintf(error, "status %i%Z", status);
-        ngx_http_llm_check_done(ck, (char *) error);
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, (rc == NGX_ERROR) ? "invalid response"
+                                      : (rc == NGX_DECLINED)
+                                        ? "metrics too large" : NULL);
         return;
     }
 }
 
 
-/* the status of "HTTP/1.x SSS ...", NGX_AGAIN while incomplete */
+/*
+ * Reads "HTTP/1.x SSS" and, for a scrape, the headers up to the empty line
+ * and the body into the parser.  NGX_OK: the probe has its answer.
+ */
 
 static ngx_int_t
-ngx_http_llm_check_status(ngx_http_llm_checker_t *ck)
+ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr, u_char *p, u_char *last)
 {
-    u_char     *p, *last;
-    ngx_int_t   status;
+    u_char  c;
 
-    p = ck->buf;
-    last = ck->buf + ck->received;
+    while (pr->status == 0 && p < last) {
+        c = *p++;
 
-    if (last - p < 12) {
+        /* "HTTP/1.x " is 9 bytes, the status the 3 after */
+
+        if (pr->received < 5) {
+            if (c != "HTTP/"[pr->received]) {
+                return NGX_ERROR;
+            }
+
+        } else if (pr->received >= 9 && pr->received < 12) {
+            if (c < '0' || c > '9') {
+                return NGX_ERROR;
+            }
+
+            pr->eoh = pr->eoh * 10 + (c - '0');
+
+            if (pr->received == 11) {
+                pr->status = pr->eoh;
+                pr->eoh = 0;
+            }
+        }
+
+        pr->received++;
+    }
+
+    if (pr->status == 0) {
         return NGX_AGAIN;
     }
 
-    if (ngx_strncmp(p, "HTTP/", 5) != 0) {
-        return NGX_ERROR;
+    if (pr->kind == NGX_HTTP_LLM_PROBE_CHECK || pr->status != 200) {
+        return NGX_OK;
     }
 
-    p = ngx_strlchr(p, last, ' ');
+    /* the end of the headers: "\r\n\r\n" */
 
-    if (p == NULL || last - p < 4) {
-        return NGX_AGAIN;
+    while (pr->eoh < 4 && p < last) {
+        c = *p++;
+
+        if (c == ((pr->eoh & 1) ? '\n' : '\r')) {
+            pr->eoh++;
+
+        } else {
+            pr->eoh = (c == '\r') ? 1 : 0;
+        }
     }
 
-    status = ngx_atoi(p + 1, 3);
+    if (p < last
+        && ngx_http_llm_prom_feed(pr->prom, p, last - p)
+           == NGX_HTTP_LLM_PROM_TOO_BIG)
+    {
+        return NGX_DECLINED;
+    }
 
-    return (status >= 100 && status <= 599) ? status : NGX_ERROR;
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr, const char *error)
+{
+    if (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) {
+        ngx_http_llm_check_done(pr, error);
+
+    } else {
+        ngx_http_llm_scrape_done(pr, error);
+    }
 }
 
 
 /* records one check's outcome; a change of state is logged */
 
 static void
-ngx_http_llm_check_done(ngx_http_llm_checker_t *ck, const char *error)
+ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
 {
     size_t                      len;
     ngx_int_t                   changed;
@@ -384,20 +517,30 @@ ngx_http_llm_check_done(ngx_http_llm_checker_t *ck, const char *error)
     ngx_slab_pool_t            *shpool;
     ngx_http_llm_srv_conf_t    *lscf;
     ngx_http_llm_peer_state_t  *st;
+    u_char                      status[NGX_HTTP_LLM_ERROR_LEN];
 
-    lscf = ck->lscf;
-    shpool = ck->lmcf->shpool;
-    st = ngx_http_llm_peer_state(ck->lmcf, lscf, ck->n);
+    if (error == NULL && pr->status
+        && !(pr->lscf->check_status
+             ? (ngx_uint_t) pr->status == pr->lscf->check_status
+             : (pr->status >= 200 && pr->status < 300)))
+    {
+        ngx_sprintf(status, "status %i%Z", pr->status);
+        error = (char *) status;
+    }
+
+    lscf = pr->lscf;
+    shpool = pr->lmcf->shpool;
+    st = ngx_http_llm_peer_state(pr->lmcf, lscf, pr->n);
     tp = ngx_timeofday();
     changed = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
     st->checks++;
-    st->latency = ngx_current_msec - ck->started;
+    st->latency = ngx_current_msec - pr->started;
     st->last_check = tp->sec;
     st->last_check_ms = tp->msec;
-    st->checker = 0;
+    st->check.owner = 0;
 
     if (error == NULL) {
         st->fails = 0;
@@ -426,21 +569,95 @@ ngx_http_llm_check_done(ngx_http_llm_checker_t *ck, const char *error)
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (changed) {
-        ngx_log_error(NGX_LOG_WARN, ck->timer.log, 0,
-                      "llm router: peer %V of upstream \"%V\" is %s%s%s",
-                      &ck->name, &lscf->upstream->host,
-                      error ? "down: " : "up",
-                      error ? error : "", "");
+        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+                      "llm router: peer %V of upstream \"%V\" is %s%s",
+                      &pr->name, &lscf->upstream->host,
+                      error ? "down: " : "up", error ? error : "");
+    }
+}
+
+
+/* keeps a scrape's values; bad lines in the metrics are logged once */
+
+static void
+ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
+{
+    size_t                      len;
+    ngx_uint_t                  bad, log_bad;
+    ngx_time_t                 *tp;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_llm_prom_t        *prom;
+    ngx_http_llm_peer_state_t  *st;
+    u_char                      status[NGX_HTTP_LLM_ERROR_LEN];
+
+    prom = pr->prom;
+
+    if (error == NULL && pr->status != 200) {
+        ngx_sprintf(status, "status %i%Z", pr->status);
+        error = (char *) status;
+    }
+
+    if (error == NULL) {
+        ngx_http_llm_prom_finish(prom);
+    }
+
+    shpool = pr->lmcf->shpool;
+    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+    tp = ngx_timeofday();
+    bad = prom->bad_lines;
+    log_bad = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    st->scrape.owner = 0;
+    st->last_scrape = tp->sec;
+    st->last_scrape_ms = tp->msec;
+
+    if (error) {
+        len = ngx_min(ngx_strlen(error), NGX_HTTP_LLM_ERROR_LEN - 1);
+        ngx_memcpy(st->scrape_error, error, len);
+        st->scrape_error[len] = '\0';
+
+    } else {
+        st->scrapes++;
+        st->scraped = ngx_current_msec;
+        st->scrape_error[0] = '\0';
+
+        st->has_running = prom->seen[0];
+        st->running = prom->sum[0];
+        st->has_waiting = prom->seen[1];
+        st->waiting = prom->sum[1];
+
+        /* vLLM renamed its KV-cache gauge: the older name as a fallback */
+
+        st->has_kv_cache = prom->seen[2] || prom->seen[3];
+        st->kv_cache = prom->seen[2] ? prom->sum[2] : prom->sum[3];
+
+        st->bad_lines = bad;
+
+        if (bad && !st->bad_logged) {
+            st->bad_logged = 1;
+            log_bad = 1;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (log_bad) {
+        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+                      "llm router: the metrics of peer %V of upstream "
+                      "\"%V\" have %uz malformed lines (logged once)",
+                      &pr->name, &pr->lscf->upstream->host, bad);
     }
 }
 
 
 static void
-ngx_http_llm_check_close(ngx_http_llm_checker_t *ck)
+ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr)
 {
-    if (ck->pc.connection) {
-        ngx_close_connection(ck->pc.connection);
-        ck->pc.connection = NULL;
+    if (pr->pc.connection) {
+        ngx_close_connection(pr->pc.connection);
+        pr->pc.connection = NULL;
     }
 }
 
@@ -448,21 +665,21 @@ ngx_http_llm_check_close(ngx_http_llm_checker_t *ck)
 /* shutting down: no outcome, and the claim is given back */
 
 static void
-ngx_http_llm_check_abandon(ngx_http_llm_checker_t *ck)
+ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr)
 {
-    ngx_slab_pool_t            *shpool;
-    ngx_http_llm_peer_state_t  *st;
+    ngx_slab_pool_t       *shpool;
+    ngx_http_llm_claim_t  *cl;
 
-    ngx_http_llm_check_close(ck);
+    ngx_http_llm_probe_close(pr);
 
-    shpool = ck->lmcf->shpool;
-    st = ngx_http_llm_peer_state(ck->lmcf, ck->lscf, ck->n);
+    shpool = pr->lmcf->shpool;
+    cl = ngx_http_llm_probe_claim_of(pr);
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (st->checker == ngx_pid) {
-        st->checker = 0;
-        st->next_check = ngx_current_msec;
+    if (cl->owner == ngx_pid) {
+        cl->owner = 0;
+        cl->next = ngx_current_msec;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

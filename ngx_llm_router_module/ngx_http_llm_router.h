@@ -25,7 +25,8 @@
 
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    1
+#define NGX_HTTP_LLM_ZONE_VERSION    2
+#define NGX_HTTP_LLM_METRICS_MAX     (1024 * 1024)
 
 
 #define NGX_HTTP_LLM_RULE_SET        1
@@ -82,6 +83,10 @@ typedef struct {
     ngx_str_t                      check_uri;
     ngx_str_t                      check_request;    /* the whole request */
     ngx_uint_t                     check_status;     /* 0: any 2xx */
+    ngx_msec_t                     scrape_interval;  /* 0: no scraping */
+    ngx_str_t                      scrape_uri;
+    ngx_str_t                      scrape_request;
+    const char                    *metrics[4];  /* running, waiting, kv */
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_upstream_init_pt      original_init_upstream;
     ngx_http_upstream_init_peer_pt original_init_peer;
@@ -93,10 +98,20 @@ typedef struct {
 } ngx_http_llm_srv_conf_t;
 
 
+/* who runs a peer's next check or scrape, and when */
+typedef struct {
+    ngx_msec_t                     next;        /* ngx_current_msec */
+    ngx_msec_t                     started;
+    ngx_pid_t                      owner;       /* 0: none running */
+} ngx_http_llm_claim_t;
+
+
 /* a peer's state in the shared zone, seen by every worker */
 typedef struct {
     u_char                         upstream[NGX_HTTP_LLM_NAME_LEN];
     u_char                         name[NGX_HTTP_LLM_NAME_LEN];
+
+    /* health */
     ngx_uint_t                     down;
     ngx_uint_t                     fails;       /* consecutive */
     ngx_uint_t                     successes;   /* consecutive */
@@ -104,10 +119,24 @@ typedef struct {
     ngx_msec_t                     latency;
     time_t                         last_check;  /* 0: never */
     ngx_uint_t                     last_check_ms;
-    ngx_msec_t                     next_check;  /* ngx_current_msec */
-    ngx_msec_t                     check_started;
-    ngx_pid_t                      checker;     /* 0: none running */
+    ngx_http_llm_claim_t           check;
     u_char                         error[NGX_HTTP_LLM_ERROR_LEN];
+
+    /* engine metrics */
+    double                         running;
+    double                         waiting;
+    double                         kv_cache;    /* 0..1 */
+    unsigned                       has_running:1;
+    unsigned                       has_waiting:1;
+    unsigned                       has_kv_cache:1;
+    unsigned                       bad_logged:1;
+    ngx_uint_t                     scrapes;
+    ngx_uint_t                     bad_lines;
+    ngx_msec_t                     scraped;     /* ngx_current_msec */
+    time_t                         last_scrape; /* 0: never */
+    ngx_uint_t                     last_scrape_ms;
+    ngx_http_llm_claim_t           scrape;
+    u_char                         scrape_error[NGX_HTTP_LLM_ERROR_LEN];
 } ngx_http_llm_peer_state_t;
 
 
@@ -218,6 +247,7 @@ ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
 char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);

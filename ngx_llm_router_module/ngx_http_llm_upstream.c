@@ -19,6 +19,7 @@ typedef struct {
     ngx_str_t    name;
     ngx_uint_t   engine;
     const char  *check_uri;
+    const char  *metrics[4];    /* running, waiting, kv, older kv */
 } ngx_http_llm_engine_t;
 
 
@@ -30,16 +31,34 @@ static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
+    ngx_str_t *request);
 
 
 static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
-    { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health" },
-    { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health" },
-    { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health" },
-    { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health" },
-    { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version" },
-    { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models" },
-    { ngx_null_string, 0, NULL }
+
+    { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health",
+      { "vllm:num_requests_running", "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" } },
+
+    { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health",
+      { "llamacpp:requests_processing", "llamacpp:requests_deferred",
+        NULL, NULL } },
+
+    { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health",
+      { "sglang:num_running_reqs", "sglang:num_queue_reqs",
+        "sglang:token_usage", NULL } },
+
+    { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health",
+      { "tgi_batch_current_size", "tgi_queue_size", NULL, NULL } },
+
+    { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version",
+      { NULL, NULL, NULL, NULL } },
+
+    { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models",
+      { NULL, NULL, NULL, NULL } },
+
+    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL } }
 };
 
 
@@ -229,6 +248,72 @@ invalid:
 }
 
 
+/* llm_scrape [interval=] [uri=]; */
+
+char *
+ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+
+    if (lscf->scrape_interval) {
+        return "is duplicate";
+    }
+
+    lscf->scrape_interval = 1000;
+    ngx_str_set(&lscf->scrape_uri, "/metrics");
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            lscf->scrape_interval = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            lscf->scrape_uri.data = value[i].data + 4;
+            lscf->scrape_uri.len = value[i].len - 4;
+
+            if (lscf->scrape_uri.len == 0 || lscf->scrape_uri.data[0] != '/')
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
 /* remembers the upstream and wraps its initialization, once */
 
 static ngx_http_llm_srv_conf_t *
@@ -271,7 +356,6 @@ ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
 ngx_int_t
 ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
-    u_char                    *p;
     ngx_uint_t                 i;
     ngx_http_llm_engine_t     *e;
     ngx_http_llm_srv_conf_t  **lscfp, *lscf;
@@ -281,10 +365,13 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if (lscf->check_interval && lmcf->shm_zone == NULL) {
+        if ((lscf->check_interval || lscf->scrape_interval)
+            && lmcf->shm_zone == NULL)
+        {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "llm_check in upstream \"%V\" needs "
+                          "%s in upstream \"%V\" needs "
                           "\"llm_router_zone\", in %V:%ui",
+                          lscf->check_interval ? "llm_check" : "llm_scrape",
                           &lscf->upstream->host, &lscf->file, lscf->line);
             return NGX_ERROR;
         }
@@ -298,6 +385,33 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
             return NGX_ERROR;
         }
 
+        for (e = ngx_http_llm_engines; e->name.len; e++) {
+            if (e->engine == lscf->engine) {
+                break;
+            }
+        }
+
+        if (lscf->scrape_interval) {
+            if (e->name.len == 0 || e->metrics[0] == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "llm_scrape in upstream \"%V\" needs an "
+                              "llm_engine with metrics (vllm, llamacpp, "
+                              "sglang, tgi), in %V:%ui",
+                              &lscf->upstream->host, &lscf->file,
+                              lscf->line);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(lscf->metrics, e->metrics, sizeof(e->metrics));
+
+            if (ngx_http_llm_probe_request(cf, &lscf->scrape_uri,
+                                           &lscf->scrape_request)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
         if (lscf->check_interval == 0) {
             continue;
         }
@@ -305,30 +419,47 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         if (lscf->check_uri.len == 0) {
             ngx_str_set(&lscf->check_uri, "/health");
 
-            for (e = ngx_http_llm_engines; e->name.len; e++) {
-                if (e->engine == lscf->engine) {
-                    lscf->check_uri.data = (u_char *) e->check_uri;
-                    lscf->check_uri.len = ngx_strlen(e->check_uri);
-                }
+            if (e->name.len) {
+                lscf->check_uri.data = (u_char *) e->check_uri;
+                lscf->check_uri.len = ngx_strlen(e->check_uri);
             }
         }
 
-        lscf->check_request.len = sizeof("GET  HTTP/1.0" CRLF
-                                         "User-Agent: ngx_llm_router" CRLF
-                                         "Connection: close" CRLF CRLF) - 1
-                                  + lscf->check_uri.len;
-
-        p = ngx_pnalloc(cf->pool, lscf->check_request.len);
-        if (p == NULL) {
+        if (ngx_http_llm_probe_request(cf, &lscf->check_uri,
+                                       &lscf->check_request)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        lscf->check_request.data = p;
-
-        ngx_sprintf(p, "GET %V HTTP/1.0" CRLF
-                       "User-Agent: ngx_llm_router" CRLF
-                       "Connection: close" CRLF CRLF, &lscf->check_uri);
     }
+
+    return NGX_OK;
+}
+
+
+/* the whole HTTP/1.0 request of a check or a scrape */
+
+static ngx_int_t
+ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
+    ngx_str_t *request)
+{
+    u_char  *p;
+
+    request->len = sizeof("GET  HTTP/1.0" CRLF
+                          "User-Agent: ngx_llm_router" CRLF
+                          "Connection: close" CRLF CRLF) - 1
+                   + uri->len;
+
+    p = ngx_pnalloc(cf->pool, request->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    request->data = p;
+
+    ngx_sprintf(p, "GET %V HTTP/1.0" CRLF
+                   "User-Agent: ngx_llm_router" CRLF
+                   "Connection: close" CRLF CRLF, uri);
 
     return NGX_OK;
 }

@@ -219,6 +219,21 @@ ngx_http_llm_adopt_state(ngx_http_llm_peer_state_t *st,
         st->last_check_ms = o->last_check_ms;
         ngx_memcpy(st->error, o->error, NGX_HTTP_LLM_ERROR_LEN);
 
+        st->running = o->running;
+        st->waiting = o->waiting;
+        st->kv_cache = o->kv_cache;
+        st->has_running = o->has_running;
+        st->has_waiting = o->has_waiting;
+        st->has_kv_cache = o->has_kv_cache;
+        st->bad_logged = o->bad_logged;
+        st->scrapes = o->scrapes;
+        st->bad_lines = o->bad_lines;
+        st->scraped = o->scraped;
+        st->last_scrape = o->last_scrape;
+        st->last_scrape_ms = o->last_scrape_ms;
+        ngx_memcpy(st->scrape_error, o->scrape_error,
+                   NGX_HTTP_LLM_ERROR_LEN);
+
         return;
     }
 }

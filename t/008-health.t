@@ -92,7 +92,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok",
- qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503"\}\]\}\]\}$/]
+ qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
 --- response_headers eval
 ["", "", "Content-Type: application/json"]
 
@@ -126,7 +126,7 @@ llm_model m { upstream pool_a; }
  "POST /v1/chat/completions\n{\"model\":\"m\"}"]
 --- response_body_like eval
 ["ok",
- qr/"up":false,[^}]*"last_error":"timed out"\},\{"name":"127\.0\.0\.1:1","up":false,[^}]*"last_error":"connect failed"\},\{[^}]*"up":true/,
+ qr/"up":false,[^}]*"last_error":"timed out","metrics":null\},\{"name":"127\.0\.0\.1:1","up":false,[^}]*"last_error":"connect failed","metrics":null\},\{[^}]*"up":true/,
  "\"system_fingerprint\":\"m1\""]
 --- no_error_log
 [alert]
