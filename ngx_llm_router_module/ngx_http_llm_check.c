@@ -90,7 +90,7 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
     lmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_llm_router_module);
 
-    if (lmcf == NULL || lmcf->sh == NULL) {
+    if (lmcf == NULL || lmcf->peers == NULL) {
         return NGX_OK;
     }
 

@@ -25,7 +25,7 @@
 
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    2
+#define NGX_HTTP_LLM_ZONE_VERSION    3
 #define NGX_HTTP_LLM_METRICS_MAX     (1024 * 1024)
 
 
@@ -111,6 +111,8 @@ typedef struct {
     u_char                         upstream[NGX_HTTP_LLM_NAME_LEN];
     u_char                         name[NGX_HTTP_LLM_NAME_LEN];
 
+    ngx_atomic_t                   in_flight;
+
     /* health */
     ngx_uint_t                     down;
     ngx_uint_t                     fails;       /* consecutive */
@@ -143,7 +145,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                     version;
     ngx_uint_t                     npeers;
-    ngx_http_llm_peer_state_t     *peers;
+    ngx_http_llm_peer_state_t     *peers;      /* the newest layout */
+    ngx_http_llm_peer_state_t     *previous;   /* kept for old workers */
 } ngx_http_llm_shctx_t;
 
 
@@ -158,6 +161,8 @@ typedef struct {
     ngx_shm_zone_t                *shm_zone;
     ngx_slab_pool_t               *shpool;
     ngx_http_llm_shctx_t          *sh;
+    ngx_http_llm_peer_state_t     *peers;      /* this configuration's */
+    ngx_uint_t                     npeers;
 } ngx_http_llm_main_conf_t;
 
 

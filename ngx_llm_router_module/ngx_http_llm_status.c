@@ -81,15 +81,15 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     npeers = 0;
     peers = NULL;
 
-    if (lmcf->sh) {
+    if (lmcf->peers) {
         ngx_shmtx_lock(&lmcf->shpool->mutex);
 
-        npeers = lmcf->sh->npeers;
+        npeers = lmcf->npeers;
         peers = ngx_palloc(r->pool,
                            (npeers + 1) * sizeof(ngx_http_llm_peer_state_t));
 
         if (peers) {
-            ngx_memcpy(peers, lmcf->sh->peers,
+            ngx_memcpy(peers, lmcf->peers,
                        npeers * sizeof(ngx_http_llm_peer_state_t));
         }
 
@@ -208,7 +208,7 @@ ngx_http_llm_status_wants_html(ngx_http_request_t *r)
     ".stale{color:#999}</style></head><body><h1>llm router status</h1>"
 
 #define NGX_HTTP_LLM_HTML_TABLE                                               \
-    "<table><tr><th>peer</th><th>state</th><th>checks</th>"                   \
+    "<table><tr><th>peer</th><th>state</th><th>in flight</th><th>checks</th>" \
     "<th>fails / successes</th><th>latency, ms</th><th>last error</th>"       \
     "<th>running</th><th>waiting</th><th>KV cache</th>"                       \
     "<th>metrics age, ms</th></tr>"
@@ -264,12 +264,13 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
             p = ngx_cpymem(p, "<tr><td>", 8);
             p = (u_char *) ngx_escape_html(p, st->name,
                                            ngx_strlen(st->name));
-            p = ngx_sprintf(p, "</td><td class=\"%s\">%s</td>"
+            p = ngx_sprintf(p, "</td><td class=\"%s\">%s</td><td>%A</td>"
                                "<td>%ui</td><td>%ui / %ui</td><td>",
                             down ? "down" : "up",
                             lscf->config_down[k] ? "down (configured)"
                             : down ? "down" : "up",
-                            st->checks, st->fails, st->successes);
+                            st->in_flight, st->checks, st->fails,
+                            st->successes);
 
             if (st->last_check) {
                 p = ngx_sprintf(p, "%M", st->latency);
@@ -373,11 +374,12 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
         }
 
         p = ngx_sprintf(p, ",\"up\":%s,\"configured_down\":%s,"
+                           "\"in_flight\":%A,"
                            "\"fails\":%ui,\"successes\":%ui,\"checks\":%ui,",
                         (st->down || lscf->config_down[k]) ? "false"
                                                             : "true",
                         lscf->config_down[k] ? "true" : "false",
-                        st->fails, st->successes, st->checks);
+                        st->in_flight, st->fails, st->successes, st->checks);
 
         if (st->last_check) {
             p = ngx_sprintf(p, "\"last_check_ms\":%T%03ui,"

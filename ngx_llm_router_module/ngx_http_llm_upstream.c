@@ -15,6 +15,21 @@
 #include "ngx_http_llm_router.h"
 
 
+/* per request: the balancer's data and the peer counted in flight */
+typedef struct {
+    void                          *data;
+    ngx_event_get_peer_pt          original_get_peer;
+    ngx_event_free_peer_pt         original_free_peer;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt  original_set_session;
+    ngx_event_save_peer_session_pt original_save_session;
+#endif
+    ngx_http_llm_srv_conf_t       *lscf;
+    ngx_http_llm_main_conf_t      *lmcf;
+    ngx_http_llm_peer_state_t     *counted;
+} ngx_http_llm_peer_data_t;
+
+
 typedef struct {
     ngx_str_t    name;
     ngx_uint_t   engine;
@@ -31,6 +46,16 @@ static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_llm_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_llm_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_llm_save_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
 static ngx_int_t ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
     ngx_str_t *request);
 
@@ -531,18 +556,130 @@ static ngx_int_t
 ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_http_llm_srv_conf_t   *lscf;
-    ngx_http_llm_main_conf_t  *lmcf;
+    ngx_http_upstream_t        *u;
+    ngx_http_llm_srv_conf_t    *lscf;
+    ngx_http_llm_main_conf_t   *lmcf;
+    ngx_http_llm_peer_data_t   *pd;
 
     lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
-    if (lscf->check_interval && lmcf->sh) {
+    if (lscf->check_interval && lmcf->peers) {
         ngx_http_llm_sync_down(lscf, lmcf);
     }
 
-    return lscf->original_init_peer(r, us);
+    if (lscf->original_init_peer(r, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (lmcf->peers == NULL) {
+        return NGX_OK;
+    }
+
+    /* count the requests in flight to each peer, across workers */
+
+    pd = ngx_palloc(r->pool, sizeof(ngx_http_llm_peer_data_t));
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    u = r->upstream;
+
+    pd->data = u->peer.data;
+    pd->original_get_peer = u->peer.get;
+    pd->original_free_peer = u->peer.free;
+    pd->lscf = lscf;
+    pd->lmcf = lmcf;
+    pd->counted = NULL;
+
+    u->peer.data = pd;
+    u->peer.get = ngx_http_llm_get_peer;
+    u->peer.free = ngx_http_llm_free_peer;
+
+#if (NGX_HTTP_SSL)
+    pd->original_set_session = u->peer.set_session;
+    pd->original_save_session = u->peer.save_session;
+
+    u->peer.set_session = ngx_http_llm_set_session;
+    u->peer.save_session = ngx_http_llm_save_session;
+#endif
+
+    return NGX_OK;
 }
+
+
+static ngx_int_t
+ngx_http_llm_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_llm_peer_data_t  *pd = data;
+
+    ngx_int_t                     rc;
+    ngx_uint_t                    k;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    rc = pd->original_get_peer(pc, pd->data);
+
+    if (rc != NGX_OK && rc != NGX_DONE) {
+        return rc;
+    }
+
+    /* the peer chosen, by address */
+
+    for (k = 0; k < pd->lscf->npeers; k++) {
+        peer = ngx_http_llm_rr_peer(pd->lscf, k);
+
+        if (peer
+            && ngx_cmp_sockaddr(pc->sockaddr, pc->socklen, peer->sockaddr,
+                                peer->socklen, 1)
+               == NGX_OK)
+        {
+            pd->counted = ngx_http_llm_peer_state(pd->lmcf, pd->lscf, k);
+            (void) ngx_atomic_fetch_add(&pd->counted->in_flight, 1);
+            break;
+        }
+    }
+
+    return rc;
+}
+
+
+/* called once a try ends, whatever ended it: abort, error, retry, done */
+
+static void
+ngx_http_llm_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_llm_peer_data_t  *pd = data;
+
+    if (pd->counted) {
+        (void) ngx_atomic_fetch_add(&pd->counted->in_flight, -1);
+        pd->counted = NULL;
+    }
+
+    pd->original_free_peer(pc, pd->data, state);
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_llm_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_llm_peer_data_t  *pd = data;
+
+    return pd->original_set_session(pc, pd->data);
+}
+
+
+static void
+ngx_http_llm_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_llm_peer_data_t  *pd = data;
+
+    pd->original_save_session(pc, pd->data);
+}
+
+#endif
 
 
 /* a peer is down if configured so or if the checks say so */
@@ -622,7 +759,9 @@ ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
 
     *retry = lscf->check_interval;
 
-    if (lscf->check_interval == 0 || lmcf->sh == NULL || lscf->npeers == 0) {
+    if (lscf->check_interval == 0 || lmcf->peers == NULL
+        || lscf->npeers == 0)
+    {
         return 1;
     }
 

@@ -2,8 +2,13 @@
 /*
  * ngx_llm_router: the shared memory zone (llm_router_zone) that holds the
  * state of every peer of every llm upstream, so that all workers see the
- * same health.  On reload the zone is adopted: peers still configured keep
- * their state, found again by upstream and peer name.
+ * same health, load and metrics.
+ *
+ * On reload the zone is adopted.  If the peers are the same, in the same
+ * order, the new workers share the old workers' array; otherwise a new
+ * array is laid out, peers still configured keep their state (found again
+ * by upstream and peer name), and the old array stays allocated until the
+ * next change of layout, for the old workers finishing their requests.
  */
 
 
@@ -15,6 +20,10 @@
 
 
 static ngx_int_t ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_uint_t ngx_http_llm_same_layout(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_shctx_t *old, ngx_uint_t n);
+static void ngx_http_llm_name_state(ngx_http_llm_peer_state_t *st,
+    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t k);
 static void ngx_http_llm_adopt_state(ngx_http_llm_peer_state_t *st,
     ngx_http_llm_shctx_t *old);
 
@@ -73,7 +82,7 @@ ngx_http_llm_peer_state_t *
 ngx_http_llm_peer_state(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
 {
-    return &lmcf->sh->peers[lscf->base + n];
+    return &lmcf->peers[lscf->base + n];
 }
 
 
@@ -83,14 +92,12 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_llm_main_conf_t *olmcf = data;
 
     size_t                        len;
-    ngx_str_t                    *name;
     ngx_uint_t                    i, k, n;
     ngx_slab_pool_t              *shpool;
     ngx_http_llm_shctx_t         *sh, *old;
     ngx_http_llm_srv_conf_t     **lscfp, *lscf;
     ngx_http_llm_main_conf_t     *lmcf;
     ngx_http_llm_peer_state_t    *peers, *st;
-    ngx_http_upstream_rr_peer_t  *peer;
 
     lmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -137,6 +144,11 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     &shm_zone->shm.name);
     }
 
+    if (old && old->peers && ngx_http_llm_same_layout(lmcf, old, n)) {
+        peers = old->peers;
+        goto done;
+    }
+
     peers = ngx_slab_calloc_locked(shpool,
                               (n + 1) * sizeof(ngx_http_llm_peer_state_t));
     if (peers == NULL) {
@@ -148,18 +160,8 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         for (k = 0; k < lscf->npeers; k++) {
             st = &peers[lscf->base + k];
-            peer = ngx_http_llm_rr_peer(lscf, k);
 
-            len = ngx_min(lscf->upstream->host.len,
-                          NGX_HTTP_LLM_NAME_LEN - 1);
-            ngx_memcpy(st->upstream, lscf->upstream->host.data, len);
-
-            name = peer ? &peer->name : NULL;
-            len = name ? ngx_min(name->len, NGX_HTTP_LLM_NAME_LEN - 1) : 0;
-
-            if (len) {
-                ngx_memcpy(st->name, name->data, len);
-            }
+            ngx_http_llm_name_state(st, lscf, k);
 
             if (old) {
                 ngx_http_llm_adopt_state(st, old);
@@ -167,16 +169,21 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
     }
 
-    if (old && old->peers) {
-        ngx_slab_free_locked(shpool, old->peers);
+    if (old && old->previous) {
+        ngx_slab_free_locked(shpool, old->previous);
     }
 
+    sh->previous = old ? old->peers : NULL;
     sh->peers = peers;
     sh->npeers = n;
+
+done:
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     lmcf->sh = sh;
+    lmcf->peers = peers;
+    lmcf->npeers = n;
 
     return NGX_OK;
 
@@ -189,6 +196,63 @@ too_small:
                   &shm_zone->shm.name, n);
 
     return NGX_ERROR;
+}
+
+
+static void
+ngx_http_llm_name_state(ngx_http_llm_peer_state_t *st,
+    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t k)
+{
+    size_t                        len;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    len = ngx_min(lscf->upstream->host.len, NGX_HTTP_LLM_NAME_LEN - 1);
+    ngx_memcpy(st->upstream, lscf->upstream->host.data, len);
+
+    peer = ngx_http_llm_rr_peer(lscf, k);
+
+    if (peer) {
+        len = ngx_min(peer->name.len, NGX_HTTP_LLM_NAME_LEN - 1);
+        ngx_memcpy(st->name, peer->name.data, len);
+    }
+}
+
+
+/* the same peers in the same order as the zone's newest array */
+
+static ngx_uint_t
+ngx_http_llm_same_layout(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_shctx_t *old, ngx_uint_t n)
+{
+    ngx_uint_t                  i, k;
+    ngx_http_llm_srv_conf_t   **lscfp, *lscf;
+    ngx_http_llm_peer_state_t   st;
+
+    if (old->npeers != n) {
+        return 0;
+    }
+
+    lscfp = lmcf->upstreams.elts;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        lscf = lscfp[i];
+
+        for (k = 0; k < lscf->npeers; k++) {
+            ngx_memzero(st.upstream, NGX_HTTP_LLM_NAME_LEN);
+            ngx_memzero(st.name, NGX_HTTP_LLM_NAME_LEN);
+
+            ngx_http_llm_name_state(&st, lscf, k);
+
+            if (ngx_strcmp(st.upstream, old->peers[lscf->base + k].upstream)
+                != 0
+                || ngx_strcmp(st.name, old->peers[lscf->base + k].name) != 0)
+            {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
 }
 
 

@@ -92,7 +92,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok",
- qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
+ qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
 --- response_headers eval
 ["", "", "Content-Type: application/json"]
 
@@ -107,7 +107,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok", "health_status", "ok",
- qr/"name":"127\.0\.0\.1:\d+","up":true.*"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"fails":0,"successes":[2-9]/]
+ qr/"name":"127\.0\.0\.1:\d+","up":true.*"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":[2-9]/]
 
 
 
@@ -386,3 +386,61 @@ llm_model m { upstream pool_a; }
 ["ok", "\"system_fingerprint\":\"m1\"", "\"system_fingerprint\":\"m1\""]
 --- no_error_log
 no live upstreams
+
+
+
+=== TEST 17: requests in flight are counted per peer and come back to 0
+An SSI page includes a slow request to pool_a and, while it runs, the
+status; a failed try and its retry are released too.
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_engine vllm;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+upstream pool_retry {
+    llm_engine vllm;
+    server 127.0.0.1:1;
+    server 127.0.0.1:$TEST_NGINX_MOCK2_PORT;
+}
+llm_model m { upstream pool_a; }
+llm_model r { upstream pool_retry; }
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    proxy_next_upstream error non_idempotent;
+}
+location = /page {
+    ssi on;
+    default_type text/html;
+    return 200 '<!--# include virtual="/slow" -->|<!--# include virtual="/llm/status" -->';
+}
+location = /slow {
+    proxy_pass http://pool_a/health;
+    proxy_set_header X-Mock-Delay-Ms 500;
+}
+location = /llm/status { llm_router_status; }
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"r\"}",
+ "GET /page",
+ "GET /llm/status"]
+--- response_body_like eval
+["\"system_fingerprint\":\"m2\"",
+ qr/^\{"status":"ok"\}\|\{"zone":"llm","upstreams":\[\{"name":"pool_a",[^]]*"in_flight":1,.*"name":"pool_retry",.*"name":"127\.0\.0\.1:1",[^}]*"in_flight":0,[^}]*\},\{[^}]*"in_flight":0,/,
+ qr/"name":"pool_a",[^]]*"in_flight":0,.*"name":"pool_retry".*"in_flight":0,.*"in_flight":0,/]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 18: a zone too small for the peers says so at start
+--- http_config eval
+"llm_router_zone llm 32k;\nupstream big {\n    llm_engine vllm;\n"
+. join('', map { "    server 127.0.0.1:$_;\n" } 20000 .. 20299) . "}\n"
+--- config
+--- request
+GET /
+--- must_die
+--- error_log
+llm_router_zone "llm" is too small for 300 peers
