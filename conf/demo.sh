@@ -74,6 +74,15 @@ ngx_llm_router demo on http://127.0.0.1:8080 (Ctrl-C stops it)
   curl -s http://127.0.0.1:8080/v1/chat/completions -d '{"model":"nope"}'
   curl -s http://127.0.0.1:8080/v1/chat/completions -d '{"model":'
 
+  # peers, health checks, requests in flight, engine metrics
+  # (open http://127.0.0.1:8080/llm/status in a browser for the HTML view)
+  curl -s http://127.0.0.1:8080/llm/status
+
+  # make both vLLM engines report "loading": llama3-8b falls back to qwen-7b
+  for p in 9101 9102; do curl -s 127.0.0.1:$p/mock/control \
+      -d '{"health_status":503}'; done; sleep 3
+  curl -s http://127.0.0.1:8080/v1/chat/completions -d '{"model":"llama3-8b"}'
+
 Logs: build/demo/logs/ (access.log is one JSON line per request)
 TXT
 
