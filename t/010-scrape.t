@@ -173,7 +173,7 @@ qr/\Allm router: the metrics of peer 127\.0\.0\.1:\d+ of upstream "pool_a" have 
 llm_router_zone llm 1m;
 upstream pool_a {
     llm_engine vllm;
-    llm_scrape interval=200ms;
+    llm_scrape interval=2s;
     server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
 }
 server {
