@@ -31,7 +31,9 @@
 #define NGX_HTTP_LLM_PROBE_BUF     4096
 
 
-typedef struct {
+typedef struct ngx_http_llm_probe_s  ngx_http_llm_probe_t;
+
+struct ngx_http_llm_probe_s {
     ngx_event_t                  timer;
     ngx_peer_connection_t        pc;
     ngx_uint_t                   kind;
@@ -46,10 +48,10 @@ typedef struct {
     size_t                       sent;
     size_t                       received;   /* of the status line */
     ngx_int_t                    status;     /* 0: not yet known */
-    ngx_uint_t                   eoh;        /* "\r\n\r\n" matched so far */
+    ngx_uint_t                   eoh;        /* 1: at a line start, 2: done */
     u_char                      *buf;
     ngx_http_llm_prom_t         *prom;
-} ngx_http_llm_probe_t;
+};
 
 
 static ngx_int_t ngx_http_llm_probe_create(ngx_cycle_t *cycle,
@@ -61,6 +63,7 @@ static void ngx_http_llm_probe_timer(ngx_event_t *ev);
 static ngx_uint_t ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_write(ngx_event_t *wev);
+static void ngx_http_llm_probe_sent(ngx_event_t *wev);
 static void ngx_http_llm_probe_read(ngx_event_t *rev);
 static ngx_int_t ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr,
     u_char *p, u_char *last);
@@ -72,6 +75,8 @@ static void ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr,
     const char *error);
 static void ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr);
+static void ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr,
+    ngx_http_llm_claim_t *cl);
 
 
 ngx_int_t
@@ -90,7 +95,7 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
     lmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_llm_router_module);
 
-    if (lmcf == NULL || lmcf->peers == NULL) {
+    if (lmcf == NULL || lmcf->sh == NULL) {
         return NGX_OK;
     }
 
@@ -235,6 +240,7 @@ ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr)
         cl->owner = ngx_pid;
         cl->started = now;
         cl->next = now + pr->interval;
+        pr->started = now;
         claimed = 1;
     }
 
@@ -266,7 +272,6 @@ ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr)
     pr->pc.log = pr->timer.log;
     pr->pc.log_error = NGX_ERROR_INFO;
 
-    pr->started = ngx_current_msec;
     pr->sent = 0;
     pr->received = 0;
     pr->status = 0;
@@ -281,7 +286,15 @@ ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr)
 
     rc = ngx_event_connect_peer(&pr->pc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (rc == NGX_ERROR) {
+
+        /* out of connections or sockets here: says nothing of the peer */
+
+        ngx_http_llm_probe_abandon(pr);
+        return;
+    }
+
+    if (rc == NGX_BUSY || rc == NGX_DECLINED) {
         ngx_http_llm_probe_close(pr);
         ngx_http_llm_probe_finish(pr, "connect failed");
         return;
@@ -331,7 +344,7 @@ ngx_http_llm_probe_write(ngx_event_t *wev)
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                break;
+                goto failed;
             }
 
             return;
@@ -351,9 +364,36 @@ ngx_http_llm_probe_write(ngx_event_t *wev)
         ngx_del_timer(wev);
     }
 
-    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, "event error");
+    /* all sent: no more write events, wait for the answer */
+
+    wev->handler = ngx_http_llm_probe_sent;
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK
+        || ngx_handle_read_event(c->read, 0) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_http_llm_probe_close(pr);
+    ngx_http_llm_probe_finish(pr, "event error");
+}
+
+
+static void
+ngx_http_llm_probe_sent(ngx_event_t *wev)
+{
+    ngx_connection_t      *c;
+    ngx_http_llm_probe_t  *pr;
+
+    c = wev->data;
+    pr = c->data;
+
+    if (c->close) {
+        ngx_http_llm_probe_abandon(pr);
     }
 }
 
@@ -404,10 +444,11 @@ ngx_http_llm_probe_read(ngx_event_t *rev)
                 return;
             }
 
-            /* a scrape's body ends with the connection */
+            /* a scrape's body ends when the engine closes, not on a reset */
 
-            ngx_http_llm_probe_finish(pr, (pr->eoh == 4) ? NULL
-                                                         : "invalid response");
+            ngx_http_llm_probe_finish(pr, (n == NGX_ERROR) ? "connection reset"
+                                          : (pr->eoh == 2) ? NULL
+                                          : "invalid response");
             return;
         }
 
@@ -436,27 +477,61 @@ ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr, u_char *p, u_char *last)
 {
     u_char  c;
 
+    /* "HTTP/d.d ddd" and a space or the line's end */
+
     while (pr->status == 0 && p < last) {
         c = *p++;
 
-        /* "HTTP/1.x " is 9 bytes, the status the 3 after */
+        switch (pr->received) {
 
-        if (pr->received < 5) {
+        case 0: case 1: case 2: case 3: case 4:
             if (c != "HTTP/"[pr->received]) {
                 return NGX_ERROR;
             }
 
-        } else if (pr->received >= 9 && pr->received < 12) {
+            break;
+
+        case 5: case 7:
+            if (c < '0' || c > '9') {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case 6:
+            if (c != '.') {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case 8:
+            if (c != ' ') {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case 9: case 10: case 11:
             if (c < '0' || c > '9') {
                 return NGX_ERROR;
             }
 
             pr->eoh = pr->eoh * 10 + (c - '0');
+            break;
 
-            if (pr->received == 11) {
-                pr->status = pr->eoh;
-                pr->eoh = 0;
+        default: /* 12 */
+            if (c != ' ' && c != '\r' && c != '\n') {
+                return NGX_ERROR;
             }
+
+            if (pr->eoh < 100) {
+                return NGX_ERROR;
+            }
+
+            pr->status = pr->eoh;
+            pr->eoh = (c == '\n') ? 1 : 0;
+            break;
         }
 
         pr->received++;
@@ -470,16 +545,16 @@ ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr, u_char *p, u_char *last)
         return NGX_OK;
     }
 
-    /* the end of the headers: "\r\n\r\n" */
+    /* the headers end with an empty line, "\r\n" or a bare "\n" */
 
-    while (pr->eoh < 4 && p < last) {
+    while (pr->eoh < 2 && p < last) {
         c = *p++;
 
-        if (c == ((pr->eoh & 1) ? '\n' : '\r')) {
+        if (c == '\n') {
             pr->eoh++;
 
-        } else {
-            pr->eoh = (c == '\r') ? 1 : 0;
+        } else if (c != '\r') {
+            pr->eoh = 0;
         }
     }
 
@@ -540,7 +615,7 @@ ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
     st->latency = ngx_current_msec - pr->started;
     st->last_check = tp->sec;
     st->last_check_ms = tp->msec;
-    st->check.owner = 0;
+    ngx_http_llm_probe_release(pr, &st->check);
 
     if (error == NULL) {
         st->fails = 0;
@@ -609,7 +684,7 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    st->scrape.owner = 0;
+    ngx_http_llm_probe_release(pr, &st->scrape);
     st->last_scrape = tp->sec;
     st->last_scrape_ms = tp->msec;
 
@@ -677,10 +752,21 @@ ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr)
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (cl->owner == ngx_pid) {
+    if (cl->owner == ngx_pid && cl->started == pr->started) {
         cl->owner = 0;
         cl->next = ngx_current_msec;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* under the lock: a claim taken over by another worker is not ours */
+
+static void
+ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr, ngx_http_llm_claim_t *cl)
+{
+    if (cl->owner == ngx_pid && cl->started == pr->started) {
+        cl->owner = 0;
+    }
 }

@@ -32,6 +32,7 @@ static ngx_int_t ngx_http_llm_init_fallbacks(ngx_conf_t *cf,
 
 
 static ngx_str_t  ngx_http_llm_default_name = ngx_string("default");
+static ngx_str_t  ngx_http_llm_no_name = ngx_null_string;
 
 
 char *
@@ -700,8 +701,12 @@ ngx_http_llm_init_fallbacks(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
             return NGX_ERROR;
         }
 
+        /* the default model without a target passes the name on as is */
+
         send = m->target.len ? &m->target
                : (route && route->send.len) ? &route->send
+               : (lmcf->default_route && m == lmcf->default_route->model)
+                 ? &ngx_http_llm_no_name
                : &model->fallback;
 
         model->fallback_route = ngx_http_llm_make_route(cf, m, send);

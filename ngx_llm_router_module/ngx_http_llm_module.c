@@ -255,6 +255,8 @@ ngx_http_llm_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    lmcf->pool = cf->pool;
+
     if (ngx_array_init(&lmcf->upstreams, cf->pool, 4,
                        sizeof(ngx_http_llm_srv_conf_t *))
         != NGX_OK)

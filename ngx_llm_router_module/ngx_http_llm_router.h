@@ -25,7 +25,7 @@
 
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    3
+#define NGX_HTTP_LLM_ZONE_VERSION    4
 #define NGX_HTTP_LLM_METRICS_MAX     (1024 * 1024)
 
 
@@ -73,6 +73,9 @@ typedef struct ngx_http_llm_route_s {
 } ngx_http_llm_route_t;
 
 
+typedef struct ngx_http_llm_peer_state_s  ngx_http_llm_peer_state_t;
+
+
 /* the llm_* settings of an upstream{} block */
 typedef struct {
     ngx_uint_t                     engine;
@@ -90,7 +93,7 @@ typedef struct {
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_upstream_init_pt      original_init_upstream;
     ngx_http_upstream_init_peer_pt original_init_peer;
-    ngx_uint_t                     base;      /* first peer in the zone */
+    ngx_http_llm_peer_state_t    **slots;     /* a zone slot per peer */
     ngx_uint_t                     npeers;
     u_char                        *config_down;     /* "down" as configured */
     ngx_str_t                      file;
@@ -107,7 +110,8 @@ typedef struct {
 
 
 /* a peer's state in the shared zone, seen by every worker */
-typedef struct {
+struct ngx_http_llm_peer_state_s {
+    ngx_queue_t                    queue;       /* of all slots */
     u_char                         upstream[NGX_HTTP_LLM_NAME_LEN];
     u_char                         name[NGX_HTTP_LLM_NAME_LEN];
 
@@ -139,14 +143,13 @@ typedef struct {
     ngx_uint_t                     last_scrape_ms;
     ngx_http_llm_claim_t           scrape;
     u_char                         scrape_error[NGX_HTTP_LLM_ERROR_LEN];
-} ngx_http_llm_peer_state_t;
+};
 
 
 typedef struct {
     ngx_uint_t                     version;
-    ngx_uint_t                     npeers;
-    ngx_http_llm_peer_state_t     *peers;      /* the newest layout */
-    ngx_http_llm_peer_state_t     *previous;   /* kept for old workers */
+    ngx_uint_t                     nslots;
+    ngx_queue_t                    slots;       /* peer states, by name */
 } ngx_http_llm_shctx_t;
 
 
@@ -161,8 +164,7 @@ typedef struct {
     ngx_shm_zone_t                *shm_zone;
     ngx_slab_pool_t               *shpool;
     ngx_http_llm_shctx_t          *sh;
-    ngx_http_llm_peer_state_t     *peers;      /* this configuration's */
-    ngx_uint_t                     npeers;
+    ngx_pool_t                    *pool;       /* the configuration's */
 } ngx_http_llm_main_conf_t;
 
 

@@ -59,7 +59,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     u_char                     *p;
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
-    ngx_uint_t                  i, npeers;
+    ngx_uint_t                  i, k, n, npeers;
     ngx_chain_t                 out;
     ngx_http_llm_srv_conf_t   **lscfp;
     ngx_http_llm_main_conf_t   *lmcf;
@@ -76,28 +76,35 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
-    /* a snapshot of the zone */
+    /* a snapshot of this configuration's peers, in upstream order */
 
+    lscfp = lmcf->upstreams.elts;
     npeers = 0;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        npeers += lscfp[i]->npeers;
+    }
+
     peers = NULL;
 
-    if (lmcf->peers) {
-        ngx_shmtx_lock(&lmcf->shpool->mutex);
-
-        npeers = lmcf->npeers;
+    if (lmcf->sh) {
         peers = ngx_palloc(r->pool,
                            (npeers + 1) * sizeof(ngx_http_llm_peer_state_t));
-
-        if (peers) {
-            ngx_memcpy(peers, lmcf->peers,
-                       npeers * sizeof(ngx_http_llm_peer_state_t));
-        }
-
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
-
         if (peers == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+        n = 0;
+
+        for (i = 0; i < lmcf->upstreams.nelts; i++) {
+            for (k = 0; k < lscfp[i]->npeers; k++) {
+                peers[n++] = *lscfp[i]->slots[k];
+            }
+        }
+
+        ngx_shmtx_unlock(&lmcf->shpool->mutex);
     }
 
     if (ngx_http_llm_status_wants_html(r)) {
@@ -112,8 +119,6 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
 
     len = sizeof("{\"zone\":,\"upstreams\":[]}\n") + 2 * 6 * 64
           + lmcf->upstreams.nelts * NGX_HTTP_LLM_STATUS_PEER_LEN;
-
-    lscfp = lmcf->upstreams.elts;
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         len += (lscfp[i]->npeers + 1) * NGX_HTTP_LLM_STATUS_PEER_LEN
@@ -137,15 +142,20 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
 
     p = ngx_cpymem(p, ",\"upstreams\":[", sizeof(",\"upstreams\":[") - 1);
 
+    n = 0;
+
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         if (i) {
             *p++ = ',';
         }
 
-        p = ngx_http_llm_status_upstream(r, p, lscfp[i], peers);
+        p = ngx_http_llm_status_upstream(r, p, lscfp[i],
+                                         peers ? peers + n : NULL);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        n += lscfp[i]->npeers;
     }
 
     p = ngx_cpymem(p, "]}\n", 3);
@@ -224,7 +234,7 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
     u_char                     *p;
     size_t                      len;
     ngx_buf_t                  *b;
-    ngx_uint_t                  i, k, down;
+    ngx_uint_t                  i, k, down, base;
     ngx_msec_t                  age;
     ngx_http_llm_srv_conf_t   **lscfp, *lscf;
     ngx_http_llm_peer_state_t  *st;
@@ -246,6 +256,8 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
     p = ngx_cpymem(b->last, NGX_HTTP_LLM_HTML_HEAD,
                    sizeof(NGX_HTTP_LLM_HTML_HEAD) - 1);
 
+    base = 0;
+
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
@@ -258,7 +270,7 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
                        sizeof(NGX_HTTP_LLM_HTML_TABLE) - 1);
 
         for (k = 0; peers && k < lscf->npeers; k++) {
-            st = &peers[lscf->base + k];
+            st = &peers[base + k];
             down = st->down || lscf->config_down[k];
 
             p = ngx_cpymem(p, "<tr><td>", 8);
@@ -303,6 +315,7 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
         }
 
         p = ngx_cpymem(p, "</table>", 8);
+        base += lscf->npeers;
     }
 
     b->last = ngx_cpymem(p, "</body></html>\n",
@@ -360,7 +373,7 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
     p = ngx_cpymem(p, ",\"peers\":[", sizeof(",\"peers\":[") - 1);
 
     for (k = 0; peers && k < lscf->npeers; k++) {
-        st = &peers[lscf->base + k];
+        st = &peers[k];
 
         if (k) {
             *p++ = ',';

@@ -46,6 +46,8 @@ static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf);
+static ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_upstream_rr_peers_t *peers);
 static ngx_int_t ngx_http_llm_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_llm_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -173,7 +175,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_int_t    n;
     ngx_str_t   *value, s;
-    ngx_uint_t   i;
+    ngx_uint_t   i, timeout_set;
     ngx_msec_t   ms;
 
     if (lscf->check_interval) {
@@ -182,6 +184,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     lscf->check_interval = 5000;
     lscf->check_timeout = 2000;
+    timeout_set = 0;
     lscf->fall = 3;
     lscf->rise = 2;
 
@@ -206,6 +209,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             } else {
                 lscf->check_timeout = ms;
+                timeout_set = 1;
             }
 
             continue;
@@ -252,6 +256,11 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if (!timeout_set) {
+        lscf->check_timeout = ngx_min(lscf->check_timeout,
+                                      lscf->check_interval);
     }
 
     if (lscf->check_timeout > lscf->check_interval) {
@@ -564,7 +573,7 @@ ngx_http_llm_init_peer(ngx_http_request_t *r,
     lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
-    if (lscf->check_interval && lmcf->peers) {
+    if (lscf->check_interval && lmcf->sh) {
         ngx_http_llm_sync_down(lscf, lmcf);
     }
 
@@ -572,7 +581,7 @@ ngx_http_llm_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (lmcf->peers == NULL) {
+    if (lmcf->sh == NULL) {
         return NGX_OK;
     }
 
@@ -613,9 +622,10 @@ ngx_http_llm_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_llm_peer_data_t  *pd = data;
 
-    ngx_int_t                     rc;
-    ngx_uint_t                    k;
-    ngx_http_upstream_rr_peer_t  *peer;
+    ngx_int_t                      rc;
+    ngx_uint_t                     k;
+    ngx_http_upstream_rr_peer_t   *peer;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     rc = pd->original_get_peer(pc, pd->data);
 
@@ -625,17 +635,20 @@ ngx_http_llm_get_peer(ngx_peer_connection_t *pc, void *data)
 
     /* the peer chosen, by address */
 
-    for (k = 0; k < pd->lscf->npeers; k++) {
-        peer = ngx_http_llm_rr_peer(pd->lscf, k);
+    k = 0;
 
-        if (peer
-            && ngx_cmp_sockaddr(pc->sockaddr, pc->socklen, peer->sockaddr,
-                                peer->socklen, 1)
-               == NGX_OK)
-        {
-            pd->counted = ngx_http_llm_peer_state(pd->lmcf, pd->lscf, k);
-            (void) ngx_atomic_fetch_add(&pd->counted->in_flight, 1);
-            break;
+    for (peers = pd->lscf->upstream->peer.data; peers; peers = peers->next) {
+        for (peer = peers->peer; peer; peer = peer->next, k++) {
+
+            if (k < pd->lscf->npeers
+                && ngx_cmp_sockaddr(pc->sockaddr, pc->socklen,
+                                    peer->sockaddr, peer->socklen, 1)
+                   == NGX_OK)
+            {
+                pd->counted = pd->lscf->slots[k];
+                (void) ngx_atomic_fetch_add(&pd->counted->in_flight, 1);
+                return rc;
+            }
         }
     }
 
@@ -682,36 +695,69 @@ ngx_http_llm_save_session(ngx_peer_connection_t *pc, void *data)
 #endif
 
 
-/* a peer is down if configured so or if the checks say so */
+/*
+ * A peer is down if configured so or if the checks say so.  The peers are
+ * written, under the lock of a "zone" upstream, only when that changes.
+ */
 
 static void
 ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf)
 {
-    ngx_uint_t                     n, down;
+    ngx_uint_t                     n, changed;
     ngx_http_upstream_rr_peer_t   *peer;
     ngx_http_upstream_rr_peers_t  *peers;
 
-    n = 0;
-
     for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
 
-        ngx_http_upstream_rr_peers_wlock(peers);
+        changed = 0;
+
+        ngx_http_upstream_rr_peers_rlock(peers);
+
+        n = ngx_http_llm_peers_offset(lscf, peers);
 
         for (peer = peers->peer; peer && n < lscf->npeers; peer = peer->next)
         {
-            down = lscf->config_down[n]
-                   || ngx_http_llm_peer_state(lmcf, lscf, n)->down;
-
-            if (peer->down != down) {
-                peer->down = down;
+            if (peer->down != (lscf->config_down[n] || lscf->slots[n]->down))
+            {
+                changed = 1;
             }
 
             n++;
         }
 
         ngx_http_upstream_rr_peers_unlock(peers);
+
+        if (!changed) {
+            continue;
+        }
+
+        ngx_http_upstream_rr_peers_wlock(peers);
+
+        n = ngx_http_llm_peers_offset(lscf, peers);
+
+        for (peer = peers->peer; peer && n < lscf->npeers; peer = peer->next)
+        {
+            peer->down = lscf->config_down[n] || lscf->slots[n]->down;
+            n++;
+        }
+
+        ngx_http_upstream_rr_peers_unlock(peers);
     }
+}
+
+
+/* the index of the first peer of "peers": primaries, then the backups */
+
+static ngx_uint_t
+ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_upstream_rr_peers_t *peers)
+{
+    ngx_http_upstream_rr_peers_t  *primary;
+
+    primary = lscf->upstream->peer.data;
+
+    return (peers == primary) ? 0 : primary->number;
 }
 
 
@@ -759,15 +805,14 @@ ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
 
     *retry = lscf->check_interval;
 
-    if (lscf->check_interval == 0 || lmcf->peers == NULL
+    if (lscf->check_interval == 0 || lmcf->sh == NULL
         || lscf->npeers == 0)
     {
         return 1;
     }
 
     for (k = 0; k < lscf->npeers; k++) {
-        if (!lscf->config_down[k]
-            && !ngx_http_llm_peer_state(lmcf, lscf, k)->down)
+        if (!lscf->config_down[k] && !lscf->slots[k]->down)
         {
             return 1;
         }

@@ -4,11 +4,12 @@
  * state of every peer of every llm upstream, so that all workers see the
  * same health, load and metrics.
  *
- * On reload the zone is adopted.  If the peers are the same, in the same
- * order, the new workers share the old workers' array; otherwise a new
- * array is laid out, peers still configured keep their state (found again
- * by upstream and peer name), and the old array stays allocated until the
- * next change of layout, for the old workers finishing their requests.
+ * A peer's state is a slot found by upstream and peer name, and a slot never
+ * moves: on reload the new configuration looks its peers up and shares the
+ * slots of the peers it keeps with the old workers still finishing their
+ * requests, so health, claims and in-flight counts go on undisturbed.  A
+ * slot of a peer no configuration names any more stays allocated (a few
+ * hundred bytes), so that an old worker can never write into freed memory.
  */
 
 
@@ -20,12 +21,9 @@
 
 
 static ngx_int_t ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-static ngx_uint_t ngx_http_llm_same_layout(ngx_http_llm_main_conf_t *lmcf,
-    ngx_http_llm_shctx_t *old, ngx_uint_t n);
-static void ngx_http_llm_name_state(ngx_http_llm_peer_state_t *st,
+static ngx_http_llm_peer_state_t *ngx_http_llm_find_slot(
+    ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t k);
-static void ngx_http_llm_adopt_state(ngx_http_llm_peer_state_t *st,
-    ngx_http_llm_shctx_t *old);
 
 
 char *
@@ -82,7 +80,7 @@ ngx_http_llm_peer_state_t *
 ngx_http_llm_peer_state(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
 {
-    return &lmcf->peers[lscf->base + n];
+    return lscf->slots[n];
 }
 
 
@@ -91,38 +89,44 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_llm_main_conf_t *olmcf = data;
 
-    size_t                        len;
-    ngx_uint_t                    i, k, n;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_llm_shctx_t         *sh, *old;
-    ngx_http_llm_srv_conf_t     **lscfp, *lscf;
-    ngx_http_llm_main_conf_t     *lmcf;
-    ngx_http_llm_peer_state_t    *peers, *st;
+    size_t                      len;
+    ngx_uint_t                  i, k, n;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_llm_shctx_t       *sh;
+    ngx_http_llm_srv_conf_t   **lscfp, *lscf;
+    ngx_http_llm_main_conf_t   *lmcf;
+    ngx_http_llm_peer_state_t  *st;
 
     lmcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     lmcf->shpool = shpool;
 
-    old = NULL;
+    /* the zone of the running configuration, if its layout is known */
+
+    sh = NULL;
 
     if (olmcf && olmcf->sh && olmcf->sh->version == NGX_HTTP_LLM_ZONE_VERSION)
     {
-        old = olmcf->sh;
+        sh = olmcf->sh;
     }
-
-    /* every llm upstream's peers get consecutive slots */
 
     n = 0;
     lscfp = lmcf->upstreams.elts;
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
-        lscfp[i]->base = n;
-        n += lscfp[i]->npeers;
+        lscf = lscfp[i];
+
+        len = (lscf->npeers + 1) * sizeof(ngx_http_llm_peer_state_t *);
+
+        lscf->slots = ngx_pcalloc(lmcf->pool, len);
+        if (lscf->slots == NULL) {
+            return NGX_ERROR;
+        }
+
+        n += lscf->npeers;
     }
 
     ngx_shmtx_lock(&shpool->mutex);
-
-    sh = old;
 
     if (sh == NULL) {
         sh = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_llm_shctx_t));
@@ -131,6 +135,7 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         sh->version = NGX_HTTP_LLM_ZONE_VERSION;
+        ngx_queue_init(&sh->slots);
         shpool->data = sh;
 
         len = sizeof(" in llm_router_zone \"\"") + shm_zone->shm.name.len;
@@ -144,46 +149,27 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     &shm_zone->shm.name);
     }
 
-    if (old && old->peers && ngx_http_llm_same_layout(lmcf, old, n)) {
-        peers = old->peers;
-        goto done;
-    }
-
-    peers = ngx_slab_calloc_locked(shpool,
-                              (n + 1) * sizeof(ngx_http_llm_peer_state_t));
-    if (peers == NULL) {
-        goto too_small;
-    }
-
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
         for (k = 0; k < lscf->npeers; k++) {
-            st = &peers[lscf->base + k];
-
-            ngx_http_llm_name_state(st, lscf, k);
-
-            if (old) {
-                ngx_http_llm_adopt_state(st, old);
+            st = ngx_http_llm_find_slot(sh, shpool, lscf, k);
+            if (st == NULL) {
+                goto too_small;
             }
+
+            /* a claim made under a longer interval must not delay probes */
+
+            st->check.next = ngx_current_msec;
+            st->scrape.next = ngx_current_msec;
+
+            lscf->slots[k] = st;
         }
     }
-
-    if (old && old->previous) {
-        ngx_slab_free_locked(shpool, old->previous);
-    }
-
-    sh->previous = old ? old->peers : NULL;
-    sh->peers = peers;
-    sh->npeers = n;
-
-done:
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     lmcf->sh = sh;
-    lmcf->peers = peers;
-    lmcf->npeers = n;
 
     return NGX_OK;
 
@@ -199,105 +185,55 @@ too_small:
 }
 
 
-static void
-ngx_http_llm_name_state(ngx_http_llm_peer_state_t *st,
+/* the slot of a peer, by upstream and peer name, made if it is new */
+
+static ngx_http_llm_peer_state_t *
+ngx_http_llm_find_slot(ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t k)
 {
     size_t                        len;
+    ngx_queue_t                  *q;
+    ngx_http_llm_peer_state_t    *st;
     ngx_http_upstream_rr_peer_t  *peer;
+    u_char                        upstream[NGX_HTTP_LLM_NAME_LEN];
+    u_char                        name[NGX_HTTP_LLM_NAME_LEN];
+
+    ngx_memzero(upstream, NGX_HTTP_LLM_NAME_LEN);
+    ngx_memzero(name, NGX_HTTP_LLM_NAME_LEN);
 
     len = ngx_min(lscf->upstream->host.len, NGX_HTTP_LLM_NAME_LEN - 1);
-    ngx_memcpy(st->upstream, lscf->upstream->host.data, len);
+    ngx_memcpy(upstream, lscf->upstream->host.data, len);
 
     peer = ngx_http_llm_rr_peer(lscf, k);
 
     if (peer) {
         len = ngx_min(peer->name.len, NGX_HTTP_LLM_NAME_LEN - 1);
-        ngx_memcpy(st->name, peer->name.data, len);
-    }
-}
-
-
-/* the same peers in the same order as the zone's newest array */
-
-static ngx_uint_t
-ngx_http_llm_same_layout(ngx_http_llm_main_conf_t *lmcf,
-    ngx_http_llm_shctx_t *old, ngx_uint_t n)
-{
-    ngx_uint_t                  i, k;
-    ngx_http_llm_srv_conf_t   **lscfp, *lscf;
-    ngx_http_llm_peer_state_t   st;
-
-    if (old->npeers != n) {
-        return 0;
+        ngx_memcpy(name, peer->name.data, len);
     }
 
-    lscfp = lmcf->upstreams.elts;
+    for (q = ngx_queue_head(&sh->slots);
+         q != ngx_queue_sentinel(&sh->slots);
+         q = ngx_queue_next(q))
+    {
+        st = ngx_queue_data(q, ngx_http_llm_peer_state_t, queue);
 
-    for (i = 0; i < lmcf->upstreams.nelts; i++) {
-        lscf = lscfp[i];
-
-        for (k = 0; k < lscf->npeers; k++) {
-            ngx_memzero(st.upstream, NGX_HTTP_LLM_NAME_LEN);
-            ngx_memzero(st.name, NGX_HTTP_LLM_NAME_LEN);
-
-            ngx_http_llm_name_state(&st, lscf, k);
-
-            if (ngx_strcmp(st.upstream, old->peers[lscf->base + k].upstream)
-                != 0
-                || ngx_strcmp(st.name, old->peers[lscf->base + k].name) != 0)
-            {
-                return 0;
-            }
-        }
-    }
-
-    return 1;
-}
-
-
-/* a peer kept across a reload keeps its health; checks start afresh */
-
-static void
-ngx_http_llm_adopt_state(ngx_http_llm_peer_state_t *st,
-    ngx_http_llm_shctx_t *old)
-{
-    ngx_uint_t                  i;
-    ngx_http_llm_peer_state_t  *o;
-
-    for (i = 0; i < old->npeers; i++) {
-        o = &old->peers[i];
-
-        if (ngx_strcmp(o->upstream, st->upstream) != 0
-            || ngx_strcmp(o->name, st->name) != 0)
+        if (ngx_strcmp(st->upstream, upstream) == 0
+            && ngx_strcmp(st->name, name) == 0)
         {
-            continue;
+            return st;
         }
-
-        st->down = o->down;
-        st->fails = o->fails;
-        st->successes = o->successes;
-        st->checks = o->checks;
-        st->latency = o->latency;
-        st->last_check = o->last_check;
-        st->last_check_ms = o->last_check_ms;
-        ngx_memcpy(st->error, o->error, NGX_HTTP_LLM_ERROR_LEN);
-
-        st->running = o->running;
-        st->waiting = o->waiting;
-        st->kv_cache = o->kv_cache;
-        st->has_running = o->has_running;
-        st->has_waiting = o->has_waiting;
-        st->has_kv_cache = o->has_kv_cache;
-        st->bad_logged = o->bad_logged;
-        st->scrapes = o->scrapes;
-        st->bad_lines = o->bad_lines;
-        st->scraped = o->scraped;
-        st->last_scrape = o->last_scrape;
-        st->last_scrape_ms = o->last_scrape_ms;
-        ngx_memcpy(st->scrape_error, o->scrape_error,
-                   NGX_HTTP_LLM_ERROR_LEN);
-
-        return;
     }
+
+    st = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_llm_peer_state_t));
+    if (st == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(st->upstream, upstream, NGX_HTTP_LLM_NAME_LEN);
+    ngx_memcpy(st->name, name, NGX_HTTP_LLM_NAME_LEN);
+
+    ngx_queue_insert_tail(&sh->slots, &st->queue);
+    sh->nslots++;
+
+    return st;
 }

@@ -444,3 +444,20 @@ GET /
 --- must_die
 --- error_log
 llm_router_zone "llm" is too small for 300 peers
+
+
+
+=== TEST 19: a short interval alone is valid: the timeout follows it
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=300ms;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- config
+location = /llm/status { llm_router_status; }
+--- request
+GET /llm/status
+--- response_body_like: "check":\{"interval_ms":300,"timeout_ms":300,"fall":3,"rise":2,"uri":"/health"\}
+--- no_error_log
+[emerg]
