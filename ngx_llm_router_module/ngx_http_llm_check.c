@@ -63,6 +63,7 @@ static void ngx_http_llm_probe_timer(ngx_event_t *ev);
 static ngx_uint_t ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_write(ngx_event_t *wev);
+static ngx_http_llm_probe_t *ngx_http_llm_probe_event(ngx_event_t *ev);
 static void ngx_http_llm_probe_sent(ngx_event_t *wev);
 static void ngx_http_llm_probe_read(ngx_event_t *rev);
 static ngx_int_t ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr,
@@ -317,6 +318,35 @@ ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr)
 }
 
 
+/* the probe of an event, or NULL if the event ended it */
+
+static ngx_http_llm_probe_t *
+ngx_http_llm_probe_event(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_llm_probe_t  *pr;
+
+    c = ev->data;
+    pr = c->data;
+
+    if (c->close) {
+
+        /* nginx is shutting down: no outcome */
+
+        ngx_http_llm_probe_abandon(pr);
+        return NULL;
+    }
+
+    if (ev->timedout) {
+        ngx_http_llm_probe_close(pr);
+        ngx_http_llm_probe_finish(pr, "timed out");
+        return NULL;
+    }
+
+    return pr;
+}
+
+
 static void
 ngx_http_llm_probe_write(ngx_event_t *wev)
 {
@@ -324,19 +354,12 @@ ngx_http_llm_probe_write(ngx_event_t *wev)
     ngx_connection_t      *c;
     ngx_http_llm_probe_t  *pr;
 
+    pr = ngx_http_llm_probe_event(wev);
+    if (pr == NULL) {
+        return;
+    }
+
     c = wev->data;
-    pr = c->data;
-
-    if (c->close) {
-        ngx_http_llm_probe_abandon(pr);
-        return;
-    }
-
-    if (wev->timedout) {
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, "timed out");
-        return;
-    }
 
     while (pr->sent < pr->request->len) {
         n = c->send(c, pr->request->data + pr->sent,
@@ -386,15 +409,7 @@ failed:
 static void
 ngx_http_llm_probe_sent(ngx_event_t *wev)
 {
-    ngx_connection_t      *c;
-    ngx_http_llm_probe_t  *pr;
-
-    c = wev->data;
-    pr = c->data;
-
-    if (c->close) {
-        ngx_http_llm_probe_abandon(pr);
-    }
+    (void) ngx_http_llm_probe_event(wev);
 }
 
 
@@ -406,19 +421,12 @@ ngx_http_llm_probe_read(ngx_event_t *rev)
     ngx_connection_t      *c;
     ngx_http_llm_probe_t  *pr;
 
+    pr = ngx_http_llm_probe_event(rev);
+    if (pr == NULL) {
+        return;
+    }
+
     c = rev->data;
-    pr = c->data;
-
-    if (c->close) {
-        ngx_http_llm_probe_abandon(pr);
-        return;
-    }
-
-    if (rev->timedout) {
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, "timed out");
-        return;
-    }
 
     for ( ;; ) {
         n = c->recv(c, pr->buf, NGX_HTTP_LLM_PROBE_BUF);

@@ -38,6 +38,9 @@ typedef struct {
 } ngx_http_llm_engine_t;
 
 
+static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
+    ngx_msec_t *ms);
+static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
 static ngx_http_llm_srv_conf_t *ngx_http_llm_register_upstream(
     ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_init_upstream(ngx_conf_t *cf,
@@ -176,7 +179,6 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t    n;
     ngx_str_t   *value, s;
     ngx_uint_t   i, timeout_set;
-    ngx_msec_t   ms;
 
     if (lscf->check_interval) {
         return "is duplicate";
@@ -192,26 +194,24 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
-            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->check_interval)
+                != NGX_OK)
+            {
                 goto invalid;
             }
 
-            if (value[i].data[0] == 'i') {
-                lscf->check_interval = ms;
+            continue;
+        }
 
-            } else {
-                lscf->check_timeout = ms;
-                timeout_set = 1;
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 8, &lscf->check_timeout)
+                != NGX_OK)
+            {
+                goto invalid;
             }
 
+            timeout_set = 1;
             continue;
         }
 
@@ -245,10 +245,8 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
-            lscf->check_uri.data = value[i].data + 4;
-            lscf->check_uri.len = value[i].len - 4;
-
-            if (lscf->check_uri.len == 0 || lscf->check_uri.data[0] != '/') {
+            if (ngx_http_llm_param_uri(&value[i], &lscf->check_uri) != NGX_OK)
+            {
                 goto invalid;
             }
 
@@ -289,9 +287,8 @@ ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    ngx_str_t   *value, s;
+    ngx_str_t   *value;
     ngx_uint_t   i;
-    ngx_msec_t   ms;
 
     if (lscf->scrape_interval) {
         return "is duplicate";
@@ -305,24 +302,18 @@ ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->scrape_interval)
+                != NGX_OK)
+            {
                 goto invalid;
             }
 
-            lscf->scrape_interval = ms;
             continue;
         }
 
         if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
-            lscf->scrape_uri.data = value[i].data + 4;
-            lscf->scrape_uri.len = value[i].len - 4;
-
-            if (lscf->scrape_uri.len == 0 || lscf->scrape_uri.data[0] != '/')
+            if (ngx_http_llm_param_uri(&value[i], &lscf->scrape_uri)
+                != NGX_OK)
             {
                 goto invalid;
             }
@@ -345,6 +336,41 @@ invalid:
                        "invalid parameter \"%V\"", &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/* NAME=TIME, a time above zero */
+
+static ngx_int_t
+ngx_http_llm_param_msec(ngx_str_t *value, size_t skip, ngx_msec_t *ms)
+{
+    ngx_str_t   s;
+    ngx_msec_t  t;
+
+    s.data = value->data + skip;
+    s.len = value->len - skip;
+
+    t = ngx_parse_time(&s, 0);
+
+    if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+        return NGX_ERROR;
+    }
+
+    *ms = t;
+
+    return NGX_OK;
+}
+
+
+/* uri=/PATH */
+
+static ngx_int_t
+ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
+{
+    uri->data = value->data + 4;
+    uri->len = value->len - 4;
+
+    return (uri->len && uri->data[0] == '/') ? NGX_OK : NGX_ERROR;
 }
 
 
