@@ -23,9 +23,14 @@
 #define NGX_HTTP_LLM_ENGINE_OLLAMA   5
 #define NGX_HTTP_LLM_ENGINE_OPENAI   6
 
+#define NGX_HTTP_LLM_BALANCE_RR         0
+#define NGX_HTTP_LLM_BALANCE_LEAST_CONN 1
+#define NGX_HTTP_LLM_BALANCE_LEAST_LOAD 2
+#define NGX_HTTP_LLM_BALANCE_RANDOM_TWO 3
+
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    4
+#define NGX_HTTP_LLM_ZONE_VERSION    5
 #define NGX_HTTP_LLM_METRICS_MAX     (1024 * 1024)
 
 
@@ -79,6 +84,8 @@ typedef struct ngx_http_llm_peer_state_s  ngx_http_llm_peer_state_t;
 /* the llm_* settings of an upstream{} block */
 typedef struct {
     ngx_uint_t                     engine;
+    ngx_uint_t                     balance;
+    unsigned                       balance_set:1;
     ngx_msec_t                     check_interval;   /* 0: no checks */
     ngx_msec_t                     check_timeout;
     ngx_uint_t                     fall;
@@ -116,6 +123,7 @@ struct ngx_http_llm_peer_state_s {
     u_char                         name[NGX_HTTP_LLM_NAME_LEN];
 
     ngx_atomic_t                   in_flight;
+    ngx_atomic_t                   sent;        /* since the last scrape */
 
     /* health */
     ngx_uint_t                     down;
@@ -255,6 +263,16 @@ void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
 char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_llm_upstream_directive(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf);
+ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_upstream_rr_peers_t *peers);
+
+/* balancing (ngx_http_llm_balance.c) */
+char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+const char *ngx_http_llm_balance_name(ngx_uint_t balance);
+ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);

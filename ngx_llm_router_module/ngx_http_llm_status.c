@@ -351,8 +351,9 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
         return NULL;
     }
 
-    p = ngx_sprintf(p, ",\"engine\":\"%s\",\"check\":",
-                    ngx_http_llm_engine_name(lscf->engine));
+    p = ngx_sprintf(p, ",\"engine\":\"%s\",\"balance\":\"%s\",\"check\":",
+                    ngx_http_llm_engine_name(lscf->engine),
+                    ngx_http_llm_balance_name(lscf->balance));
 
     if (lscf->check_interval) {
         if (ngx_http_llm_json_quote(r->pool, &lscf->check_uri, &name)

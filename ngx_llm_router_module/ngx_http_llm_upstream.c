@@ -49,8 +49,7 @@ static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf);
-static ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers);
+
 static ngx_int_t ngx_http_llm_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_llm_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -161,11 +160,7 @@ ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_upstream_directive(cf, lscf);
 }
 
 
@@ -265,11 +260,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has a timeout longer than its interval";
     }
 
-    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_upstream_directive(cf, lscf);
 
 invalid:
 
@@ -324,11 +315,7 @@ ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_upstream_directive(cf, lscf);
 
 invalid:
 
@@ -371,6 +358,27 @@ ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
     uri->len = value->len - 4;
 
     return (uri->len && uri->data[0] == '/') ? NGX_OK : NGX_ERROR;
+}
+
+
+/* the common end of the llm_* directives in upstream{} */
+
+char *
+ngx_http_llm_upstream_directive(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
+{
+    if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* a policy replaces round robin: it cannot wrap another balancer */
+
+    if (lscf->balance_set
+        && lscf->original_init_upstream != ngx_http_upstream_init_round_robin)
+    {
+        return "must come before other balancing directives and keepalive";
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -425,13 +433,15 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if ((lscf->check_interval || lscf->scrape_interval)
+        if ((lscf->check_interval || lscf->scrape_interval || lscf->balance)
             && lmcf->shm_zone == NULL)
         {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "%s in upstream \"%V\" needs "
                           "\"llm_router_zone\", in %V:%ui",
-                          lscf->check_interval ? "llm_check" : "llm_scrape",
+                          lscf->check_interval ? "llm_check"
+                          : lscf->scrape_interval ? "llm_scrape"
+                          : "llm_balance",
                           &lscf->upstream->host, &lscf->file, lscf->line);
             return NGX_ERROR;
         }
@@ -539,7 +549,8 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
-    lscf->original_init_peer = us->peer.init;
+    lscf->original_init_peer = lscf->balance ? ngx_http_llm_balance_init_peer
+                                              : us->peer.init;
     us->peer.init = ngx_http_llm_init_peer;
 
     /* the peers, primary then backup, and their configured "down" */
@@ -673,6 +684,7 @@ ngx_http_llm_get_peer(ngx_peer_connection_t *pc, void *data)
             {
                 pd->counted = pd->lscf->slots[k];
                 (void) ngx_atomic_fetch_add(&pd->counted->in_flight, 1);
+                (void) ngx_atomic_fetch_add(&pd->counted->sent, 1);
                 return rc;
             }
         }
@@ -775,7 +787,7 @@ ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
 
 /* the index of the first peer of "peers": primaries, then the backups */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_upstream_rr_peers_t *peers)
 {

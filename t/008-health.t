@@ -92,7 +92,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok",
- qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
+ qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","balance":"round_robin","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
 --- response_headers eval
 ["", "", "Content-Type: application/json"]
 
