@@ -14,7 +14,19 @@
  *               * (1 + KV-cache use), per unit of weight; a peer whose
  *               metrics are missing or stale counts its requests in flight;
  *   random_two  two usable peers at random, the one with fewer requests in
- *               flight per unit of weight.
+ *               flight per unit of weight;
+ *   session     a consistent-hash ring of the primary peers (160 points per
+ *               unit of weight) and a session key (default $llm_session,
+ *               the body's "user"): the same session goes to the same peer,
+ *               and only the sessions of a peer that leaves move;
+ *   prefix      the same ring, keyed by the hash of the first bytes of the
+ *               prompt (system prompt and first messages), so that requests
+ *               sharing a prefix meet the engine's prefix cache.
+ *
+ * session and prefix pass over a peer that has more requests in flight
+ * than factor * (all in flight + 1) / usable peers (the load bound of
+ * "consistent hashing with bounded loads"); without a key they act as
+ * least_conn.
  *
  * Ties go to nginx's smooth weighted round robin.
  */
@@ -30,7 +42,12 @@
 typedef struct {
     ngx_http_upstream_rr_peer_data_t  *rrp;
     ngx_http_llm_srv_conf_t           *lscf;
+    uint32_t                           hash;
+    unsigned                           has_hash:1;
 } ngx_http_llm_balance_data_t;
+
+
+#define NGX_HTTP_LLM_RING_POINTS  160
 
 
 static ngx_int_t ngx_http_llm_balance_get(ngx_peer_connection_t *pc,
@@ -51,6 +68,11 @@ static ngx_uint_t ngx_http_llm_balance_usable(ngx_http_llm_balance_data_t *bd,
 static double ngx_http_llm_balance_load(ngx_http_llm_balance_data_t *bd,
     ngx_http_upstream_rr_peers_t *peers, ngx_http_upstream_rr_peer_t *peer,
     ngx_uint_t i);
+static ngx_http_upstream_rr_peer_t *ngx_http_llm_balance_ring(
+    ngx_http_llm_balance_data_t *bd, ngx_http_upstream_rr_peers_t *peers,
+    ngx_uint_t *index);
+static int ngx_libc_cdecl ngx_http_llm_ring_cmp(const void *one,
+    const void *two);
 
 
 static ngx_str_t  ngx_http_llm_policies[] = {
@@ -58,19 +80,29 @@ static ngx_str_t  ngx_http_llm_policies[] = {
     ngx_string("least_conn"),
     ngx_string("least_load"),
     ngx_string("random_two"),
+    ngx_string("session"),
+    ngx_string("prefix"),
     ngx_null_string
 };
 
 
-/* llm_balance round_robin | least_conn | least_load | random_two; */
+static ngx_str_t  ngx_http_llm_session_default = ngx_string("$llm_session");
+
+
+/*
+ * llm_balance round_robin | least_conn | least_load | random_two
+ *           | session [key=VALUE] [factor=F] | prefix [length=N] [factor=F];
+ */
 
 char *
 ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    ngx_str_t   *value;
-    ngx_uint_t   i;
+    ssize_t                            n;
+    ngx_str_t                         *value, key;
+    ngx_uint_t                         i, p;
+    ngx_http_compile_complex_value_t   ccv;
 
     if (lscf->balance_set) {
         return "is duplicate";
@@ -78,27 +110,158 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    for (i = 0; ngx_http_llm_policies[i].len; i++) {
-        if (ngx_http_llm_policies[i].len == value[1].len
-            && ngx_strncmp(ngx_http_llm_policies[i].data, value[1].data,
+    for (p = 0; ngx_http_llm_policies[p].len; p++) {
+        if (ngx_http_llm_policies[p].len == value[1].len
+            && ngx_strncmp(ngx_http_llm_policies[p].data, value[1].data,
                            value[1].len) == 0)
         {
             break;
         }
     }
 
-    if (ngx_http_llm_policies[i].len == 0) {
+    if (ngx_http_llm_policies[p].len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown balancing policy \"%V\", use "
-                           "round_robin, least_conn, least_load or "
-                           "random_two", &value[1]);
+                           "round_robin, least_conn, least_load, "
+                           "random_two, session or prefix", &value[1]);
         return NGX_CONF_ERROR;
     }
 
-    lscf->balance = i;
+    lscf->balance = p;
     lscf->balance_set = 1;
+    lscf->factor = 1.25;
+    lscf->prefix_length = 512;
+    key = ngx_http_llm_session_default;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (p == NGX_HTTP_LLM_BALANCE_SESSION
+            && ngx_strncmp(value[i].data, "key=", 4) == 0
+            && value[i].len > 4)
+        {
+            key.data = value[i].data + 4;
+            key.len = value[i].len - 4;
+            continue;
+        }
+
+        if (p == NGX_HTTP_LLM_BALANCE_PREFIX
+            && ngx_strncmp(value[i].data, "length=", 7) == 0)
+        {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            lscf->prefix_length = n;
+            continue;
+        }
+
+        if ((p == NGX_HTTP_LLM_BALANCE_SESSION
+             || p == NGX_HTTP_LLM_BALANCE_PREFIX)
+            && ngx_strncmp(value[i].data, "factor=", 7) == 0)
+        {
+            lscf->factor = strtod((char *) value[i].data + 7, NULL);
+
+            if (!(lscf->factor >= 1 && lscf->factor <= 100)) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (p == NGX_HTTP_LLM_BALANCE_SESSION) {
+        lscf->session_key = ngx_palloc(cf->pool,
+                                       sizeof(ngx_http_complex_value_t));
+        if (lscf->session_key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &key;
+        ccv.complex_value = lscf->session_key;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* the ring: points for every primary peer, by weight, sorted */
+
+ngx_int_t
+ngx_http_llm_balance_init_ring(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    u_char                        buf[NGX_SOCKADDR_STRLEN + 32], *p;
+    uint32_t                      hash;
+    ngx_uint_t                    i, j;
+    ngx_http_llm_ring_point_t    *point;
+    ngx_http_upstream_rr_peer_t  *peer;
+    ngx_http_upstream_rr_peers_t *peers;
+
+    if (lscf->balance != NGX_HTTP_LLM_BALANCE_SESSION
+        && lscf->balance != NGX_HTTP_LLM_BALANCE_PREFIX)
+    {
+        return NGX_OK;
+    }
+
+    peers = us->peer.data;
+
+    lscf->ring = ngx_array_create(cf->pool,
+                                  peers->total_weight
+                                  * NGX_HTTP_LLM_RING_POINTS + 1,
+                                  sizeof(ngx_http_llm_ring_point_t));
+    if (lscf->ring == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+
+        for (j = 0; j < NGX_HTTP_LLM_RING_POINTS * (ngx_uint_t) peer->weight;
+             j++)
+        {
+            p = ngx_snprintf(buf, sizeof(buf), "%V-%ui", &peer->name, j);
+            hash = ngx_crc32_long(buf, p - buf);
+
+            point = ngx_array_push(lscf->ring);
+            if (point == NULL) {
+                return NGX_ERROR;
+            }
+
+            point->hash = hash;
+            point->peer = i;
+        }
+    }
+
+    ngx_qsort(lscf->ring->elts, lscf->ring->nelts,
+              sizeof(ngx_http_llm_ring_point_t), ngx_http_llm_ring_cmp);
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_llm_ring_cmp(const void *one, const void *two)
+{
+    const ngx_http_llm_ring_point_t  *a = one, *b = two;
+
+    return (a->hash < b->hash) ? -1 : (a->hash > b->hash) ? 1 : 0;
 }
 
 
@@ -113,7 +276,9 @@ ngx_int_t
 ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_str_t                     key;
     ngx_http_upstream_t          *u;
+    ngx_http_llm_ctx_t           *ctx;
     ngx_http_llm_balance_data_t  *bd;
 
     if (ngx_http_upstream_init_round_robin_peer(r, us) != NGX_OK) {
@@ -130,6 +295,28 @@ ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     bd->rrp = u->peer.data;
     bd->lscf = ngx_http_conf_upstream_srv_conf(us,
                                                ngx_http_llm_router_module);
+
+    bd->has_hash = 0;
+
+    if (bd->lscf->balance == NGX_HTTP_LLM_BALANCE_SESSION) {
+        if (ngx_http_complex_value(r, bd->lscf->session_key, &key) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (key.len) {
+            bd->hash = ngx_crc32_long(key.data, key.len);
+            bd->has_hash = 1;
+        }
+
+    } else if (bd->lscf->balance == NGX_HTTP_LLM_BALANCE_PREFIX) {
+        ctx = ngx_http_llm_find_ctx(r->main);
+
+        if (ctx && ctx->has_prefix) {
+            bd->hash = ctx->prefix_hash;
+            bd->has_hash = 1;
+        }
+    }
 
     u->peer.data = bd;
     u->peer.get = ngx_http_llm_balance_get;
@@ -247,6 +434,17 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     best_load = 0;
     first = 0;
 
+    if (bd->has_hash && bd->lscf->ring
+        && peers == bd->lscf->upstream->peer.data)
+    {
+        best = ngx_http_llm_balance_ring(bd, peers, index);
+        if (best) {
+            return best;
+        }
+
+        /* every peer over the bound: the least loaded */
+    }
+
     if (bd->lscf->balance == NGX_HTTP_LLM_BALANCE_RANDOM_TWO) {
 
         /* count the usable peers, draw two of them */
@@ -346,6 +544,78 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     best->current_weight -= total;
 
     return best;
+}
+
+
+/* clockwise from the key's point to the first usable peer under the bound */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_http_llm_balance_ring(ngx_http_llm_balance_data_t *bd,
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *index)
+{
+    double                        total, bound;
+    time_t                        now;
+    ngx_uint_t                    i, n, lo, hi, mid, usable, k;
+    ngx_http_llm_ring_point_t    *points;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    now = ngx_time();
+    total = 0;
+    usable = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+        if (ngx_http_llm_balance_usable(bd, peer, i, now)) {
+            usable++;
+            total += (double) bd->lscf->slots[i]->in_flight;
+        }
+    }
+
+    if (usable == 0) {
+        return NULL;
+    }
+
+    /* a peer may take ceil(factor * (all + 1) / usable) requests */
+
+    bound = bd->lscf->factor * (total + 1) / usable;
+    bound = (double) (ngx_uint_t) (bound + 0.999999);
+
+    points = bd->lscf->ring->elts;
+    n = bd->lscf->ring->nelts;
+
+    /* the first point at or after the hash */
+
+    lo = 0;
+    hi = n;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (points[mid].hash < bd->hash) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    for (k = 0; k < n; k++) {
+        i = points[(lo + k) % n].peer;
+
+        for (peer = peers->peer, mid = 0; peer && mid < i; peer = peer->next) {
+            mid++;
+        }
+
+        if (peer == NULL || !ngx_http_llm_balance_usable(bd, peer, i, now)
+            || (double) bd->lscf->slots[i]->in_flight + 1 > bound)
+        {
+            continue;
+        }
+
+        *index = i;
+        return peer;
+    }
+
+    return NULL;
 }
 
 

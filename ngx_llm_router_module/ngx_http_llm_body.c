@@ -39,6 +39,11 @@ static ngx_int_t ngx_http_llm_find_member(ngx_http_llm_body_t *body,
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
+static ngx_int_t ngx_http_llm_read_session(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan);
+static void ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t *model,
@@ -59,6 +64,15 @@ static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
 
 
 static ngx_str_t  ngx_http_llm_key_model = ngx_string("model");
+static ngx_str_t  ngx_http_llm_key_user = ngx_string("user");
+
+/* where the prompt is, by endpoint: chat, completions, embeddings */
+static ngx_str_t  ngx_http_llm_prompt_keys[] = {
+    ngx_string("messages"),
+    ngx_string("prompt"),
+    ngx_string("input"),
+    ngx_null_string
+};
 static ngx_str_t  ngx_http_llm_key_stream = ngx_string("stream");
 
 
@@ -262,6 +276,12 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     ctx->route = route;
     ctx->upstream = route->model->upstream->host;
     ctx->target = route->send.len ? route->send : ctx->model;
+
+    if (ngx_http_llm_read_session(r, ctx, &body, scan) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_prefix_hash(ctx, &body, scan);
 
     if (ngx_array_init(&edits, r->pool, 4, sizeof(ngx_http_llm_edit_t))
         != NGX_OK)
@@ -595,6 +615,107 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     *model = m;
 
     return NGX_OK;
+}
+
+
+/* $llm_session: the body's "user", when it is a string */
+
+static ngx_int_t
+ngx_http_llm_read_session(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
+{
+    ngx_int_t                     i;
+    ngx_str_t                     raw;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_user, &count);
+
+    if (i < 0 || count != 1) {
+        return NGX_OK;
+    }
+
+    m = &scan->members[i];
+
+    if (m->type != NGX_HTTP_LLM_JSON_STRING
+        || m->value_end - m->value > 1024)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return (ngx_http_llm_json_string_value(r->pool, &raw, &ctx->session)
+            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * For "llm_balance prefix": the CRC32 of the prompt's first bytes (the
+ * raw JSON of "messages", "prompt" or "input"), read where the body lies.
+ */
+
+static void
+ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan)
+{
+    off_t                         from, to, start, size, n;
+    uint32_t                      crc;
+    ngx_int_t                     i;
+    ngx_str_t                    *key;
+    ngx_uint_t                    count;
+    ngx_chain_t                  *cl;
+    ngx_http_llm_srv_conf_t      *lscf;
+    ngx_http_llm_jscan_member_t  *m;
+
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
+
+    if (lscf->balance != NGX_HTTP_LLM_BALANCE_PREFIX) {
+        return;
+    }
+
+    i = NGX_DECLINED;
+
+    for (key = ngx_http_llm_prompt_keys; key->len; key++) {
+        i = ngx_http_llm_find_member(body, scan, key, &count);
+        if (i >= 0) {
+            break;
+        }
+    }
+
+    if (i < 0) {
+        return;
+    }
+
+    m = &scan->members[i];
+    from = m->value;
+    to = ngx_min(m->value_end, from + (off_t) lscf->prefix_length);
+
+    ngx_crc32_init(crc);
+
+    start = 0;
+
+    for (cl = body->bufs; cl && from < to; cl = cl->next) {
+        size = cl->buf->last - cl->buf->pos;
+
+        if (from < start + size) {
+            n = ngx_min(to, start + size) - from;
+            ngx_crc32_update(&crc, cl->buf->pos + (from - start), (size_t) n);
+            from += n;
+        }
+
+        start += size;
+    }
+
+    ngx_crc32_final(crc);
+
+    ctx->prefix_hash = crc;
+    ctx->has_prefix = 1;
 }
 
 

@@ -27,6 +27,8 @@
 #define NGX_HTTP_LLM_BALANCE_LEAST_CONN 1
 #define NGX_HTTP_LLM_BALANCE_LEAST_LOAD 2
 #define NGX_HTTP_LLM_BALANCE_RANDOM_TWO 3
+#define NGX_HTTP_LLM_BALANCE_SESSION    4
+#define NGX_HTTP_LLM_BALANCE_PREFIX     5
 
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_ERROR_LEN       64
@@ -81,11 +83,22 @@ typedef struct ngx_http_llm_route_s {
 typedef struct ngx_http_llm_peer_state_s  ngx_http_llm_peer_state_t;
 
 
+/* a point of a consistent-hash ring */
+typedef struct {
+    uint32_t                       hash;
+    ngx_uint_t                     peer;      /* index among the primaries */
+} ngx_http_llm_ring_point_t;
+
+
 /* the llm_* settings of an upstream{} block */
 typedef struct {
     ngx_uint_t                     engine;
     ngx_uint_t                     balance;
     unsigned                       balance_set:1;
+    ngx_http_complex_value_t      *session_key;     /* session */
+    size_t                         prefix_length;   /* prefix */
+    double                         factor;          /* load bound */
+    ngx_array_t                   *ring;    /* ngx_http_llm_ring_point_t */
     ngx_msec_t                     check_interval;   /* 0: no checks */
     ngx_msec_t                     check_timeout;
     ngx_uint_t                     fall;
@@ -205,6 +218,10 @@ typedef struct {
     ngx_str_t                      upstream;
     ngx_int_t                      stream;     /* -1: absent */
     ngx_http_llm_route_t          *route;
+    ngx_str_t                      session;    /* the body's "user" */
+    ngx_str_t                      peer;       /* the address chosen */
+    uint32_t                       prefix_hash;
+    unsigned                       has_prefix:1;
     ngx_http_llm_error_t           error;
     ngx_buf_t                     *error_body; /* replaces an nginx page */
     unsigned                       routed:1;
@@ -273,6 +290,8 @@ char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 const char *ngx_http_llm_balance_name(ngx_uint_t balance);
 ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);

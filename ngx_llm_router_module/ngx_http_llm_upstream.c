@@ -549,6 +549,10 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
+    if (ngx_http_llm_balance_init_ring(cf, lscf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     lscf->original_init_peer = lscf->balance ? ngx_http_llm_balance_init_peer
                                               : us->peer.init;
     us->peer.init = ngx_http_llm_init_peer;

@@ -15,6 +15,8 @@ static ngx_int_t ngx_http_llm_str_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_stream_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_llm_peer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_llm_vars[] = {
@@ -32,6 +34,12 @@ static ngx_http_variable_t  ngx_http_llm_vars[] = {
       offsetof(ngx_http_llm_ctx_t, error.code), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("llm_stream"), NULL, ngx_http_llm_stream_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_session"), NULL, ngx_http_llm_str_variable,
+      offsetof(ngx_http_llm_ctx_t, session), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_peer"), NULL, ngx_http_llm_peer_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -106,6 +114,31 @@ ngx_http_llm_stream_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = (u_char *) (ctx->stream ? "1" : "0");
+
+    return NGX_OK;
+}
+
+
+/* the address of the peer the request went to last (after retries) */
+
+static ngx_int_t
+ngx_http_llm_peer_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u == NULL || u->peer.name == NULL || u->peer.name->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = u->peer.name->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = u->peer.name->data;
 
     return NGX_OK;
 }

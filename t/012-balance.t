@@ -192,7 +192,7 @@ upstream pool { llm_balance fastest; server 127.0.0.1:1; }
 GET /
 --- must_die
 --- error_log
-unknown balancing policy "fastest", use round_robin, least_conn, least_load or random_two
+unknown balancing policy "fastest", use round_robin, least_conn, least_load, random_two, session or prefix
 
 
 
@@ -205,3 +205,95 @@ GET /
 --- must_die
 --- error_log
 llm_balance in upstream "pool" needs "llm_router_zone"
+
+
+
+=== TEST 11: session: one user's requests all go to one peer
+--- policy: session
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ ("POST /v1/chat/completions\n{\"model\":\"m\",\"user\":\"alice\"}") x 8,
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", ("chat.completion") x 8,
+ "\"requests\":[08],", "\"requests\":[08],"]
+
+
+
+=== TEST 12: session: many users spread over both peers
+--- policy: session
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ (map { "POST /v1/chat/completions\n{\"model\":\"m\",\"user\":\"user-$_\"}" } 1 .. 16),
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", ("chat.completion") x 16,
+ qr/"requests":(?:[1-9]|1[0-5]),/, qr/"requests":(?:[1-9]|1[0-5]),/]
+
+
+
+=== TEST 13: session keyed by a header
+--- policy: session key=$http_x_session_id
+--- more_headers
+X-Session-Id: s-42
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ (map { "POST /v1/chat/completions\n{\"model\":\"m\",\"user\":\"u$_\"}" } 1 .. 6),
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", ("chat.completion") x 6,
+ "\"requests\":[06],", "\"requests\":[06],"]
+
+
+
+=== TEST 14: prefix: the same system prompt meets the same engine
+--- policy: prefix length=80
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ (map { "POST /v1/chat/completions\n{\"messages\":[{\"role\":\"system\",\"content\":\"You are the support assistant of ACME; answer briefly.\"},{\"role\":\"user\",\"content\":\"question $_\"}],\"model\":\"m\"}" } 1 .. 6),
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", ("chat.completion") x 6,
+ "\"requests\":[06],", "\"requests\":[06],"]
+
+
+
+=== TEST 15: prefix: different prompts spread
+--- policy: prefix length=64
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ (map { "POST /v1/chat/completions\n{\"messages\":[{\"role\":\"system\",\"content\":\"assistant number $_ of many\"}],\"model\":\"m\"}" } 1 .. 16),
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", ("chat.completion") x 16,
+ qr/"requests":(?:[1-9]|1[0-5]),/, qr/"requests":(?:[1-9]|1[0-5]),/]
+
+
+
+=== TEST 16: $llm_peer names the peer that served
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    add_header X-Peer $llm_peer;
+    add_header X-Session $llm_session;
+}
+--- request
+POST /v1/chat/completions
+{"model":"m","user":"bob"}
+--- response_headers_like
+X-Peer: 127\.0\.0\.1:\d+
+X-Session: bob
+
+
+
+=== TEST 17: bad session parameters are refused
+--- http_config
+llm_router_zone llm 1m;
+upstream pool { llm_balance session factor=0.5; server 127.0.0.1:1; }
+--- config
+--- request
+GET /
+--- must_die
+--- error_log
+invalid parameter "factor=0.5"
