@@ -137,6 +137,7 @@ struct ngx_http_llm_peer_state_s {
 
     ngx_atomic_t                   in_flight;
     ngx_atomic_t                   sent;        /* since the last scrape */
+    ngx_atomic_t                   failed;      /* tries that failed */
 
     /* health */
     ngx_uint_t                     down;

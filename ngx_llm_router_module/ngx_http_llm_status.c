@@ -388,12 +388,13 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
         }
 
         p = ngx_sprintf(p, ",\"up\":%s,\"configured_down\":%s,"
-                           "\"in_flight\":%A,"
+                           "\"in_flight\":%A,\"failed_tries\":%A,"
                            "\"fails\":%ui,\"successes\":%ui,\"checks\":%ui,",
                         (st->down || lscf->config_down[k]) ? "false"
                                                             : "true",
                         lscf->config_down[k] ? "true" : "false",
-                        st->in_flight, st->fails, st->successes, st->checks);
+                        st->in_flight, st->failed, st->fails, st->successes,
+                        st->checks);
 
         if (st->last_check) {
             p = ngx_sprintf(p, "\"last_check_ms\":%T%03ui,"

@@ -708,6 +708,13 @@ ngx_http_llm_free_peer(ngx_peer_connection_t *pc, void *data,
 
     if (pd->counted) {
         (void) ngx_atomic_fetch_add(&pd->counted->in_flight, -1);
+
+        /* the try failed: proxy_next_upstream may retry another peer */
+
+        if (state & NGX_PEER_FAILED) {
+            (void) ngx_atomic_fetch_add(&pd->counted->failed, 1);
+        }
+
         pd->counted = NULL;
     }
 

@@ -92,7 +92,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok",
- qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","balance":"round_robin","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
+ qr/^\{"zone":"llm","upstreams":\[\{"name":"pool_a","engine":"llamacpp","balance":"round_robin","check":\{"interval_ms":100,"timeout_ms":100,"fall":2,"rise":2,"uri":"\/health"\},"peers":\[\{"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"failed_tries":\d+,"fails":0,"successes":\d+,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":null,"metrics":null\},\{"name":"127\.0\.0\.1:\d+","up":false,"configured_down":false,"in_flight":\d+,"failed_tries":\d+,"fails":\d+,"successes":0,"checks":\d+,"last_check_ms":\d{13},"latency_ms":\d+,"last_error":"status 503","metrics":null\}\]\}\]\}$/]
 --- response_headers eval
 ["", "", "Content-Type: application/json"]
 
@@ -107,7 +107,7 @@ __DATA__
  "GET /llm/status"]
 --- response_body_like eval
 ["health_status", "ok", "health_status", "ok",
- qr/"name":"127\.0\.0\.1:\d+","up":true.*"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"fails":0,"successes":[2-9]/]
+ qr/"name":"127\.0\.0\.1:\d+","up":true.*"name":"127\.0\.0\.1:\d+","up":true,"configured_down":false,"in_flight":\d+,"failed_tries":\d+,"fails":0,"successes":[2-9]/]
 
 
 
@@ -428,7 +428,7 @@ location = /llm/status { llm_router_status; }
 --- response_body_like eval
 ["\"system_fingerprint\":\"m2\"",
  qr/^\{"status":"ok"\}\|\{"zone":"llm","upstreams":\[\{"name":"pool_a",[^]]*"in_flight":1,.*"name":"pool_retry",.*"name":"127\.0\.0\.1:1",[^}]*"in_flight":0,[^}]*\},\{[^}]*"in_flight":0,/,
- qr/"name":"pool_a",[^]]*"in_flight":0,.*"name":"pool_retry".*"in_flight":0,.*"in_flight":0,/]
+ qr/"name":"pool_a",[^]]*"in_flight":0,.*"name":"pool_retry".*"name":"127\.0\.0\.1:1","up":true,"configured_down":false,"in_flight":0,"failed_tries":1,.*"in_flight":0,"failed_tries":0,/]
 --- no_error_log
 [alert]
 

@@ -68,7 +68,7 @@ is(system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf'), 0,
 
 my $before = wait_for('the dead peer down', sub {
     $_[0] =~ /"127\.0\.0\.1:1","up":false.*"checks":(\d+)/ && $1 >= 3 });
-my ($checks) = $before =~ /"127\.0\.0\.1:1","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":(\d+)/;
+my ($checks) = $before =~ /"127\.0\.0\.1:1","up":false,"configured_down":false,"in_flight":\d+,"failed_tries":\d+,"fails":\d+,"successes":0,"checks":(\d+)/;
 ok($checks, "the dead peer is down after $checks checks");
 
 my $pid = do { local (@ARGV, $/) = "$prefix/logs/nginx.pid"; <> };
@@ -79,7 +79,7 @@ my $after = wait_for('new workers', sub {
     my $log = do { local (@ARGV, $/) = "$prefix/logs/error.log"; <> };
     my @started = $log =~ /start worker process/g;
     @started >= 4 && sleep(0.2) });
-like($after, qr/"127\.0\.0\.1:1","up":false,"configured_down":false,"in_flight":\d+,"fails":\d+,"successes":0,"checks":(\d+)/,
+like($after, qr/"127\.0\.0\.1:1","up":false,"configured_down":false,"in_flight":\d+,"failed_tries":\d+,"fails":\d+,"successes":0,"checks":(\d+)/,
      'after the reload the dead peer is still down');
 my ($checks_after) = $after =~ /"127\.0\.0\.1:1","up":false[^}]*"checks":(\d+)/;
 cmp_ok($checks_after // 0, '>=', $checks, 'its check count went on, not reset');
