@@ -10,9 +10,10 @@
  *
  *   least_conn  fewest requests in flight, per unit of weight;
  *   least_load  the engine's own queue while its scraped metrics are fresh:
- *               (running + 2 * waiting + sent since the scrape)
- *               * (1 + KV-cache use), per unit of weight; a peer whose
- *               metrics are missing or stale counts its requests in flight;
+ *               (running + 2 * waiting at the scrape, plus the change of
+ *               this router's requests in flight since) * (1 + KV-cache
+ *               use), per unit of weight; a peer whose metrics are missing
+ *               or stale counts its requests in flight;
  *   random_two  two usable peers at random, the one with fewer requests in
  *               flight per unit of weight;
  *   session     a consistent-hash ring of the primary peers (160 points per
@@ -678,9 +679,15 @@ ngx_http_llm_balance_load(ngx_http_llm_balance_data_t *bd,
         && st->scrapes
         && ngx_current_msec - st->scraped <= 2 * lscf->scrape_interval)
     {
+        /* what finished or started since the scrape counts at once */
+
         load = (st->has_running ? st->running : 0)
                + 2 * (st->has_waiting ? st->waiting : 0)
-               + (double) st->sent;
+               + (double) st->in_flight - (double) st->scrape_in_flight;
+
+        if (load < 0) {
+            load = 0;
+        }
 
         if (st->has_kv_cache && st->kv_cache > 0 && st->kv_cache <= 1) {
             load *= 1 + st->kv_cache;

@@ -704,7 +704,7 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
     } else {
         st->scrapes++;
         st->scraped = ngx_current_msec;
-        st->sent = 0;
+        st->scrape_in_flight = st->in_flight;
         st->scrape_error[0] = '\0';
 
         st->has_running = prom->seen[0];

@@ -136,7 +136,7 @@ struct ngx_http_llm_peer_state_s {
     u_char                         name[NGX_HTTP_LLM_NAME_LEN];
 
     ngx_atomic_t                   in_flight;
-    ngx_atomic_t                   sent;        /* since the last scrape */
+    ngx_atomic_t                   scrape_in_flight;  /* at the scrape */
     ngx_atomic_t                   failed;      /* tries that failed */
 
     /* health */

@@ -688,7 +688,6 @@ ngx_http_llm_get_peer(ngx_peer_connection_t *pc, void *data)
             {
                 pd->counted = pd->lscf->slots[k];
                 (void) ngx_atomic_fetch_add(&pd->counted->in_flight, 1);
-                (void) ngx_atomic_fetch_add(&pd->counted->sent, 1);
                 return rc;
             }
         }
