@@ -297,3 +297,61 @@ GET /
 --- must_die
 --- error_log
 invalid parameter "factor=0.5"
+
+
+
+=== TEST 18: prefix: the load bound spills a busy prefix to another peer
+The routed request mirrors a slow request with the same prompt (same ring
+key); with factor=1 the two cannot share a peer.
+--- policy: prefix length=64 factor=1
+--- config
+location /v1/ {
+    llm_router on;
+    mirror /slow-same-prompt;
+    proxy_pass http://$llm_upstream;
+}
+location = /slow-same-prompt {
+    internal;
+    proxy_pass http://pool/health;
+    proxy_set_header X-Mock-Delay-Ms 300;
+}
+location = /reset1 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT/mock/reset; }
+location = /reset2 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK2_PORT/mock/reset; }
+location = /stats1 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT/mock/stats; }
+location = /stats2 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK2_PORT/mock/stats; }
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ "POST /v1/chat/completions\n{\"messages\":[{\"role\":\"system\",\"content\":\"shared system prompt for the bound test\"}],\"model\":\"m\"}",
+ "GET /stats1", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", "chat.completion",
+ qr/"by_path":\{"\/(?:health|v1\/chat\/completions)":1\}\}/,
+ qr/"by_path":\{"\/(?:health|v1\/chat\/completions)":1\}\}/]
+
+
+
+=== TEST 19: prefix: without the bound both stay on the prefix's peer
+--- policy: prefix length=64 factor=100
+--- config
+location /v1/ {
+    llm_router on;
+    mirror /slow-same-prompt;
+    proxy_pass http://$llm_upstream;
+}
+location = /slow-same-prompt {
+    internal;
+    proxy_pass http://pool/health;
+    proxy_set_header X-Mock-Delay-Ms 300;
+}
+location = /reset1 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT/mock/reset; }
+location = /reset2 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK2_PORT/mock/reset; }
+location = /stats { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT/mock/stats; }
+location = /stats2 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK2_PORT/mock/stats; }
+--- request eval
+["POST /reset1\n{}", "POST /reset2\n{}",
+ "POST /v1/chat/completions\n{\"messages\":[{\"role\":\"system\",\"content\":\"shared system prompt for the bound test\"}],\"model\":\"m\"}",
+ "GET /stats", "GET /stats2"]
+--- response_body_like eval
+["reset", "reset", "chat.completion",
+ qr/"by_path":\{(?:\}|"\/[^"]+":1,"\/[^"]+":1\})\}/,
+ qr/"by_path":\{(?:\}|"\/[^"]+":1,"\/[^"]+":1\})\}/]
