@@ -17,11 +17,13 @@
  *   random_two  two usable peers at random, the one with fewer requests in
  *               flight per unit of weight;
  *   session     a consistent-hash ring of the primary peers (160 points per
- *               unit of weight) and a session key (default $llm_session,
+ *               unit of weight, MurmurHash2 of "address-N") and the
+ *               MurmurHash2 of a session key (default $llm_session,
  *               the body's "user"): the same session goes to the same peer,
  *               and only the sessions of a peer that leaves move;
- *   prefix      the same ring, keyed by the hash of the first bytes of the
- *               prompt (system prompt and first messages), so that requests
+ *   prefix      the same ring, keyed by the CRC32 of the first bytes of the
+ *               prompt (system prompt and first messages) mixed through
+ *               MurmurHash2, so that requests
  *               sharing a prefix meet the engine's prefix cache.
  *
  * session and prefix pass over a peer that has more requests in flight
@@ -238,7 +240,7 @@ ngx_http_llm_balance_init_ring(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
              j++)
         {
             p = ngx_snprintf(buf, sizeof(buf), "%V-%ui", &peer->name, j);
-            hash = ngx_crc32_long(buf, p - buf);
+            hash = ngx_murmur_hash2(buf, p - buf);
 
             point = ngx_array_push(lscf->ring);
             if (point == NULL) {
@@ -306,7 +308,10 @@ ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
         }
 
         if (key.len) {
-            bd->hash = ngx_crc32_long(key.data, key.len);
+
+            /* not CRC32: keys like "user-1", "user-2" would cluster */
+
+            bd->hash = ngx_murmur_hash2(key.data, key.len);
             bd->has_hash = 1;
         }
 

@@ -714,7 +714,9 @@ ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
 
     ngx_crc32_final(crc);
 
-    ctx->prefix_hash = crc;
+    /* CRC32 is linear: similar prompts would cluster on the ring */
+
+    ctx->prefix_hash = ngx_murmur_hash2((u_char *) &crc, sizeof(uint32_t));
     ctx->has_prefix = 1;
 }
 
