@@ -182,10 +182,8 @@ ngx_int_t
 ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_llm_ctx_t *ctx)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_uint_t    level;
-    ngx_chain_t   out;
+    ngx_buf_t   *b;
+    ngx_uint_t   level;
 
     b = ngx_http_llm_error_body(r, status, ctx);
     if (b == NULL) {
@@ -199,28 +197,7 @@ ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
                   "llm router: %ui %V: %V", status, &ctx->error.code,
                   &ctx->error.message);
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_llm_send_buffer(r, status, "application/json", b);
 }
 
 

@@ -20,17 +20,7 @@ static ngx_int_t ngx_http_llm_models_add(cJSON *data, ngx_str_t *name,
 char *
 ngx_http_llm_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    clcf->handler = ngx_http_llm_models_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_set_content_handler(cf, ngx_http_llm_models_handler);
 }
 
 
@@ -159,7 +149,6 @@ ngx_http_llm_models_handler(ngx_http_request_t *r)
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
     ngx_str_t                  message;
-    ngx_chain_t                out;
     ngx_http_llm_ctx_t        *ctx;
     ngx_http_llm_main_conf_t  *lmcf;
 
@@ -183,17 +172,6 @@ ngx_http_llm_models_handler(ngx_http_request_t *r)
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = lmcf->models_json.len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -202,11 +180,6 @@ ngx_http_llm_models_handler(ngx_http_request_t *r)
     b->memory = 1;
     b->pos = lmcf->models_json.data;
     b->last = b->pos + lmcf->models_json.len;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
 
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "application/json", b);
 }

@@ -234,6 +234,10 @@ extern ngx_module_t  ngx_http_llm_router_module;
 
 ngx_http_llm_ctx_t *ngx_http_llm_find_ctx(ngx_http_request_t *r);
 ngx_http_llm_ctx_t *ngx_http_llm_get_ctx(ngx_http_request_t *r);
+char *ngx_http_llm_set_content_handler(ngx_conf_t *cf,
+    ngx_http_handler_pt handler);
+ngx_int_t ngx_http_llm_send_buffer(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, ngx_buf_t *b);
 
 /* configuration (ngx_http_llm_conf.c) */
 char *ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd,

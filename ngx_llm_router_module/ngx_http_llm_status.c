@@ -38,17 +38,7 @@ static u_char *ngx_http_llm_status_string(ngx_http_request_t *r, u_char *p,
 char *
 ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler) {
-        return "is duplicate or conflicts with another content handler";
-    }
-
-    clcf->handler = ngx_http_llm_status_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_set_content_handler(cf, ngx_http_llm_status_handler);
 }
 
 
@@ -60,7 +50,6 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
     ngx_uint_t                  i, k, n, npeers;
-    ngx_chain_t                 out;
     ngx_http_llm_srv_conf_t   **lscfp;
     ngx_http_llm_main_conf_t   *lmcf;
     ngx_http_llm_peer_state_t  *peers;
@@ -113,8 +102,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_str_set(&r->headers_out.content_type, "text/html");
-        goto send;
+        return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "text/html", b);
     }
 
     len = sizeof("{\"zone\":,\"upstreams\":[]}\n") + 2 * 6 * 64
@@ -161,27 +149,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     p = ngx_cpymem(p, "]}\n", 3);
     b->last = p;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-
-send:
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "application/json", b);
 }
 
 
