@@ -51,9 +51,10 @@ Endpoints
 POST /v1/chat/completions, /v1/completions, /v1/embeddings
     JSON body (invalid JSON: 400 with code ``invalid_json``).  The response
     ``model`` is the request's ``model`` value as received (the first
-    --model if absent); ``id`` is ``chatcmpl-NAME-K``, ``cmpl-NAME-K`` or
-    ``embd-NAME-K`` (K = per-instance counter); ``system_fingerprint`` is
-    NAME.  The content is C tokens, token i being ``"tok{i} "``; C is
+    --model if absent; X-Mock-Model overrides it); ``id`` is
+    ``chatcmpl-NAME-K``, ``cmpl-NAME-K`` or ``embd-NAME-K`` (K =
+    per-instance counter); ``system_fingerprint`` is NAME.  The content is
+    C tokens, token i being ``"tok{i} "``; C is
     min(tokens, max_tokens / max_completion_tokens when given) and
     finish_reason is ``length`` when that limit cut it, else ``stop``.
     Prompt token estimate P (deterministic):
@@ -70,8 +71,10 @@ POST /v1/chat/completions, /v1/completions, /v1/embeddings
         chat only: delta {"role":"assistant","content":""}
         one event per token (delta {"content":"tokI "} / "text":"tokI ")
         empty delta (text "") with finish_reason
-        usage event ("choices": []) only with
-            "stream_options": {"include_usage": true}
+        usage event ("choices": [], "usage": {"prompt_tokens",
+            "completion_tokens", "total_tokens"}) only with
+            "stream_options": {"include_usage": true} (or
+            X-Mock-Usage-Always); other events carry no "usage" key
         data: [DONE]
         0\\r\\n\\r\\n
     An HTTP/1.0 client gets the same events without chunk framing, the
@@ -91,9 +94,11 @@ POST /mock/control   JSON object merged into the instance state; keys:
                      health_status, running_extra, waiting, kv, tokens,
                      pace_ms, fault (a dict of the per-request controls
                      below, keyed status, delay_ms, hang, close_after,
-                     malformed, stream_split, tokens, pace_ms, echo; it
-                     applies to every inference request, headers win;
-                     null clears).  Answers the new state.
+                     malformed, stream_split, tokens, pace_ms, echo,
+                     stall_after, sse_crlf, heartbeat, model,
+                     usage_always; it applies to every inference
+                     request, headers win; null clears).  Answers the
+                     new state.
 GET  /mock/control   the current state.
 GET  /mock/stats     {"name","requests","in_flight","by_path"}: requests =
                      POSTs to the three inference paths (whatever their
@@ -129,6 +134,26 @@ Applied in this order:
                             body, then close.
     X-Mock-Stream-Split: 1  stream: every chunk is written in 7-byte
                             pieces, each flushed, 1 ms apart.
+    X-Mock-Stall-After: N   stream: headers, the role event (chat) and N
+                            token events (at most all of them, never the
+                            finish event), then nothing more: the
+                            connection is held like X-Mock-Hang (until
+                            the client closes it or 300 s pass, then
+                            closed).  With X-Mock-Close-After too, the
+                            smaller count wins (Close-After on a tie).
+                            Ignored by non-streamed responses.
+    X-Mock-Sse-Crlf: 1      stream: every SSE line ends with "\\r\\n"
+                            instead of "\\n" (events end "\\r\\n\\r\\n",
+                            [DONE] and heartbeats included).
+    X-Mock-Heartbeat: 1     stream: an SSE comment event ": ping\\n\\n"
+                            (its own chunk; CRLF line ends with
+                            X-Mock-Sse-Crlf) right before every data
+                            event, [DONE] included.
+    X-Mock-Model: NAME      the response ``model`` (non-stream JSON,
+                            embeddings and every streamed event) is NAME
+                            instead of the request's value.
+    X-Mock-Usage-Always: 1  stream: send the usage event even without
+                            "stream_options": {"include_usage": true}.
 Boolean headers accept 1/true/yes/on.  A malformed control value is a 400
 (code ``invalid_mock_header``).
 """
@@ -169,6 +194,11 @@ CONTROL_HEADERS = {
     "X-Mock-Pace-Ms": ("pace_ms", "number"),
     "X-Mock-Close-After": ("close_after", "count"),
     "X-Mock-Stream-Split": ("stream_split", "bool"),
+    "X-Mock-Stall-After": ("stall_after", "count"),
+    "X-Mock-Sse-Crlf": ("sse_crlf", "bool"),
+    "X-Mock-Heartbeat": ("heartbeat", "bool"),
+    "X-Mock-Model": ("model", "string"),
+    "X-Mock-Usage-Always": ("usage_always", "bool"),
 }
 CONTROL_KINDS = dict(CONTROL_HEADERS.values())
 
@@ -209,6 +239,11 @@ def parse_value(kind, value):
         if text in ("", "0", "false", "no", "off"):
             return False
         raise ValueError("expected a boolean, got %r" % (value,))
+    if kind == "string":
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("expected a non-empty string, got %r"
+                             % (value,))
+        return value.strip()
     if isinstance(value, bool):
         raise ValueError("expected a number, got %r" % (value,))
     if kind == "number":
@@ -759,7 +794,8 @@ class MockHandler(BaseHTTPRequestHandler):
         request = self.parse_inference_body(body)
         instance = self.server.instance
         config = instance.config
-        model = request.get("model", config.models[0])
+        model = controls.get("model") or request.get("model",
+                                                     config.models[0])
         if chat:
             prompt_tokens = estimate_chat_prompt(request.get("messages"))
         else:
@@ -776,8 +812,9 @@ class MockHandler(BaseHTTPRequestHandler):
         }
         if request.get("stream") is True:
             options = request.get("stream_options")
-            include_usage = isinstance(options, dict) and \
-                options.get("include_usage") is True
+            include_usage = bool(controls.get("usage_always")) or (
+                isinstance(options, dict) and
+                options.get("include_usage") is True)
             self.stream_generation(base, chat, count, finish, token_delay,
                                    usage if include_usage else None, controls)
             return
@@ -809,6 +846,9 @@ class MockHandler(BaseHTTPRequestHandler):
             return
         split = bool(controls.get("stream_split"))
         close_after = controls.get("close_after")
+        stall_after = controls.get("stall_after")
+        heartbeat = bool(controls.get("heartbeat"))
+        eol = b"\r\n" if controls.get("sse_crlf") else b"\n"
         base["object"] = "chat.completion.chunk" if chat else "text_completion"
 
         def emit_raw(payload):
@@ -816,11 +856,16 @@ class MockHandler(BaseHTTPRequestHandler):
                 payload = b"%x\r\n%s\r\n" % (len(payload), payload)
             self.write_piece(payload, split)
 
+        def emit_data(data):
+            if heartbeat:
+                emit_raw(b": ping" + eol + eol)
+            emit_raw(b"data: " + data + eol + eol)
+
         def emit(choices, extra=None):
             event = dict(base, choices=choices)
             if extra:
                 event.update(extra)
-            emit_raw(b"data: " + dumps(event) + b"\n\n")
+            emit_data(dumps(event))
 
         def choice(text, finish_reason=None, role=False):
             if not chat:
@@ -833,19 +878,26 @@ class MockHandler(BaseHTTPRequestHandler):
 
         if chat:
             emit([choice("", role=True)])
-        for i in range(count):
-            if close_after is not None and i >= close_after:
-                break
+        if stall_after is not None and close_after is not None:
+            if close_after <= stall_after:
+                stall_after = None
+            else:
+                close_after = None
+        limit = close_after if close_after is not None else stall_after
+        for i in range(count if limit is None else min(count, limit)):
             if token_delay > 0:
                 time.sleep(token_delay)
             emit([choice("tok%d " % i)])
         if close_after is not None:
             self.abort_connection()
             return
+        if stall_after is not None:
+            self.hang()
+            return
         emit([choice("", finish)])
         if usage is not None:
             emit([], {"usage": usage})
-        emit_raw(b"data: [DONE]\n\n")
+        emit_data(b"[DONE]")
         if chunked:
             self.write_piece(b"0\r\n\r\n", split)
 
@@ -867,7 +919,8 @@ class MockHandler(BaseHTTPRequestHandler):
             "id": instance.next_id("embd"),
             "object": "list",
             "data": data,
-            "model": request.get("model", instance.config.models[0]),
+            "model": controls.get("model") or request.get(
+                "model", instance.config.models[0]),
             "system_fingerprint": instance.name,
             "usage": {"prompt_tokens": prompt_tokens,
                       "total_tokens": prompt_tokens},

@@ -125,6 +125,83 @@ curl -s -H 'X-Mock-Close-After: 1' -d "$CHAT" "$A/v1/chat/completions" >/dev/nul
 rc=$?
 [ "$rc" -ne 0 ] && ok "close-after non-stream truncated (rc=$rc)" || not_ok "close-after non-stream truncated"
 
+# stall: the connection stays open after N token events (curl times out, 28)
+curl -sN --max-time 1 -H 'X-Mock-Stall-After: 3' \
+    -d '{"model":"s","stream":true,"messages":[]}' "$A/v1/chat/completions" >"$TMP/stall" 2>/dev/null
+check_eq "stall-after: held open, client times out" "$?" "28"
+check_eq "stall-after: 3 token events" "$(grep -c '"content":"tok' "$TMP/stall")" "3"
+check "stall-after: role event sent" "$(cat "$TMP/stall")" '"delta":{"role":"assistant","content":""}'
+check_not "stall-after: no finish event" "$(cat "$TMP/stall")" '"finish_reason":"stop"'
+check_not "stall-after: no [DONE]" "$(cat "$TMP/stall")" "[DONE]"
+sleep 0.2
+check "stall-after: released when client closes" "$(curl -s "$A/mock/stats")" '"in_flight":0'
+curl -sN --max-time 1 -H 'X-Mock-Stall-After: 2' -H 'X-Mock-Close-After: 4' \
+    -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions" >"$TMP/stall" 2>/dev/null
+check_eq "stall-after < close-after: stalls" "$?" "28"
+check_eq "stall-after < close-after: 2 token events" "$(grep -c '"text":"tok' "$TMP/stall")" "2"
+
+# CRLF: every line ends "\r\n", no bare "\n\n" (11 events: role, 8, finish, [DONE])
+curl -sN -H 'X-Mock-Sse-Crlf: 1' -d '{"model":"s","stream":true,"messages":[]}' \
+    "$A/v1/chat/completions" >"$TMP/crlf"
+check_eq "sse-crlf: events end \\r\\n\\r\\n" "$(grep -cx $'\r' "$TMP/crlf")" "11"
+check_eq "sse-crlf: no bare \\n line ends" "$(grep -vc $'\r$' "$TMP/crlf")" "0"
+check_eq "sse-crlf: no bare \\n\\n" "$(grep -c '^$' "$TMP/crlf")" "0"
+check_eq "sse-crlf: ends with [DONE]" "$(tr -d '\r' <"$TMP/crlf" | grep -v '^$' | tail -n 1)" "data: [DONE]"
+
+# heartbeat: ": ping" alternates with data events (3 tokens, finish, [DONE])
+hb_order() { grep -v '^$' | awk 'NR % 2 == 1 && $0 != ": ping" { bad = 1 }
+    NR % 2 == 0 && !/^data: / { bad = 1 } END { print bad ? "bad order" : NR }'; }
+out="$(curl -sN -H 'X-Mock-Heartbeat: 1' -H 'X-Mock-Tokens: 3' \
+    -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions")"
+check_eq "heartbeat: ping before each data event" "$(printf '%s\n' "$out" | hb_order)" "10"
+check_eq "heartbeat: ends with [DONE]" "$(printf '%s' "$out" | grep -v '^$' | tail -n 1)" "data: [DONE]"
+curl -sN -H 'X-Mock-Heartbeat: 1' -H 'X-Mock-Sse-Crlf: 1' -H 'X-Mock-Tokens: 3' \
+    -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions" >"$TMP/hb"
+check_eq "heartbeat + crlf: order" "$(tr -d '\r' <"$TMP/hb" | hb_order)" "10"
+check_eq "heartbeat + crlf: pings end \\r\\n\\r\\n" "$(grep -A1 -x $': ping\r' "$TMP/hb" | grep -cx $'\r')" "5"
+check_eq "heartbeat + crlf: no bare \\n" "$(grep -vc $'\r$' "$TMP/hb")" "0"
+
+# model override
+out="$(curl -s -H 'X-Mock-Model: other' -d "$CHAT" "$A/v1/chat/completions")"
+check "model override non-stream" "$out" '"model":"other"'
+check_not "model override hides request model" "$out" '"model":"m-x"'
+out="$(curl -sN -H 'X-Mock-Model: other' -d '{"model":"s","stream":true,"stream_options":{"include_usage":true},"messages":[]}' \
+    "$A/v1/chat/completions")"
+check_eq "model override every stream event" "$(printf '%s' "$out" | grep -c '^data: {.*"model":"other"')" \
+    "$(printf '%s' "$out" | grep -c '^data: {')"
+check_eq "model override stream events count" "$(printf '%s' "$out" | grep -c '^data: {')" "11"
+check "model override embeddings" "$(curl -s -H 'X-Mock-Model: other' -d '{"model":"e","input":"a"}' \
+    "$A/v1/embeddings")" '"model":"other"'
+check_eq "empty X-Mock-Model 400" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Mock-Model;' -d "$CHAT" "$A/v1/chat/completions")" "400"
+
+# usage always: usage event without stream_options, right before [DONE]
+out="$(curl -sN -H 'X-Mock-Usage-Always: 1' -d '{"model":"s","stream":true,"messages":[{"role":"user","content":"hi"}]}' \
+    "$A/v1/chat/completions")"
+check "usage-always: usage event" "$out" '"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":8,"total_tokens":9}'
+check_eq "usage-always: one usage event" "$(printf '%s' "$out" | grep -c '"usage"')" "1"
+check "usage-always: usage before [DONE]" "$(printf '%s' "$out" | grep -v '^$' | tail -n 2 | head -n 1)" '"choices":[],"usage":{'
+out="$(curl -sN -H 'X-Mock-Usage-Always: 1' -H 'X-Mock-Tokens: 2' -d '{"model":"s","stream":true,"prompt":"abcdefgh"}' \
+    "$A/v1/completions")"
+check "usage-always: completions" "$out" '"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}'
+
+# the same controls through the /mock/control fault dict (headers win)
+curl -s -d '{"fault":{"Sse-Crlf":true,"heartbeat":1,"model":"fm","usage_always":"yes"}}' "$A/mock/control" >/dev/null
+curl -sN -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions" >"$TMP/fault"
+check_eq "fault sse_crlf" "$(grep -vc $'\r$' "$TMP/fault")" "0"
+check_eq "fault heartbeat" "$(tr -d '\r' <"$TMP/fault" | hb_order)" "22"
+check "fault model" "$(cat "$TMP/fault")" '"model":"fm"'
+check "fault usage_always" "$(cat "$TMP/fault")" '"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":8,"total_tokens":9}'
+check "fault model, header wins" "$(curl -s -H 'X-Mock-Model: hdr' -d "$CHAT" "$A/v1/chat/completions")" '"model":"hdr"'
+curl -s -d '{"fault":{"stall_after":1}}' "$A/mock/control" >/dev/null
+curl -sN --max-time 1 -d '{"model":"s","stream":true,"messages":[]}' "$A/v1/chat/completions" >"$TMP/fault" 2>/dev/null
+check_eq "fault stall_after: held open" "$?" "28"
+check_eq "fault stall_after: 1 token event" "$(grep -c '"content":"tok' "$TMP/fault")" "1"
+check_eq "fault bad model 400" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -d '{"fault":{"model":5}}' "$A/mock/control")" "400"
+curl -s -d '{"fault":null}' "$A/mock/control" >/dev/null
+check_not "fault cleared: no usage" "$(curl -sN -d '{"model":"s","stream":true,"prompt":"x"}' "$A/v1/completions")" '"usage"'
+
 # --- echo ---------------------------------------------------------------------
 head -c 100000 /dev/urandom >"$TMP/body"
 curl -s -D "$TMP/h1" -H 'X-Mock-Echo: 1' --data-binary @"$TMP/body" -o "$TMP/echo1" "$A/anything?q=1"
