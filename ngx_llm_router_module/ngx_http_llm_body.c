@@ -11,6 +11,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <cjson/cJSON.h>
+
 #include "ngx_http_llm_router.h"
 
 
@@ -48,6 +50,9 @@ static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t *model,
     ngx_array_t *edits);
+static ngx_int_t ngx_http_llm_plan_stream_usage(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_array_t *edits, ngx_str_t *insert);
 static ngx_int_t ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan,
     u_char *dropped, ngx_array_t *edits, ngx_uint_t *kept);
 static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, off_t start,
@@ -74,6 +79,8 @@ static ngx_str_t  ngx_http_llm_prompt_keys[] = {
     ngx_null_string
 };
 static ngx_str_t  ngx_http_llm_key_stream = ngx_string("stream");
+static ngx_str_t  ngx_http_llm_key_stream_options =
+    ngx_string("stream_options");
 
 
 ngx_int_t
@@ -300,6 +307,8 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     }
 
     ctx->routed = 1;
+
+    ngx_http_llm_metrics_start(r, ctx);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llm router: model \"%V\" -> \"%V\" upstream \"%V\", "
@@ -729,8 +738,8 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     u_char                       *p, *dropped, *found;
     double                        number;
     size_t                        len;
-    ngx_int_t                     k;
-    ngx_str_t                     insert, raw;
+    ngx_int_t                     k, status;
+    ngx_str_t                     insert, raw, usage;
     ngx_uint_t                    i, count, kept;
     ngx_http_llm_rule_t          *rule;
     ngx_http_llm_route_t         *route;
@@ -751,10 +760,19 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
     }
 
+    status = ngx_http_llm_plan_stream_usage(r, ctx, body, scan, edits,
+                                            &usage);
+    if (status != NGX_OK) {
+        return status;
+    }
+
     rule = route->model->rules.elts;
+    len = 0;
+    kept = scan->nmembers;
+    found = NULL;
 
     if (route->model->rules.nelts == 0) {
-        return NGX_OK;
+        goto insert;
     }
 
     dropped = ngx_pcalloc(r->pool, scan->nmembers + 1);
@@ -763,8 +781,6 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (dropped == NULL || found == NULL) {
         return NGX_ERROR;
     }
-
-    len = 0;
 
     for (i = 0; i < route->model->rules.nelts; i++) {
 
@@ -842,6 +858,12 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+insert:
+
+    if (usage.len) {
+        len += usage.len + 1;
+    }
+
     if (len == 0) {
         return NGX_OK;
     }
@@ -855,7 +877,7 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     insert.data = p;
 
-    for (i = 0; i < route->model->rules.nelts; i++) {
+    for (i = 0; found && i < route->model->rules.nelts; i++) {
         if (rule[i].op != NGX_HTTP_LLM_RULE_SET || found[i]) {
             continue;
         }
@@ -867,10 +889,136 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         p = ngx_sprintf(p, "\"%V\":%V", &rule[i].field, &rule[i].value);
     }
 
+    if (usage.len) {
+        if (kept || p != insert.data) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, usage.data, usage.len);
+    }
+
     insert.len = p - insert.data;
 
     return ngx_http_llm_add_edit(edits, scan->obj_end - 1, scan->obj_end - 1,
                                  &insert);
+}
+
+
+/*
+ * llm_stream_usage: a streamed request that does not ask for usage gets
+ * "stream_options":{"include_usage":true}, and the response filter drops
+ * the usage event the client did not ask for.  An existing stream_options
+ * object is rewritten; one of another type is left to the engine.
+ */
+
+static ngx_int_t
+ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_array_t *edits, ngx_str_t *insert)
+{
+    char                         *text;
+    cJSON                        *json, *item;
+    ngx_int_t                     i, rc;
+    ngx_str_t                     raw, value;
+    ngx_uint_t                    count, on;
+    ngx_http_llm_loc_conf_t      *llcf;
+    ngx_http_llm_jscan_member_t  *m;
+
+    ngx_str_null(insert);
+
+    if (ctx->stream != 1) {
+        return NGX_OK;
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    on = (ctx->route->model->stream_usage == NGX_CONF_UNSET)
+         ? (ngx_uint_t) llcf->stream_usage
+         : (ngx_uint_t) ctx->route->model->stream_usage;
+
+    if (!on) {
+        return NGX_OK;
+    }
+
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream_options,
+                                 &count);
+    if (i == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (i < 0) {
+        ngx_str_set(insert, "\"stream_options\":{\"include_usage\":true}");
+        ctx->strip_usage = 1;
+        return NGX_OK;
+    }
+
+    m = &scan->members[i];
+
+    if (count > 1) {
+        return NGX_OK;
+    }
+
+    if (m->type == NGX_HTTP_LLM_JSON_NULL) {
+        ngx_str_set(&value, "{\"include_usage\":true}");
+        ctx->strip_usage = 1;
+        return ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
+    }
+
+    if (m->type != NGX_HTTP_LLM_JSON_OBJECT) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    json = cJSON_ParseWithLength((char *) raw.data, raw.len);
+    if (json == NULL) {
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+    item = cJSON_GetObjectItemCaseSensitive(json, "include_usage");
+
+    if (cJSON_IsTrue(item)) {
+        goto done;      /* the client asked for it */
+    }
+
+    cJSON_DeleteItemFromObjectCaseSensitive(json, "include_usage");
+
+    if (cJSON_AddTrueToObject(json, "include_usage") == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    text = cJSON_PrintUnformatted(json);
+    if (text == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    value.len = ngx_strlen(text);
+    value.data = ngx_pnalloc(r->pool, value.len);
+
+    if (value.data == NULL) {
+        cJSON_free(text);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(value.data, text, value.len);
+    cJSON_free(text);
+
+    ctx->strip_usage = 1;
+    rc = ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
+
+done:
+
+    cJSON_Delete(json);
+
+    return rc;
 }
 
 

@@ -75,6 +75,7 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memzero(model, sizeof(ngx_http_llm_model_t));
 
     model->name = value[1];
+    model->stream_usage = NGX_CONF_UNSET;
     model->glob = ngx_strlchr(value[1].data, value[1].data + value[1].len,
                               '*') != NULL
                   || ngx_strlchr(value[1].data, value[1].data + value[1].len,
@@ -173,6 +174,34 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         }
 
         model->fallback = value[1];
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 12
+        && ngx_strncmp(value[0].data, "stream_usage", 12) == 0)
+    {
+        if (cf->args->nelts != 2) {
+            goto invalid_args;
+        }
+
+        if (model->stream_usage != NGX_CONF_UNSET) {
+            return "\"stream_usage\" directive is duplicate";
+        }
+
+        if (ngx_strcmp(value[1].data, "on") == 0) {
+            model->stream_usage = 1;
+
+        } else if (ngx_strcmp(value[1].data, "off") == 0) {
+            model->stream_usage = 0;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"stream_usage\" "
+                               "of llm_model \"%V\", it must be \"on\" or "
+                               "\"off\"", &value[1], &model->name);
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
     }
 

@@ -24,8 +24,6 @@ typedef struct {
 } ngx_http_llm_status_error_t;
 
 
-static ngx_buf_t *ngx_http_llm_error_body(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_http_llm_ctx_t *ctx);
 static void ngx_http_llm_default_error(ngx_uint_t status,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_error_header_filter(ngx_http_request_t *r);
@@ -119,7 +117,7 @@ ngx_http_llm_default_error(ngx_uint_t status, ngx_http_llm_ctx_t *ctx)
 
 /* {"error":{"message":...,"type":...,"param":...,"code":...}} */
 
-static ngx_buf_t *
+ngx_buf_t *
 ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_llm_ctx_t *ctx)
 {

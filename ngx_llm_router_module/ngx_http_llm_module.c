@@ -45,6 +45,27 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       offsetof(ngx_http_llm_loc_conf_t, enable),
       NULL },
 
+    { ngx_string("llm_stream_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, stream_usage),
+      NULL },
+
+    { ngx_string("llm_restore_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, restore_model),
+      NULL },
+
+    { ngx_string("llm_router_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llm_router_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llm_router_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_llm_router_zone,
@@ -181,6 +202,10 @@ ngx_http_llm_get_ctx(ngx_http_request_t *r)
 
     ctx->status = NGX_AGAIN;       /* the phase handler has not run */
     ctx->stream = -1;
+    ctx->prompt_tokens = -1;
+    ctx->completion_tokens = -1;
+    ctx->total_tokens = -1;
+    ctx->ttft = -1;
 
     cln->handler = ngx_http_llm_ctx_cleanup;
 
@@ -197,7 +222,7 @@ ngx_http_llm_ctx_cleanup(void *data)
 }
 
 
-/* for the content handler directives: llm_models, llm_router_status */
+/* for the content handlers: llm_models, llm_router_status, _metrics */
 
 char *
 ngx_http_llm_set_content_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
@@ -284,7 +309,15 @@ ngx_http_llm_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_llm_router_handler;
 
-    return ngx_http_llm_error_filter_init(cf);
+    if (ngx_http_llm_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_llm_error_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_response_filter_init(cf);
 }
 
 
@@ -364,6 +397,8 @@ ngx_http_llm_create_loc_conf(ngx_conf_t *cf)
     }
 
     llcf->enable = NGX_CONF_UNSET;
+    llcf->stream_usage = NGX_CONF_UNSET;
+    llcf->restore_model = NGX_CONF_UNSET;
 
     return llcf;
 }
@@ -376,6 +411,8 @@ ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_llm_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->stream_usage, prev->stream_usage, 0);
+    ngx_conf_merge_value(conf->restore_model, prev->restore_model, 1);
 
     return NGX_CONF_OK;
 }

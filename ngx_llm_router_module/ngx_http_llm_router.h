@@ -31,8 +31,13 @@
 #define NGX_HTTP_LLM_BALANCE_PREFIX     5
 
 #define NGX_HTTP_LLM_NAME_LEN        64
+#define NGX_HTTP_LLM_MODEL_LEN       128
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    5
+#define NGX_HTTP_LLM_ZONE_VERSION    6
+
+/* histogram buckets, in milliseconds (+Inf is the count) */
+#define NGX_HTTP_LLM_DURATION_BUCKETS  12
+#define NGX_HTTP_LLM_TTFT_BUCKETS      11
 #define NGX_HTTP_LLM_METRICS_MAX     (1024 * 1024)
 
 
@@ -49,9 +54,14 @@ typedef struct {
 } ngx_http_llm_rule_t;
 
 
+typedef struct ngx_http_llm_model_stats_s  ngx_http_llm_model_stats_t;
+
+
 typedef struct {
     ngx_str_t                      name;
     ngx_uint_t                     glob;       /* name has '*' or '?' */
+    ngx_int_t                      stream_usage;   /* unset: location's */
+    ngx_http_llm_model_stats_t    *stats;      /* in the zone, if any */
     ngx_str_t                      upstream_name;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_str_t                      target;     /* plain, empty if unset */
@@ -168,10 +178,33 @@ struct ngx_http_llm_peer_state_s {
 };
 
 
+/* the counters of a model and its upstream, in the shared zone */
+struct ngx_http_llm_model_stats_s {
+    ngx_queue_t                    queue;
+    u_char                         model[NGX_HTTP_LLM_MODEL_LEN];
+    u_char                         upstream[NGX_HTTP_LLM_NAME_LEN];
+
+    ngx_atomic_t                   requests[5];  /* 1xx .. 5xx */
+    ngx_atomic_t                   in_flight;
+    ngx_atomic_t                   prompt_tokens;
+    ngx_atomic_t                   completion_tokens;
+    ngx_atomic_t                   stream_aborts;
+    ngx_atomic_t                   stream_failures;
+
+    /* per bucket, not cumulative; the last one is past every bound */
+    ngx_atomic_t                   duration[NGX_HTTP_LLM_DURATION_BUCKETS
+                                            + 1];
+    ngx_atomic_t                   duration_sum;   /* ms */
+    ngx_atomic_t                   ttft[NGX_HTTP_LLM_TTFT_BUCKETS + 1];
+    ngx_atomic_t                   ttft_sum;       /* ms */
+};
+
+
 typedef struct {
     ngx_uint_t                     version;
     ngx_uint_t                     nslots;
     ngx_queue_t                    slots;       /* peer states, by name */
+    ngx_queue_t                    models;      /* model stats, by name */
 } ngx_http_llm_shctx_t;
 
 
@@ -182,6 +215,8 @@ typedef struct {
     ngx_array_t                    globs;      /* ngx_http_llm_route_t */
     ngx_http_llm_route_t          *default_route;
     ngx_str_t                      models_json;
+    ngx_uint_t                     metrics_line;   /* llm_router_metrics */
+    ngx_str_t                      metrics_file;
     ngx_array_t                    upstreams;  /* ngx_http_llm_srv_conf_t * */
     ngx_shm_zone_t                *shm_zone;
     ngx_slab_pool_t               *shpool;
@@ -192,6 +227,8 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t                     enable;
+    ngx_flag_t                     stream_usage;
+    ngx_flag_t                     restore_model;
 } ngx_http_llm_loc_conf_t;
 
 
@@ -212,6 +249,9 @@ typedef struct {
 } ngx_http_llm_error_t;
 
 
+typedef struct ngx_http_llm_response_s  ngx_http_llm_response_t;
+
+
 typedef struct {
     ngx_int_t                      status;     /* phase handler result */
     ngx_str_t                      model;      /* as asked */
@@ -225,7 +265,23 @@ typedef struct {
     unsigned                       has_prefix:1;
     ngx_http_llm_error_t           error;
     ngx_buf_t                     *error_body; /* replaces an nginx page */
+
+    /* the response (ngx_http_llm_response.c) */
+    ngx_http_llm_response_t       *response;   /* filter state, if needed */
+    ngx_int_t                      prompt_tokens;      /* -1: unknown */
+    ngx_int_t                      completion_tokens;
+    ngx_int_t                      total_tokens;
+    ngx_msec_int_t                 ttft;               /* -1: unknown */
+    ngx_int_t                      events;     /* SSE data events */
+
     unsigned                       routed:1;
+    unsigned                       counted:1;  /* in the model's in_flight */
+    unsigned                       logged:1;   /* in the model's counters */
+    unsigned                       strip_usage:1;  /* usage not asked for */
+    unsigned                       sse:1;
+    unsigned                       stream_done:1;  /* [DONE] or the end */
+    unsigned                       stream_failed:2;  /* 2: timeout */
+    unsigned                       stream_aborted:1;
 } ngx_http_llm_ctx_t;
 
 
@@ -269,6 +325,8 @@ ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
 void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
     const char *type, const char *param, ngx_str_t *message);
 ngx_int_t ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_llm_ctx_t *ctx);
+ngx_buf_t *ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_llm_ctx_t *ctx);
 ngx_int_t ngx_http_llm_error_filter_init(ngx_conf_t *cf);
 
@@ -319,6 +377,20 @@ ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
 /* status endpoint (ngx_http_llm_status.c) */
 char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* response filters (ngx_http_llm_response.c) */
+ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
+    size_t len);
+
+/* metrics (ngx_http_llm_metrics.c) */
+char *ngx_http_llm_router_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_llm_metrics_init(ngx_conf_t *cf);
+void ngx_http_llm_metrics_start(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+ngx_int_t ngx_http_llm_metrics_bind(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool);
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);

@@ -17,6 +17,12 @@ static ngx_int_t ngx_http_llm_stream_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_peer_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_llm_int_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_llm_ttft_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_llm_engine_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_llm_vars[] = {
@@ -41,6 +47,27 @@ static ngx_http_variable_t  ngx_http_llm_vars[] = {
 
     { ngx_string("llm_peer"), NULL, ngx_http_llm_peer_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_engine"), NULL, ngx_http_llm_engine_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_prompt_tokens"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, prompt_tokens), NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("llm_completion_tokens"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, completion_tokens),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_total_tokens"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, total_tokens), NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("llm_ttft"), NULL, ngx_http_llm_ttft_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("llm_stream_events"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, events), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -139,6 +166,114 @@ ngx_http_llm_peer_variable(ngx_http_request_t *r,
     v->no_cacheable = 1;
     v->not_found = 0;
     v->data = u->peer.name->data;
+
+    return NGX_OK;
+}
+
+
+/* a count from the response; empty when unknown (-1) */
+
+static ngx_int_t
+ngx_http_llm_int_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char              *p;
+    ngx_int_t            n;
+    ngx_http_llm_ctx_t  *ctx;
+
+    ctx = ngx_http_llm_find_ctx(r->main);
+
+    if (ctx == NULL || !ctx->routed) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    n = *(ngx_int_t *) ((char *) ctx + data);
+
+    if (n < 0 || (data == offsetof(ngx_http_llm_ctx_t, events) && !ctx->sse))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%i", n) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+/* milliseconds to the first content event, or to the response header */
+
+static ngx_int_t
+ngx_http_llm_ttft_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char              *p;
+    ngx_http_llm_ctx_t  *ctx;
+
+    ctx = ngx_http_llm_find_ctx(r->main);
+
+    if (ctx == NULL || ctx->ttft < 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%M", (ngx_msec_t) ctx->ttft) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+/* the llm_engine of the upstream the request was routed to */
+
+static ngx_int_t
+ngx_http_llm_engine_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char               *name;
+    ngx_http_llm_ctx_t       *ctx;
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    ctx = ngx_http_llm_find_ctx(r->main);
+
+    if (ctx == NULL || ctx->route == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
+
+    if (lscf == NULL || lscf->engine == NGX_HTTP_LLM_ENGINE_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    name = ngx_http_llm_engine_name(lscf->engine);
+
+    v->len = ngx_strlen(name);
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = (u_char *) name;
 
     return NGX_OK;
 }

@@ -136,6 +136,7 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         sh->version = NGX_HTTP_LLM_ZONE_VERSION;
         ngx_queue_init(&sh->slots);
+        ngx_queue_init(&sh->models);
         shpool->data = sh;
 
         len = sizeof(" in llm_router_zone \"\"") + shm_zone->shm.name.len;
@@ -165,6 +166,10 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
             lscf->slots[k] = st;
         }
+    }
+
+    if (ngx_http_llm_metrics_bind(lmcf, sh, shpool) != NGX_OK) {
+        goto too_small;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

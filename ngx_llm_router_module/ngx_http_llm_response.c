@@ -1,0 +1,1666 @@
+
+/*
+ * ngx_llm_router: the response side.
+ *
+ * A header and a body filter that look at the answers to routed requests
+ * only, and touch them only where this request needs it:
+ *
+ *   - JSON answers: "usage" is read into $llm_*_tokens from a copy kept
+ *     beside the untouched buffers; when the route sent another model name
+ *     upstream, the body is held (headers too) and sent once with "model"
+ *     set back to the name the client asked for;
+ *   - event streams: an incremental parser (ngx_http_llm_sse.c) finds each
+ *     event; usage, time to the first content event and the event count
+ *     are read on the way; the buffers pass untouched unless an event must
+ *     change (model name restored, a usage event the client did not ask
+ *     for dropped), and then events are copied out one by one;
+ *   - a stream the engine breaks off (closed, timed out) ends with an error
+ *     event and "data: [DONE]", so that a client never takes a truncated
+ *     answer for a whole one;
+ *   - engine errors (4xx, 5xx) that are not in OpenAI's shape are rewritten
+ *     into it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <cjson/cJSON.h>
+
+#include "ngx_http_llm_router.h"
+#include "ngx_http_llm_sse.h"
+
+
+#define NGX_HTTP_LLM_JSON_KEEP      (1024 * 1024)  /* JSON body kept */
+#define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past that */
+#define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
+#define NGX_HTTP_LLM_EVENT_MAX      (32 * 1024)    /* event data parsed */
+#define NGX_HTTP_LLM_OUT_SIZE       4096
+
+#define NGX_HTTP_LLM_MODE_NONE      0
+#define NGX_HTTP_LLM_MODE_OBSERVE   1    /* JSON, passed on untouched */
+#define NGX_HTTP_LLM_MODE_EDIT      2    /* JSON, held to restore model */
+#define NGX_HTTP_LLM_MODE_ERROR     3    /* engine error, held */
+#define NGX_HTTP_LLM_MODE_SSE       4
+
+#define NGX_HTTP_LLM_EVENT_KEEP     0
+#define NGX_HTTP_LLM_EVENT_DROP     1
+#define NGX_HTTP_LLM_EVENT_EDIT     2
+
+
+struct ngx_http_llm_response_s {
+    ngx_uint_t                      mode;
+    ngx_buf_t                      *body;       /* JSON kept */
+    size_t                          limit;
+    ngx_http_llm_sse_t              sse;
+    ngx_buf_t                      *raw;        /* the event, rewriting */
+    ngx_str_t                       model_json; /* to restore, or empty */
+    ngx_str_t                       edit_before;    /* EDIT: raw parts */
+    ngx_str_t                       edit_after;
+    ngx_chain_t                    *free;
+    ngx_chain_t                    *busy;
+    ngx_chain_t                    *out;
+    ngx_chain_t                   **last_out;
+    void                          (*finalize)(ngx_http_request_t *r,
+                                                ngx_int_t rc);
+
+    unsigned                        rewrite:1;  /* SSE events copied */
+    unsigned                        tail:1;     /* JSON over the limit */
+    unsigned                        raw_pass:1; /* event too big to hold */
+    unsigned                        ended:1;    /* our last buffer sent */
+    unsigned                        injecting:1;
+};
+
+
+static ngx_int_t ngx_http_llm_response_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_llm_response_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_response_start(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_uint_t ngx_http_llm_restore_wanted(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
+static ngx_int_t ngx_http_llm_keep(ngx_http_request_t *r,
+    ngx_http_llm_response_t *resp, u_char *p, size_t n);
+static void ngx_http_llm_observe_json(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static void ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_response_t *resp);
+static ngx_int_t ngx_http_llm_held_body(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_send_edited(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_send_engine_error(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_sse_body(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_sse_observe(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_sse_rewrite(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_uint_t ngx_http_llm_sse_event(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, size_t *model_start, size_t *model_end);
+static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_uint_t ngx_http_llm_has_content(u_char *p, size_t len);
+static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
+    ngx_http_llm_response_t *resp, u_char *p, size_t n);
+static ngx_int_t ngx_http_llm_out_flush(ngx_http_request_t *r,
+    ngx_http_llm_response_t *resp, ngx_uint_t flush, ngx_uint_t last);
+static ngx_int_t ngx_http_llm_stream_error_text(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_str_t *text);
+static void ngx_http_llm_stream_failed(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_int_t rc);
+static void ngx_http_llm_upstream_finalize(ngx_http_request_t *r,
+    ngx_int_t rc);
+static char *ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_llm_response_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_llm_response_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_llm_response_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llm_response_header_filter(ngx_http_request_t *r)
+{
+    ngx_int_t            rc;
+    ngx_http_llm_ctx_t  *ctx;
+
+    /* answers of engines only: nginx's own pages are the error filter's */
+
+    if (r != r->main || r->upstream == NULL || r->err_status) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_llm_find_ctx(r);
+
+    if (ctx == NULL || !ctx->routed || ctx->response) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    rc = ngx_http_llm_response_start(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DONE) {
+        /* held: the headers go out with the body */
+        return NGX_OK;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* picks what to do with this answer; NGX_DONE: headers held */
+
+static ngx_int_t
+ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    size_t                    size;
+    ngx_str_t                *type;
+    ngx_uint_t                status, sse, json;
+    ngx_http_llm_response_t  *resp;
+
+    status = r->headers_out.status;
+    type = &r->headers_out.content_type;
+
+    sse = (type->len >= 17
+           && ngx_strncasecmp(type->data, (u_char *) "text/event-stream", 17)
+              == 0);
+    json = (type->len >= 16
+            && ngx_strncasecmp(type->data, (u_char *) "application/json", 16)
+               == 0);
+
+    if (!sse) {
+        ctx->ttft = ngx_http_llm_elapsed(r);
+    }
+
+    if (r->header_only || status < NGX_HTTP_OK
+        || (status >= NGX_HTTP_SPECIAL_RESPONSE
+            && status < NGX_HTTP_BAD_REQUEST)
+        || (status < NGX_HTTP_SPECIAL_RESPONSE && !sse && !json))
+    {
+        return NGX_OK;
+    }
+
+    resp = ngx_pcalloc(r->pool, sizeof(ngx_http_llm_response_t));
+    if (resp == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->response = resp;
+    resp->last_out = &resp->out;
+
+    if (ngx_http_llm_restore_wanted(r, ctx)
+        && ngx_http_llm_json_quote(r->pool, &ctx->model, &resp->model_json)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->main_filter_need_in_memory = 1;
+
+    if (status >= NGX_HTTP_BAD_REQUEST) {
+        resp->mode = NGX_HTTP_LLM_MODE_ERROR;
+        resp->limit = NGX_HTTP_LLM_ERROR_KEEP;
+
+    } else if (sse) {
+        resp->mode = NGX_HTTP_LLM_MODE_SSE;
+        ctx->sse = 1;
+
+        resp->rewrite = (resp->model_json.len || ctx->strip_usage);
+
+        size = NGX_HTTP_LLM_EVENT_MAX;
+        ngx_http_llm_sse_init(&resp->sse, ngx_pnalloc(r->pool, size), size);
+
+        if (resp->sse.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (resp->rewrite) {
+            ngx_http_clear_content_length(r);
+            ngx_http_clear_accept_ranges(r);
+        }
+
+        /* to end a stream the engine breaks off */
+
+        resp->finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_llm_upstream_finalize;
+
+        return NGX_OK;
+
+    } else if (resp->model_json.len) {
+        resp->mode = NGX_HTTP_LLM_MODE_EDIT;
+        resp->limit = NGX_HTTP_LLM_JSON_KEEP;
+
+    } else {
+        resp->mode = NGX_HTTP_LLM_MODE_OBSERVE;
+        resp->limit = NGX_HTTP_LLM_JSON_KEEP;
+        return NGX_OK;
+    }
+
+    /* held until the whole body is in */
+
+    r->allow_ranges = 0;
+
+    return NGX_DONE;
+}
+
+
+/* the route sent another name upstream, and llm_restore_model is on */
+
+static ngx_uint_t
+ngx_http_llm_restore_wanted(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    if (!llcf->restore_model) {
+        return 0;
+    }
+
+    return ctx->target.len != ctx->model.len
+           || ngx_strncmp(ctx->target.data, ctx->model.data, ctx->model.len)
+              != 0;
+}
+
+
+static ngx_msec_int_t
+ngx_http_llm_elapsed(ngx_http_request_t *r)
+{
+    ngx_time_t      *tp;
+    ngx_msec_int_t   ms;
+
+    tp = ngx_timeofday();
+
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+
+    return ngx_max(ms, 0);
+}
+
+
+static ngx_int_t
+ngx_http_llm_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t              *cl;
+    ngx_http_llm_ctx_t       *ctx;
+    ngx_http_llm_response_t  *resp;
+
+    if (r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_llm_find_ctx(r);
+
+    if (ctx == NULL || ctx->response == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    resp = ctx->response;
+
+    if (resp->injecting) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (resp->ended) {
+        /* our last buffer went out: swallow what nginx sends after it */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return ngx_http_next_body_filter(r, NULL);
+    }
+
+    switch (resp->mode) {
+
+    case NGX_HTTP_LLM_MODE_NONE:
+        return ngx_http_next_body_filter(r, in);
+
+    case NGX_HTTP_LLM_MODE_OBSERVE:
+        ngx_http_llm_observe_json(r, ctx, in);
+        return ngx_http_next_body_filter(r, in);
+
+    case NGX_HTTP_LLM_MODE_SSE:
+        return ngx_http_llm_sse_body(r, ctx, in);
+
+    default: /* EDIT, ERROR */
+        return ngx_http_llm_held_body(r, ctx, in);
+    }
+}
+
+
+/*
+ * Keeps a copy of the body: all of it up to the limit, then only its last
+ * NGX_HTTP_LLM_JSON_TAIL bytes (where "usage" is in a long answer).
+ */
+
+static ngx_int_t
+ngx_http_llm_keep(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
+    u_char *p, size_t n)
+{
+    size_t      size, have, keep;
+    ngx_buf_t  *b;
+
+    b = resp->body;
+
+    if (b == NULL) {
+        size = NGX_HTTP_LLM_JSON_TAIL;
+
+        if (r->headers_out.content_length_n > (off_t) size) {
+            size = (size_t) ngx_min(r->headers_out.content_length_n,
+                                    (off_t) resp->limit);
+        }
+
+        b = ngx_create_temp_buf(r->pool, size);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        resp->body = b;
+    }
+
+    if (!resp->tail && (size_t) (b->end - b->last) < n) {
+        have = b->last - b->pos;
+
+        if (have + n <= resp->limit) {
+            size = ngx_min(ngx_max(2 * (size_t) (b->end - b->start),
+                                   have + n),
+                           resp->limit);
+
+            b = ngx_create_temp_buf(r->pool, size);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->last = ngx_cpymem(b->pos, resp->body->pos, have);
+            resp->body = b;
+
+        } else {
+            resp->tail = 1;
+        }
+    }
+
+    if (!resp->tail) {
+        b->last = ngx_cpymem(b->last, p, n);
+        return NGX_OK;
+    }
+
+    /* the last bytes only */
+
+    if (n >= NGX_HTTP_LLM_JSON_TAIL) {
+        b->last = ngx_cpymem(b->pos, p + n - NGX_HTTP_LLM_JSON_TAIL,
+                             NGX_HTTP_LLM_JSON_TAIL);
+        return NGX_OK;
+    }
+
+    have = b->last - b->pos;
+    keep = ngx_min(have, NGX_HTTP_LLM_JSON_TAIL - n);
+
+    ngx_memmove(b->pos, b->last - keep, keep);
+    b->last = ngx_cpymem(b->pos + keep, p, n);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_llm_observe_json(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    for (cl = in; cl; cl = cl->next) {
+        if (ngx_buf_in_memory(cl->buf) && cl->buf->last > cl->buf->pos) {
+            if (ngx_http_llm_keep(r, resp, cl->buf->pos,
+                                  cl->buf->last - cl->buf->pos)
+                != NGX_OK)
+            {
+                resp->mode = NGX_HTTP_LLM_MODE_NONE;    /* no memory: stop */
+                return;
+            }
+        }
+
+        if (cl->buf->last_buf) {
+            ngx_http_llm_json_usage(ctx, resp);
+            resp->mode = NGX_HTTP_LLM_MODE_NONE;
+        }
+    }
+}
+
+
+/* "usage" of a kept JSON answer, whole or only its tail */
+
+static void
+ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_response_t *resp)
+{
+    u_char                       *p, *last, *found;
+    size_t                        i;
+    ngx_buf_t                    *b;
+    ngx_http_llm_jscan_t          scan;
+    ngx_http_llm_jscan_member_t  *m;
+
+    b = resp->body;
+
+    if (b == NULL) {
+        return;
+    }
+
+    if (!resp->tail) {
+        ngx_http_llm_jscan_init(&scan);
+        (void) ngx_http_llm_jscan_feed(&scan, b->pos, b->last - b->pos);
+
+        if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+            return;
+        }
+
+        for (i = 0; i < scan.nmembers; i++) {
+            m = &scan.members[i];
+
+            if (m->key_len == 5
+                && ngx_strncmp(b->pos + m->key, "usage", 5) == 0
+                && m->type == NGX_HTTP_LLM_JSON_OBJECT)
+            {
+                (void) ngx_http_llm_read_usage(ctx, b->pos + m->value,
+                                               m->value_end - m->value);
+            }
+        }
+
+        return;
+    }
+
+    /* the last "usage": {...} in the tail */
+
+    found = NULL;
+    last = b->last;
+
+    for (p = b->pos; p + 8 < last; p++) {
+        p = ngx_strlcasestrn(p, last, (u_char *) "\"usage\"", 7 - 1);
+        if (p == NULL) {
+            break;
+        }
+
+        found = p;
+    }
+
+    if (found == NULL) {
+        return;
+    }
+
+    for (p = found + 7; p < last && (*p == ' ' || *p == ':' || *p == '\n'
+                                     || *p == '\r' || *p == '\t'); p++)
+    {
+        /* void */
+    }
+
+    if (p < last && *p == '{') {
+        (void) ngx_http_llm_read_usage(ctx, p, last - p);
+    }
+}
+
+
+/*
+ * Reads {"prompt_tokens":N,"completion_tokens":N,"total_tokens":N}; what
+ * follows the object is ignored.
+ */
+
+ngx_int_t
+ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
+{
+    cJSON       *json, *item;
+    const char  *end;
+
+    json = cJSON_ParseWithLengthOpts((const char *) p, len, &end, 0);
+
+    if (json == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return NGX_DECLINED;
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(json, "prompt_tokens");
+    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
+        ctx->prompt_tokens = (ngx_int_t) item->valuedouble;
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(json, "completion_tokens");
+    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
+        ctx->completion_tokens = (ngx_int_t) item->valuedouble;
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(json, "total_tokens");
+    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
+        ctx->total_tokens = (ngx_int_t) item->valuedouble;
+
+    } else if (ctx->prompt_tokens >= 0) {
+        ctx->total_tokens = ctx->prompt_tokens
+                            + ngx_max(ctx->completion_tokens, 0);
+    }
+
+    cJSON_Delete(json);
+
+    return NGX_OK;
+}
+
+
+/* EDIT and ERROR: the body is copied, the headers wait for its end */
+
+static ngx_int_t
+ngx_http_llm_held_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    size_t                    n, have;
+    ngx_uint_t                last;
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        n = cl->buf->last - cl->buf->pos;
+
+        if (ngx_buf_in_memory(cl->buf) && n) {
+            have = resp->body ? (size_t) (resp->body->last - resp->body->pos)
+                              : 0;
+
+            if (have + n > resp->limit) {
+                return ngx_http_llm_release_held(r, ctx, cl);
+            }
+
+            if (ngx_http_llm_keep(r, resp, cl->buf->pos, n) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            cl->buf->pos = cl->buf->last;
+        }
+
+        if (cl->buf->last_buf) {
+            last = 1;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    if (resp->mode == NGX_HTTP_LLM_MODE_ERROR) {
+        return ngx_http_llm_send_engine_error(r, ctx);
+    }
+
+    return ngx_http_llm_send_edited(r, ctx);
+}
+
+
+/*
+ * A held body over the limit: the headers go out as the engine sent them,
+ * then the bytes held, then cl and the rest as they come.
+ */
+
+static ngx_int_t
+ngx_http_llm_release_held(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *cl)
+{
+    ngx_int_t                 rc;
+    ngx_buf_t                *held;
+    ngx_chain_t               out, *chain;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "llm router: the answer is over %uz bytes, passed on "
+                  "as the engine sent it", resp->limit);
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    held = resp->body;
+    resp->body = NULL;
+    chain = cl;
+
+    if (held && held->last > held->pos) {
+        out.buf = held;
+        out.next = cl;
+        chain = &out;
+    }
+
+    if (resp->mode == NGX_HTTP_LLM_MODE_ERROR) {
+        resp->mode = NGX_HTTP_LLM_MODE_NONE;
+
+    } else {
+        resp->mode = NGX_HTTP_LLM_MODE_OBSERVE;
+        ngx_http_llm_observe_json(r, ctx, cl);
+    }
+
+    return ngx_http_next_body_filter(r, chain);
+}
+
+
+/* the whole JSON answer is in: usage read, model restored, all sent */
+
+static ngx_int_t
+ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    u_char                       *p;
+    size_t                        i, len;
+    ngx_int_t                     rc;
+    ngx_buf_t                    *b, *body;
+    ngx_chain_t                   out;
+    ngx_http_llm_jscan_t          scan;
+    ngx_http_llm_response_t      *resp;
+    ngx_http_llm_jscan_member_t  *m, *model;
+
+    resp = ctx->response;
+    resp->ended = 1;
+
+    body = resp->body;
+
+    if (body == NULL) {
+        body = ngx_calloc_buf(r->pool);
+        if (body == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    model = NULL;
+
+    ngx_http_llm_jscan_init(&scan);
+    (void) ngx_http_llm_jscan_feed(&scan, body->pos, body->last - body->pos);
+
+    if (ngx_http_llm_jscan_finish(&scan) == NGX_HTTP_LLM_JSCAN_OK) {
+
+        for (i = 0; i < scan.nmembers; i++) {
+            m = &scan.members[i];
+
+            if (m->key_len == 5
+                && ngx_strncmp(body->pos + m->key, "model", 5) == 0
+                && m->type == NGX_HTTP_LLM_JSON_STRING)
+            {
+                model = m;
+
+            } else if (m->key_len == 5
+                       && ngx_strncmp(body->pos + m->key, "usage", 5) == 0
+                       && m->type == NGX_HTTP_LLM_JSON_OBJECT)
+            {
+                (void) ngx_http_llm_read_usage(ctx, body->pos + m->value,
+                                               m->value_end - m->value);
+            }
+        }
+    }
+
+    b = body;
+
+    if (model) {
+        len = (body->last - body->pos) - (model->value_end - model->value)
+              + resp->model_json.len;
+
+        b = ngx_create_temp_buf(r->pool, len);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(b->pos, body->pos, model->value);
+        p = ngx_cpymem(p, resp->model_json.data, resp->model_json.len);
+        b->last = ngx_cpymem(p, body->pos + model->value_end,
+                             (body->last - body->pos) - model->value_end);
+    }
+
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+/*
+ * An engine's error: passed on when it is in OpenAI's shape already,
+ * else rewritten into it from what the engine said (vLLM's
+ * {"object":"error","message":...}, TGI's and Ollama's {"error":"..."},
+ * a text or HTML page).
+ */
+
+static ngx_int_t
+ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    char                     *text;
+    cJSON                    *json, *error, *item;
+    size_t                    len;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b, *body;
+    ngx_str_t                 message;
+    ngx_chain_t               out;
+    const char               *code, *type;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    resp->ended = 1;
+    body = resp->body;
+
+    json = NULL;
+    code = "upstream_error";
+    type = NULL;
+    text = NULL;
+
+    if (body && body->last > body->pos) {
+        json = cJSON_ParseWithLength((char *) body->pos,
+                                     body->last - body->pos);
+    }
+
+    if (cJSON_IsObject(json)) {
+        error = cJSON_GetObjectItemCaseSensitive(json, "error");
+        item = cJSON_GetObjectItemCaseSensitive(error, "message");
+
+        if (cJSON_IsObject(error) && cJSON_IsString(item)) {
+
+            /* OpenAI's shape: passed on as it is */
+
+            item = cJSON_GetObjectItemCaseSensitive(error, "code");
+
+            if (cJSON_IsString(item)) {
+                code = item->valuestring;
+            }
+
+            len = ngx_strlen(code);
+            ctx->error.code.data = ngx_pnalloc(r->pool, len);
+
+            if (ctx->error.code.data == NULL) {
+                cJSON_Delete(json);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ctx->error.code.data, code, len);
+            ctx->error.code.len = len;
+
+            cJSON_Delete(json);
+
+            b = body;
+            goto send;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "message");
+
+        if (!cJSON_IsString(item)) {
+            item = cJSON_IsString(error)
+                   ? error : cJSON_GetObjectItemCaseSensitive(json, "detail");
+        }
+
+        if (cJSON_IsString(item)) {
+            text = item->valuestring;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "type");
+
+        if (!cJSON_IsString(item)) {
+            item = cJSON_GetObjectItemCaseSensitive(json, "error_type");
+        }
+
+        if (cJSON_IsString(item)) {
+            type = item->valuestring;
+        }
+
+        item = cJSON_GetObjectItemCaseSensitive(json, "code");
+
+        if (cJSON_IsString(item) && item->valuestring[0]) {
+            code = item->valuestring;
+        }
+    }
+
+    if (text) {
+        message.len = ngx_strlen(text);
+        message.data = (u_char *) text;
+
+    } else {
+        message.data = ngx_pnalloc(r->pool, 80);
+        if (message.data == NULL) {
+            cJSON_Delete(json);
+            return NGX_ERROR;
+        }
+
+        message.len = ngx_sprintf(message.data,
+                                  "the engine answered with status %ui",
+                                  r->headers_out.status)
+                      - message.data;
+    }
+
+    /* the error keeps pointers: copies in the pool outlive the JSON */
+
+    message.data = ngx_pstrdup(r->pool, &message);
+    if (message.data == NULL) {
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
+    code = (const char *) ngx_http_llm_cstrdup(r->pool, code);
+    type = type ? (const char *) ngx_http_llm_cstrdup(r->pool, type) : NULL;
+
+    cJSON_Delete(json);
+
+    if (code == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_set_error(ctx, code, type, NULL, &message);
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "llm router: engine error %ui rewritten as %s: %V",
+                  r->headers_out.status, code, &message);
+
+    b = ngx_http_llm_error_body(r, r->headers_out.status, ctx);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+send:
+
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_llm_sse_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    if (ctx->response->rewrite) {
+        return ngx_http_llm_sse_rewrite(r, ctx, in);
+    }
+
+    return ngx_http_llm_sse_observe(r, ctx, in);
+}
+
+
+/* events read as they pass; the buffers go on untouched */
+
+static ngx_int_t
+ngx_http_llm_sse_observe(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    int                       event;
+    u_char                   *p, *last;
+    size_t                    n, ms, me;
+    ngx_buf_t                *b;
+    ngx_str_t                 text;
+    ngx_uint_t                data;
+    ngx_chain_t              *cl, *tail, **ll, *out;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            p = cl->buf->pos;
+            last = cl->buf->last;
+
+            while (p < last) {
+                n = ngx_http_llm_sse_feed(&resp->sse, p, last - p, &event);
+                p += n;
+
+                if (event) {
+                    (void) ngx_http_llm_sse_event(r, ctx, &ms, &me);
+                    ngx_http_llm_sse_next(&resp->sse);
+                }
+            }
+        }
+
+        if (!cl->buf->last_buf || ctx->stream_done) {
+            continue;
+        }
+
+        /* the stream ends without [DONE]: say so before the end */
+
+        ngx_http_llm_stream_failed(r, ctx, 0);
+
+        if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->pos = text.data;
+        b->last = text.data + text.len;
+        b->memory = 1;
+
+        /*
+         * the event goes before an empty last buffer, or after the last
+         * bytes, taking the end of the stream over from them
+         */
+
+        data = (cl->buf->last > cl->buf->pos);
+
+        out = NULL;
+        ll = &out;
+
+        for (tail = in; tail; tail = tail->next) {
+            if (tail == cl && !data) {
+                break;
+            }
+
+            *ll = ngx_alloc_chain_link(r->pool);
+            if (*ll == NULL) {
+                return NGX_ERROR;
+            }
+
+            (*ll)->buf = tail->buf;
+            ll = &(*ll)->next;
+
+            if (tail == cl) {
+                break;
+            }
+        }
+
+        *ll = ngx_alloc_chain_link(r->pool);
+        if (*ll == NULL) {
+            return NGX_ERROR;
+        }
+
+        (*ll)->buf = b;
+        (*ll)->next = NULL;
+
+        if (data) {
+            cl->buf->last_buf = 0;
+            b->last_buf = 1;
+            b->last_in_chain = 1;
+
+        } else {
+            (*ll)->next = cl;
+        }
+
+        return ngx_http_next_body_filter(r, out);
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/* events copied out one by one, changed or dropped where needed */
+
+static ngx_int_t
+ngx_http_llm_sse_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    int                       event;
+    u_char                   *p, *last;
+    size_t                    n, size;
+    ngx_buf_t                *raw, *b;
+    ngx_str_t                 text;
+    ngx_uint_t                flush, last_buf;
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    flush = 0;
+    last_buf = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->flush) {
+            flush = 1;
+        }
+
+        if (b->last_buf) {
+            last_buf = 1;
+        }
+
+        if (!ngx_buf_in_memory(b)) {
+            continue;
+        }
+
+        p = b->pos;
+        last = b->last;
+        b->pos = last;
+
+        while (p < last) {
+            n = ngx_http_llm_sse_feed(&resp->sse, p, last - p, &event);
+
+            /* the event's raw bytes, held until its end */
+
+            raw = resp->raw;
+
+            if (resp->raw_pass) {
+                if (ngx_http_llm_out(r, resp, p, n) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+            } else if (raw == NULL || (size_t) (raw->end - raw->last) < n) {
+                size = raw ? (size_t) (raw->last - raw->pos) : 0;
+
+                if (size + n > NGX_HTTP_LLM_EVENT_MAX) {
+                    /* too big to hold: out as it is */
+
+                    if ((size && ngx_http_llm_out(r, resp, raw->pos, size)
+                                 != NGX_OK)
+                        || ngx_http_llm_out(r, resp, p, n) != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    if (raw) {
+                        raw->last = raw->pos;
+                    }
+
+                    resp->raw_pass = 1;
+
+                } else {
+                    b = ngx_create_temp_buf(r->pool,
+                                            ngx_max(2 * size + n, 1024));
+                    if (b == NULL) {
+                        return NGX_ERROR;
+                    }
+
+                    if (size) {
+                        b->last = ngx_cpymem(b->last, raw->pos, size);
+                    }
+
+                    b->last = ngx_cpymem(b->last, p, n);
+                    resp->raw = b;
+                }
+
+            } else {
+                raw->last = ngx_cpymem(raw->last, p, n);
+            }
+
+            p += n;
+
+            if (event) {
+                if (ngx_http_llm_sse_emit(r, ctx) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    if (last_buf) {
+
+        /* an unfinished event goes out as it is */
+
+        raw = resp->raw;
+
+        if (raw && raw->last > raw->pos) {
+            if (ngx_http_llm_out(r, resp, raw->pos, raw->last - raw->pos)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            raw->last = raw->pos;
+        }
+
+        if (!ctx->stream_done) {
+            ngx_http_llm_stream_failed(r, ctx, 0);
+
+            if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK
+                || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return ngx_http_llm_out_flush(r, resp, flush, last_buf);
+}
+
+
+/* a whole event is in resp->raw: out it goes, changed, or not at all */
+
+static ngx_int_t
+ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    u_char                   *start;
+    size_t                    ms, me, vs, len;
+    ngx_int_t                 rc;
+    ngx_buf_t                *raw;
+    ngx_uint_t                what;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    what = ngx_http_llm_sse_event(r, ctx, &ms, &me);
+
+    raw = resp->raw;
+    vs = resp->sse.value_start;
+
+    ngx_http_llm_sse_next(&resp->sse);
+
+    if (resp->raw_pass) {
+        resp->raw_pass = 0;
+        return NGX_OK;
+    }
+
+    if (raw == NULL) {
+        return NGX_OK;
+    }
+
+    start = raw->pos;
+    len = raw->last - raw->pos;
+    raw->last = raw->pos;     /* the bytes stay valid until the next feed */
+
+    switch (what) {
+
+    case NGX_HTTP_LLM_EVENT_DROP:
+        /* a '\n' ending the event before, after its "\r\n\r" */
+        if (len && start[0] == '\n') {
+            return ngx_http_llm_out(r, resp, start, 1);
+        }
+
+        return NGX_OK;
+
+    case NGX_HTTP_LLM_EVENT_EDIT:
+        rc = ngx_http_llm_out(r, resp, start, vs + ms);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_llm_out(r, resp, resp->model_json.data,
+                                  resp->model_json.len);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_llm_out(r, resp, start + vs + me,
+                                  len - vs - me);
+        }
+
+        return rc;
+
+    default: /* NGX_HTTP_LLM_EVENT_KEEP */
+        return ngx_http_llm_out(r, resp, start, len);
+    }
+}
+
+
+/*
+ * What an event says: [DONE], usage, the first content; and what to do
+ * with it.  *ms, *me: the "model" value in the event's data, for EDIT.
+ */
+
+static ngx_uint_t
+ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    size_t *ms, size_t *me)
+{
+    u_char                       *data;
+    size_t                        i, len;
+    ngx_uint_t                    what, empty_choices;
+    ngx_http_llm_sse_t           *sse;
+    ngx_http_llm_jscan_t          scan;
+    ngx_http_llm_response_t      *resp;
+    ngx_http_llm_jscan_member_t  *m, *usage, *model, *choices;
+
+    resp = ctx->response;
+    sse = &resp->sse;
+    data = sse->data;
+    len = sse->data_len;
+
+    if (sse->data_lines == 0) {
+        return NGX_HTTP_LLM_EVENT_KEEP;     /* a comment, a heartbeat */
+    }
+
+    if (len == 6 && ngx_strncmp(data, "[DONE]", 6) == 0) {
+        ctx->stream_done = 1;
+        return NGX_HTTP_LLM_EVENT_KEEP;
+    }
+
+    ctx->events++;
+
+    if (sse->truncated) {
+        return NGX_HTTP_LLM_EVENT_KEEP;
+    }
+
+    ngx_http_llm_jscan_init(&scan);
+    (void) ngx_http_llm_jscan_feed(&scan, data, len);
+
+    if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+        return NGX_HTTP_LLM_EVENT_KEEP;
+    }
+
+    usage = NULL;
+    model = NULL;
+    choices = NULL;
+
+    for (i = 0; i < scan.nmembers; i++) {
+        m = &scan.members[i];
+
+        if (m->key_len == 5 && ngx_strncmp(data + m->key, "usage", 5) == 0) {
+            usage = m;
+
+        } else if (m->key_len == 5
+                   && ngx_strncmp(data + m->key, "model", 5) == 0)
+        {
+            model = m;
+
+        } else if (m->key_len == 7
+                   && ngx_strncmp(data + m->key, "choices", 7) == 0)
+        {
+            choices = m;
+        }
+    }
+
+    empty_choices = 0;
+
+    if (choices && choices->type == NGX_HTTP_LLM_JSON_ARRAY) {
+        for (i = choices->value + 1; i < (size_t) choices->value_end; i++) {
+            if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n'
+                && data[i] != '\r')
+            {
+                break;
+            }
+        }
+
+        empty_choices = (data[i] == ']');
+
+        if (ctx->ttft < 0 && !empty_choices
+            && ngx_http_llm_has_content(data + choices->value,
+                                        choices->value_end - choices->value))
+        {
+            ctx->ttft = ngx_http_llm_elapsed(r);
+        }
+    }
+
+    if (usage && usage->type == NGX_HTTP_LLM_JSON_OBJECT) {
+        (void) ngx_http_llm_read_usage(ctx, data + usage->value,
+                                       usage->value_end - usage->value);
+
+        if (ctx->strip_usage && empty_choices) {
+            return NGX_HTTP_LLM_EVENT_DROP;
+        }
+    }
+
+    what = NGX_HTTP_LLM_EVENT_KEEP;
+
+    if (resp->model_json.len && model
+        && model->type == NGX_HTTP_LLM_JSON_STRING
+        && sse->data_lines == 1
+        && sse->value_end - sse->value_start == len)
+    {
+        *ms = model->value;
+        *me = model->value_end;
+        what = NGX_HTTP_LLM_EVENT_EDIT;
+    }
+
+    return what;
+}
+
+
+/* a choice that carries generated text, reasoning or a tool call */
+
+static ngx_uint_t
+ngx_http_llm_has_content(u_char *p, size_t len)
+{
+    u_char      *last, *f;
+    ngx_uint_t   i;
+
+    static ngx_str_t  keys[] = {
+        ngx_string("\"content\":\""),
+        ngx_string("\"text\":\""),
+        ngx_string("\"reasoning_content\":\""),
+        ngx_null_string
+    };
+
+    last = p + len;
+
+    for (i = 0; keys[i].len; i++) {
+        f = ngx_strlcasestrn(p, last, keys[i].data, keys[i].len - 1);
+
+        if (f && f + keys[i].len < last && f[keys[i].len] != '"') {
+            return 1;
+        }
+    }
+
+    return ngx_strlcasestrn(p, last, (u_char *) "\"tool_calls\"", 12 - 1)
+           != NULL;
+}
+
+
+/* appends n bytes to the output of this call */
+
+static ngx_int_t
+ngx_http_llm_out(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
+    u_char *p, size_t n)
+{
+    size_t        room;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    while (n) {
+        b = NULL;
+
+        if (resp->out) {
+            for (cl = resp->out; cl->next; cl = cl->next) { /* void */ }
+            b = cl->buf;
+        }
+
+        if (b == NULL || b->last == b->end) {
+            cl = ngx_chain_get_free_buf(r->pool, &resp->free);
+            if (cl == NULL) {
+                return NGX_ERROR;
+            }
+
+            b = cl->buf;
+
+            if (b->start == NULL) {
+                b->start = ngx_palloc(r->pool, NGX_HTTP_LLM_OUT_SIZE);
+                if (b->start == NULL) {
+                    return NGX_ERROR;
+                }
+
+                b->end = b->start + NGX_HTTP_LLM_OUT_SIZE;
+            }
+
+            b->pos = b->start;
+            b->last = b->start;
+            b->temporary = 1;
+            b->tag = (ngx_buf_tag_t) &ngx_http_llm_router_module;
+
+            for (ll = &resp->out; *ll; ll = &(*ll)->next) { /* void */ }
+            *ll = cl;
+        }
+
+        room = ngx_min((size_t) (b->end - b->last), n);
+        b->last = ngx_cpymem(b->last, p, room);
+        p += room;
+        n -= room;
+    }
+
+    return NGX_OK;
+}
+
+
+/* sends this call's output on, and takes back the buffers already sent */
+
+static ngx_int_t
+ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
+    ngx_uint_t flush, ngx_uint_t last)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (resp->out == NULL && (flush || last)) {
+        cl = ngx_chain_get_free_buf(r->pool, &resp->free);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = cl->buf;
+        b->pos = b->start;
+        b->last = b->start;
+        b->temporary = 0;     /* special: no bytes */
+        b->memory = 0;
+        b->tag = (ngx_buf_tag_t) &ngx_http_llm_router_module;
+        resp->out = cl;
+    }
+
+    if (resp->out == NULL && resp->busy == NULL) {
+        return NGX_OK;
+    }
+
+    for (cl = resp->out; cl; cl = cl->next) {
+        b = cl->buf;
+        b->flush = 0;
+        b->last_buf = 0;
+        b->sync = 0;
+
+        if (cl->next == NULL) {
+            b->flush = flush;
+            b->last_buf = last;
+            b->last_in_chain = 1;
+            b->sync = (b->pos == b->last && !flush && !last);
+        }
+    }
+
+    if (last) {
+        resp->ended = 1;
+    }
+
+    rc = ngx_http_next_body_filter(r, resp->out);
+
+    ngx_chain_update_chains(r->pool, &resp->free, &resp->busy, &resp->out,
+                            (ngx_buf_tag_t) &ngx_http_llm_router_module);
+
+    return rc;
+}
+
+
+/* data: {"error":{...}}, then data: [DONE] */
+
+static ngx_int_t
+ngx_http_llm_stream_error_text(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_str_t *text)
+{
+    u_char     *p;
+    ngx_buf_t  *b;
+
+    b = ngx_http_llm_error_body(r, ctx->stream_failed == 2
+                                   ? NGX_HTTP_GATEWAY_TIME_OUT
+                                   : NGX_HTTP_BAD_GATEWAY, ctx);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the body ends with "\n" */
+
+    text->len = sizeof("data: \ndata: [DONE]\n\n") + (b->last - b->pos);
+    text->data = ngx_pnalloc(r->pool, text->len);
+
+    if (text->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(text->data, "data: ", 6);
+    p = ngx_cpymem(p, b->pos, b->last - b->pos - 1);
+    p = ngx_cpymem(p, "\n\ndata: [DONE]\n\n", 16);
+
+    text->len = p - text->data;
+
+    return NGX_OK;
+}
+
+
+/* rc: 0 the engine ended the stream early, else 502 or 504 from nginx */
+
+static void
+ngx_http_llm_stream_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_str_t  message;
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ctx->stream_failed = 2;
+        ngx_str_set(&message, "the engine stopped sending in the middle "
+                              "of the stream");
+        ngx_http_llm_set_error(ctx, "upstream_timeout", "server_error", NULL,
+                               &message);
+
+    } else {
+        ctx->stream_failed = 1;
+        ngx_str_set(&message, "the engine closed the stream before its end");
+        ngx_http_llm_set_error(ctx, "stream_interrupted", "server_error",
+                               NULL, &message);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "llm router: %V after %i events, the client gets an "
+                  "error event and [DONE]", &message, ctx->events);
+}
+
+
+/*
+ * The proxy ends a request: when the engine broke off a stream whose
+ * headers were sent (closed, timed out), nginx would just close the
+ * connection.  The client gets an error event and [DONE] first.
+ */
+
+static void
+ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_str_t                 text;
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_llm_ctx_t       *ctx;
+    ngx_http_llm_response_t  *resp;
+
+    ctx = ngx_http_llm_find_ctx(r);
+
+    if (ctx == NULL || ctx->response == NULL) {
+        return;
+    }
+
+    resp = ctx->response;
+
+    if (resp->finalize) {
+        resp->finalize(r, rc);
+    }
+
+    if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST || r->connection->error) {
+        if (!ctx->stream_done) {
+            ctx->stream_aborted = 1;
+        }
+
+        return;
+    }
+
+    if (rc < NGX_HTTP_SPECIAL_RESPONSE || ctx->stream_done || resp->ended
+        || !r->upstream->header_sent || r->header_only)
+    {
+        return;
+    }
+
+    ngx_http_llm_stream_failed(r, ctx, rc);
+
+    if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
+        return;
+    }
+
+    /* whatever was held of an unfinished event goes first */
+
+    if (resp->rewrite && resp->raw && resp->raw->last > resp->raw->pos) {
+        if (ngx_http_llm_out(r, resp, resp->raw->pos,
+                             resp->raw->last - resp->raw->pos)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        resp->raw->last = resp->raw->pos;
+    }
+
+    if (resp->rewrite) {
+        if (ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK) {
+            return;
+        }
+
+        (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+        return;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return;
+    }
+
+    b->pos = text.data;
+    b->last = text.data + text.len;
+    b->memory = 1;
+    b->flush = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    resp->injecting = 1;
+    (void) ngx_http_output_filter(r, &out);
+    resp->injecting = 0;
+    resp->ended = 1;
+}
+
+
+static char *
+ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s)
+{
+    char    *d;
+    size_t   len;
+
+    len = ngx_strlen(s) + 1;
+
+    d = ngx_pnalloc(pool, len);
+    if (d == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(d, s, len);
+
+    return d;
+}

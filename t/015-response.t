@@ -1,0 +1,363 @@
+# The response side: usage and time to first token read into variables,
+# the model name restored, stream_options.include_usage added and its
+# event dropped, a stream the engine breaks off ended with an error event
+# and [DONE], and engine errors in OpenAI's shape.  The audit log line is
+# written into error.log, where --- error_log finds it.
+use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use LLMTest;
+
+start_mock("127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}=m1", '--tokens', 4);
+
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $extra = $block->location_extra // '';
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", <<"_EOC_");
+llm_router_zone llm 1m;
+upstream pool {
+    llm_engine vllm;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
+}
+upstream errs {
+    llm_engine openai;
+    server 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
+}
+llm_model m { upstream pool; }
+llm_model t { upstream pool; target "engine-name"; }
+llm_model su { upstream pool; target engine-su; stream_usage on; }
+llm_model e { upstream errs; }
+log_format audit escape=json 'AUDIT {"model":"\$llm_model","target":"\$llm_target_model","upstream":"\$llm_upstream","engine":"\$llm_engine","peer":"\$llm_peer","status":"\$status","stream":"\$llm_stream","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","ttft":"\$llm_ttft","events":"\$llm_stream_events","error":"\$llm_error"}';
+server {
+    listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
+    location / {
+        default_type application/json;
+        if (\$http_x_err = html) { return 503; }
+        if (\$http_x_err = vllm) {
+            return 400 '{"object":"error","message":"bad thing","type":"BadRequestError","param":null,"code":400}';
+        }
+        if (\$http_x_err = tgi) {
+            return 422 '{"error":"Input validation error","error_type":"validation"}';
+        }
+        if (\$http_x_err = openai) {
+            return 429 '{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}';
+        }
+        return 200 '{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}';
+    }
+}
+_EOC_
+    }
+    if (!defined $block->config) {
+        $block->set_value("config", <<"_EOC_");
+location /v1/ {
+    llm_router on;
+    proxy_pass http://\$llm_upstream;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+    proxy_read_timeout 500ms;
+    access_log logs/error.log audit;
+    $extra
+}
+_EOC_
+    }
+});
+
+our $chat = '"messages":[{"role":"user","content":"hello world!"}]';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: non-streamed: usage in the variables, the body as the engine sent it
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",$::chat}"
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+".*"model":"m",.*"usage":\{"prompt_tokens":4,"completion_tokens":4,"total_tokens":8\}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"m","target":"m","upstream":"pool","engine":"vllm","peer":"127\.0\.0\.1:\d+","status":"200","stream":"0","prompt":"4","completion":"4","total":"8","ttft":"\d+","events":"","error":""\}/
+
+
+
+=== TEST 2: non-streamed with a target: the model is restored, Content-Length fits
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",$::chat}"
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+".*"model":"t",.*"usage":\{"prompt_tokens":4,
+--- response_headers_like
+Content-Length: \d+
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"t","target":"engine-name",.*"prompt":"4","completion":"4","total":"8"/
+
+
+
+=== TEST 3: llm_restore_model off: the engine's name reaches the client
+--- location_extra: llm_restore_model off;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",$::chat}"
+--- response_body_like chomp
+"model":"engine-name"
+
+
+
+=== TEST 4: streamed: events pass, usage asked by the client is read and kept
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$::chat}"
+--- response_body_like eval
+qr/^data: \{[^\n]*"role":"assistant"[^\n]*\n\n(data: \{[^\n]*"content":"tok\d "[^\n]*\n\n){4}data: \{[^\n]*"finish_reason":"stop"[^\n]*\n\ndata: \{[^\n]*"choices":\[\],[^\n]*"usage":\{"prompt_tokens":4,"completion_tokens":4,"total_tokens":8\}\}\n\ndata: \[DONE\]\n\n$/
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"m",.*"stream":"1","prompt":"4","completion":"4","total":"8","ttft":"\d+","events":"7","error":""\}/
+
+
+
+=== TEST 5: streamed with a target: the model is restored in every event
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){6}data: \[DONE\]\n\n$/
+--- response_body_unlike
+engine-name
+
+
+
+=== TEST 6: stream_usage: the engine is asked for usage, the client does not see it
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"su\",\"stream\":true,$::chat}"
+--- more_headers
+X-Mock-Echo: 0
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"su"[^\n]*\n\n){6}data: \[DONE\]\n\n$/
+--- response_body_unlike
+usage
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"su","target":"engine-su",.*"prompt":"4","completion":"4","total":"8",.*"events":"7"/
+
+
+
+=== TEST 7: stream_usage adds stream_options to the body sent
+--- location_extra: llm_stream_usage on;
+--- more_headers
+X-Mock-Echo: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true}"
+--- response_body chomp
+{"model":"m","stream":true,"stream_options":{"include_usage":true}}
+
+
+
+=== TEST 8: stream_usage merges into the client's stream_options
+--- location_extra: llm_stream_usage on;
+--- more_headers
+X-Mock-Echo: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":false,\"x\":1}}"
+--- response_body chomp
+{"model":"m","stream":true,"stream_options":{"x":1,"include_usage":true}}
+
+
+
+=== TEST 9: stream_usage leaves a client who asked for usage alone, and its usage event
+--- location_extra: llm_stream_usage on;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$::chat}"
+--- response_body_like chomp
+"choices":\[\],.*"usage":\{"prompt_tokens":4,
+
+
+
+=== TEST 10: stream_usage does nothing to a request that does not stream
+--- location_extra: llm_stream_usage on;
+--- more_headers
+X-Mock-Echo: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\"}"
+--- response_body chomp
+{"model":"m"}
+
+
+
+=== TEST 11: CRLF lines, heartbeats and 7-byte pieces: the same events, usage and restored model
+--- more_headers
+X-Mock-Sse-Crlf: 1
+X-Mock-Heartbeat: 1
+X-Mock-Stream-Split: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$::chat}"
+--- response_body_like eval
+qr/^(: ping\r\n\r\ndata: \{[^\r\n]*"model":"t"[^\r\n]*\r\n\r\n){7}: ping\r\n\r\ndata: \[DONE\]\r\n\r\n$/
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"t",.*"prompt":"4","completion":"4","total":"8",.*"events":"7"/
+
+
+
+=== TEST 12: the engine closes in the middle of a stream: an error event and [DONE]
+--- more_headers
+X-Mock-Close-After: 2
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^data: \{[^\n]*"role"[^\n]*\n\n(data: \{[^\n]*"content"[^\n]*\n\n){2}data: \{"error":\{"message":"the engine closed the stream before its end","type":"server_error","param":null,"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+--- wait: 0.2
+--- error_log eval
+[qr/llm router: the engine closed the stream before its end after 3 events/,
+ qr/AUDIT \{"model":"m",.*"error":"stream_interrupted"\}/]
+
+
+
+=== TEST 13: the same, with the model restored (events copied)
+--- more_headers
+X-Mock-Close-After: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){2}data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 14: the engine stalls in the middle of a stream: the read timeout ends it the same way
+--- more_headers
+X-Mock-Stall-After: 2
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^data: \{[^\n]*"role"[^\n]*\n\n(data: \{[^\n]*"content"[^\n]*\n\n){2}data: \{"error":\{"message":"the engine stopped sending in the middle of the stream","type":"server_error","param":null,"code":"upstream_timeout"\}\}\n\ndata: \[DONE\]\n\n$/
+--- wait: 0.2
+--- error_log eval
+[qr/upstream timed out/,
+ qr/AUDIT \{"model":"m",.*"error":"upstream_timeout"\}/]
+
+
+
+=== TEST 15: the same stall, with the model restored
+--- more_headers
+X-Mock-Stall-After: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){2}data: \{"error":\{[^\n]*"code":"upstream_timeout"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 16: an engine error in OpenAI's shape passes as it is
+--- more_headers
+X-Err: openai
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- error_code: 429
+--- response_body chomp
+{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"e",.*"status":"429",.*"error":"rate_limit_exceeded"\}/
+
+
+
+=== TEST 17: vLLM's error shape is rewritten into OpenAI's
+--- more_headers
+X-Err: vllm
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- error_code: 400
+--- response_headers
+Content-Type: application/json
+--- response_body
+{"error":{"message":"bad thing","type":"BadRequestError","param":null,"code":"upstream_error"}}
+--- error_log
+engine error 400 rewritten as upstream_error: bad thing
+
+
+
+=== TEST 18: TGI's and Ollama's {"error": "..."} too
+--- more_headers
+X-Err: tgi
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- error_code: 422
+--- response_body
+{"error":{"message":"Input validation error","type":"validation","param":null,"code":"upstream_error"}}
+
+
+
+=== TEST 19: an engine's HTML error page becomes an OpenAI error
+--- more_headers
+X-Err: html
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- error_code: 503
+--- response_headers
+Content-Type: application/json
+--- response_body
+{"error":{"message":"the engine answered with status 503","type":"server_error","param":null,"code":"upstream_error"}}
+
+
+
+=== TEST 20: usage read from a short answer of another engine (no total_tokens)
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- response_body chomp
+{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"e",.*"engine":"openai",.*"prompt":"7","completion":"3","total":"10"/
+
+
+
+=== TEST 21: with proxy_buffering on, a broken stream ends the same way
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_read_timeout 500ms;
+}
+--- more_headers
+X-Mock-Close-After: 2
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){3}data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 22: over HTTP/1.0 the engine's close ends the body: without [DONE] it is a broken stream
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    proxy_buffering off;
+}
+--- more_headers
+X-Mock-Close-After: 2
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"m"[^\n]*\n\n){3}data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 23: over HTTP/1.0, a whole stream ends as it is
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+}
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){6}data: \[DONE\]\n\n$/
+--- no_error_log
+[error]
