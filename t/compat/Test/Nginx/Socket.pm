@@ -771,6 +771,7 @@ sub check_response {
     check_response_headers($block, $res, $idx, $need_array);
 
     my $body = $res ? $res->{body} : undef;
+    $body = filter_body($block, $body) if defined $body;
     if (defined $block->response_body) {
         my $expected = indexed($name, scalar $block->response_body, $idx, $need_array);
         if (ref $expected) {
@@ -793,6 +794,24 @@ sub check_response {
         $check->($body, qr/$pat/s,
                  "$name - response_body_$type - response is expected ($summary)");
     }
+}
+
+# --- response_body_filters: names (uc, lc) or code refs, one or a list,
+# applied in order to the body before it is compared.
+sub filter_body {
+    my ($block, $body) = @_;
+    my $filters = $block->response_body_filters;
+    return $body if !defined $filters;
+    my @list = ref $filters eq 'ARRAY' ? @$filters
+             : ref $filters ? ($filters) : split ' ', $filters;
+    my %named = (uc => sub { uc shift }, lc => sub { lc shift });
+    for my $f (@list) {
+        my $code = ref $f eq 'CODE' ? $f : $named{$f};
+        bail_out($block->name . " - unknown response body filter \"$f\"")
+            if !$code;
+        $body = $code->($body);
+    }
+    return $body;
 }
 
 # "Name: value" lines, or "!Name" for a header that must be absent.
