@@ -158,7 +158,7 @@ X-Mock-Echo: 1
 
 
 
-=== TEST 7: streaming passes every event through to [DONE]
+=== TEST 7: streaming passes every event through to [DONE], the model name restored
 --- request
 POST /v1/chat/completions
 {"model":"llama3-8b","stream":true,"messages":[]}
@@ -168,7 +168,7 @@ X-Mock-Tokens: 3
 Content-Type: text/event-stream
 X-Mock-Instance: m1
 --- response_body_like chomp
-\Adata: \{[^\n]*"model":"served"[^\n]*"delta":\{"role":"assistant","content":""\}[^\n]*\n\ndata: [^\n]*"content":"tok0 "[^\n]*\n\ndata: [^\n]*"content":"tok1 "[^\n]*\n\ndata: [^\n]*"content":"tok2 "[^\n]*\n\ndata: [^\n]*"finish_reason":"stop"[^\n]*\n\ndata: \[DONE\]\n\n\z
+\Adata: \{[^\n]*"model":"llama3-8b"[^\n]*"delta":\{"role":"assistant","content":""\}[^\n]*\n\ndata: [^\n]*"content":"tok0 "[^\n]*\n\ndata: [^\n]*"content":"tok1 "[^\n]*\n\ndata: [^\n]*"content":"tok2 "[^\n]*\n\ndata: [^\n]*"finish_reason":"stop"[^\n]*\n\ndata: \[DONE\]\n\n\z
 --- no_error_log
 [error]
 
