@@ -325,8 +325,10 @@ if [[ " $CASES " == *" stream "* ]]; then
         grep -q '^data: \[DONE\]' "$out.body" ||
             die "$front stream: no [DONE]"
         if [ "$front" = router ]; then
-            grep -q "\"model\":\"$TARGET\"" "$out.body" ||
-                die "router stream: the engine did not see $TARGET"
+            grep -q "\"model\":\"$STREAM_MODEL\"" "$out.body" ||
+                die "router stream: the model name is not restored"
+            ! grep -q '"usage"' "$out.body" ||
+                die "router stream: the usage event was not dropped"
         fi
     done
     say "check stream: plain and router 200, $STREAM_TOKENS token events," \
@@ -494,6 +496,33 @@ for c in $CASES; do
     done
 done
 
+# -- streaming time to first byte ---------------------------------------------
+
+# sequential requests, one at a time: the median time to the first byte and
+# to the last, per front (usage capture, model restore and usage-event
+# stripping are on in the router)
+TTFB_N=${BENCH_TTFB_REQUESTS:-40}
+if [[ " $CASES " == *" stream "* ]]; then
+    for front in plain router; do
+        port=$PLAIN_STREAM_PORT
+        [ "$front" = router ] && port=$ROUTER_PORT
+        : > "$WORK/wrk/ttfb-$front"
+        for _ in $(seq "$TTFB_N"); do
+            curl -sS -m 20 -o /dev/null -N \
+                -w '%{time_starttransfer} %{time_total}\n' \
+                -H 'Content-Type: application/json' \
+                --data-binary "@$WORK/bodies/stream.json" \
+                "http://127.0.0.1:$port$URL_PATH" >> "$WORK/wrk/ttfb-$front"
+        done
+        RES[ttfb-$front]=$(awk '{ print $1 * 1000 }' "$WORK/wrk/ttfb-$front" |
+                           median)
+        RES[ttlb-$front]=$(awk '{ print $2 * 1000 }' "$WORK/wrk/ttfb-$front" |
+                           median)
+    done
+    say "stream time to first byte: plain ${RES[ttfb-plain]} ms," \
+        "router ${RES[ttfb-router]} ms"
+fi
+
 # -- error logs ----------------------------------------------------------------
 
 # [warn] "buffered to a temporary file" is expected for bodies larger than
@@ -608,6 +637,14 @@ targets=()
             missed=1
         fi
     done
+    if [ -n "${RES[ttfb-plain]:-}" ]; then
+        echo "Streaming, $TTFB_N sequential requests (curl), medians:" \
+             "time to first byte plain ${RES[ttfb-plain]} ms, router" \
+             "${RES[ttfb-router]} ms; to the last byte plain" \
+             "${RES[ttlb-plain]} ms, router ${RES[ttlb-router]} ms" \
+             "(target: router within 5% of plain)."
+        echo
+    fi
     echo "Targets (router/plain req/s): ≥ 0.90 at 1 KB and 16 KB," \
          "≥ 0.60 at 256 KB."
     if [ ${#targets[@]} -gt 0 ]; then

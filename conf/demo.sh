@@ -57,7 +57,8 @@ ngx_llm_router demo on http://127.0.0.1:8080 (Ctrl-C stops it)
   # models the router serves
   curl -s http://127.0.0.1:8080/v1/models
 
-  # routed to the vLLM pool; the engine sees the target name
+  # routed to the vLLM pool; the engine sees the target name, the client
+  # gets "llama3-8b" back
   curl -s http://127.0.0.1:8080/v1/chat/completions \
     -H 'Content-Type: application/json' \
     -d '{"messages":[{"role":"user","content":"Hello"}],"model":"llama3-8b"}'
@@ -77,6 +78,10 @@ ngx_llm_router demo on http://127.0.0.1:8080 (Ctrl-C stops it)
   # peers, health checks, requests in flight, engine metrics
   # (open http://127.0.0.1:8080/llm/status in a browser for the HTML view)
   curl -s http://127.0.0.1:8080/llm/status
+
+  # Prometheus: requests, latency and time-to-first-token histograms,
+  # tokens, stream aborts and failures per model; health and load per peer
+  curl -s http://127.0.0.1:8080/metrics
 
   # make both vLLM engines report "loading": llama3-8b falls back to qwen-7b
   for p in 9101 9102; do curl -s 127.0.0.1:$p/mock/control \

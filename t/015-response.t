@@ -15,6 +15,15 @@ no_shuffle();
 add_block_preprocessor(sub {
     my $block = shift;
     my $extra = $block->location_extra // '';
+    my $alog = 'access_log logs/error.log audit;';
+    my $audit = '';
+    if ($block->audit_conf) {
+        # the shipped example, writing into error.log
+        open my $fh, '<', "$FindBin::Bin/../conf/audit-log.conf" or die $!;
+        $audit = do { local $/; <$fh> };
+        $audit =~ s{access_log \S+}{access_log logs/error.log};
+        $alog = '';
+    }
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
 llm_router_zone llm 1m;
@@ -30,6 +39,7 @@ llm_model m { upstream pool; }
 llm_model t { upstream pool; target "engine-name"; }
 llm_model su { upstream pool; target engine-su; stream_usage on; }
 llm_model e { upstream errs; }
+$audit
 log_format audit escape=json 'AUDIT {"model":"\$llm_model","target":"\$llm_target_model","upstream":"\$llm_upstream","engine":"\$llm_engine","peer":"\$llm_peer","status":"\$status","stream":"\$llm_stream","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","ttft":"\$llm_ttft","events":"\$llm_stream_events","error":"\$llm_error"}';
 server {
     listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
@@ -59,7 +69,7 @@ location /v1/ {
     proxy_set_header Connection "";
     proxy_buffering off;
     proxy_read_timeout 500ms;
-    access_log logs/error.log audit;
+    $alog
     $extra
 }
 _EOC_
@@ -361,3 +371,15 @@ location /v1/ {
 qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){6}data: \[DONE\]\n\n$/
 --- no_error_log
 [error]
+
+
+
+=== TEST 24: the JSON audit line of conf/audit-log.conf
+--- audit_conf: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$::chat}"
+--- response_body_like
+data: \[DONE\]
+--- wait: 0.2
+--- error_log eval
+qr/\{"time":"[^"]+","request_id":"[0-9a-f]{32}","client":"127\.0\.0\.1","uri":"\/v1\/chat\/completions","status":"200","model":"t","target":"engine-name","upstream":"pool","engine":"vllm","peer":"127\.0\.0\.1:\d+","stream":"1","prompt_tokens":"4","completion_tokens":"4","total_tokens":"8","ttft_ms":"\d+","events":"7","duration_s":"[\d.]+","upstream_time_s":"[\d.]+","error":""\}/
