@@ -772,6 +772,7 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     char                     *text;
     cJSON                    *json, *error, *item;
+    u_char                   *copy;
     size_t                    len;
     ngx_int_t                 rc;
     ngx_buf_t                *b, *body;
@@ -872,11 +873,13 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     /* the error keeps pointers: copies in the pool outlive the JSON */
 
-    message.data = ngx_pstrdup(r->pool, &message);
-    if (message.data == NULL) {
+    copy = ngx_pstrdup(r->pool, &message);
+    if (copy == NULL) {
         cJSON_Delete(json);
         return NGX_ERROR;
     }
+
+    message.data = copy;
 
     code = (const char *) ngx_http_llm_cstrdup(r->pool, code);
     type = type ? (const char *) ngx_http_llm_cstrdup(r->pool, type) : NULL;
