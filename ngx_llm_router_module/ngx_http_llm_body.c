@@ -61,6 +61,14 @@ static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_array_t *edits);
 static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
     u_char *start, u_char *end);
+static ngx_int_t ngx_http_llm_request_hook(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_flat_body(ngx_http_request_t *r,
+    ngx_str_t *doc);
+static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
+    ngx_str_t *doc);
+static ngx_int_t ngx_http_llm_hook_reroute(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *route);
 static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
@@ -304,6 +312,13 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     if (edits.nelts && ngx_http_llm_apply_edits(r, &body, &edits) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (ngx_http_llm_hook_kinds(r, ctx) & (1 << NGX_HTTP_LLM_HOOK_REQUEST)) {
+        status = ngx_http_llm_request_hook(r, ctx);
+        if (status != NGX_OK) {
+            return status;
+        }
     }
 
     ctx->routed = 1;
@@ -1213,6 +1228,216 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
         }
 
         h->value.len = ngx_sprintf(h->value.data, "%O", size)
+                       - h->value.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The Lua request hooks of the model and of the location, on the body as
+ * it is now; a changed body replaces it (one buffer, new Content-Length).
+ */
+
+static ngx_int_t
+ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_int_t   rc;
+    ngx_str_t   doc;
+    ngx_uint_t  drop;
+
+    if (ngx_http_llm_flat_body(r, &doc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_REQUEST, &doc, &drop);
+
+    if (rc == NGX_DECLINED) {
+        return ctx->hook_status;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->hook_route.len) {
+        rc = ngx_http_llm_hook_reroute(r, ctx, &doc);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (!ctx->hook_changed) {
+        return NGX_OK;      /* the body goes on as it was */
+    }
+
+    return ngx_http_llm_set_body(r, &doc);
+}
+
+
+/* llm.route(name): the request goes to that model, under its target */
+
+static ngx_int_t
+ngx_http_llm_hook_reroute(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_str_t *doc)
+{
+    u_char                       *p;
+    ngx_str_t                     target, quoted;
+    ngx_uint_t                    i;
+    ngx_http_llm_jscan_t          scan;
+    ngx_http_llm_route_t         *route;
+    ngx_http_llm_main_conf_t     *lmcf;
+    ngx_http_llm_jscan_member_t  *m;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    route = ngx_http_llm_find_route(lmcf, &ctx->hook_route);
+
+    if (route == NULL) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "hook_error", NULL,
+                                   "a hook routed to the unknown model "
+                                   "\"%V\"", &ctx->hook_route);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "llm hook: model \"%V\" routed to \"%V\"", &ctx->model,
+                  &ctx->hook_route);
+
+    target = route->send.len ? route->send : ctx->hook_route;
+
+    ctx->route = route;
+    ctx->upstream = route->model->upstream->host;
+    ctx->target = target;
+
+    if (ngx_http_llm_json_quote(r->pool, &target, &quoted) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_jscan_init(&scan);
+    (void) ngx_http_llm_jscan_feed(&scan, doc->data, doc->len);
+
+    if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "hook_error", NULL,
+                                   "a hook left a body that is not a JSON "
+                                   "object");
+    }
+
+    for (i = 0; i < scan.nmembers; i++) {
+        m = &scan.members[i];
+
+        if (m->key_len != 5 || ngx_strncmp(doc->data + m->key, "model", 5))
+        {
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, doc->len - (m->value_end - m->value)
+                                 + quoted.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, doc->data, m->value);
+        ngx_memcpy(p + m->value, quoted.data, quoted.len);
+        ngx_memcpy(p + m->value + quoted.len, doc->data + m->value_end,
+                   doc->len - m->value_end);
+
+        doc->len = doc->len - (m->value_end - m->value) + quoted.len;
+        doc->data = p;
+        ctx->hook_changed = 1;
+
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_reject(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                               "hook_error", NULL,
+                               "a hook removed the field \"model\"");
+}
+
+
+/* the request body in one piece (in memory, or read from its file) */
+
+static ngx_int_t
+ngx_http_llm_flat_body(ngx_http_request_t *r, ngx_str_t *doc)
+{
+    u_char       *p;
+    off_t         len;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, (size_t) len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    doc->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, (size_t) (b->file_last - b->file_pos),
+                          b->file_pos);
+
+        if (n != (ssize_t) (b->file_last - b->file_pos)) {
+            return NGX_ERROR;
+        }
+
+        p += n;
+    }
+
+    doc->len = p - doc->data;
+
+    return NGX_OK;
+}
+
+
+/* the body becomes doc */
+
+static ngx_int_t
+ngx_http_llm_set_body(ngx_http_request_t *r, ngx_str_t *doc)
+{
+    ngx_buf_t        *b;
+    ngx_chain_t      *cl;
+    ngx_table_elt_t  *h;
+
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+
+    if (b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_body_link(cl, b, doc->data, doc->data + doc->len);
+    cl->next = NULL;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->request_body->bufs = cl;
+    r->headers_in.content_length_n = doc->len;
+
+    h = r->headers_in.content_length;
+
+    if (h) {
+        h->value.data = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "%uz", doc->len)
                        - h->value.data;
     }
 

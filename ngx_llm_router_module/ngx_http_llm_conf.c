@@ -205,6 +205,14 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         return NGX_CONF_OK;
     }
 
+    if (value[0].len == 4 && ngx_strncmp(value[0].data, "hook", 4) == 0) {
+        if (cf->args->nelts != 2) {
+            goto invalid_args;
+        }
+
+        return ngx_http_llm_model_hook(cf, model);
+    }
+
     if (value[0].len == 3 && ngx_strncmp(value[0].data, "set", 3) == 0) {
         if (cf->args->nelts != 3) {
             goto invalid_args;

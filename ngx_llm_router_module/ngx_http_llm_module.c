@@ -22,6 +22,16 @@ static char *ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
 
+static void ngx_http_llm_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_llm_hook_on_error[] = {
+    { ngx_string("fail"), 0 },
+    { ngx_string("pass"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_llm_commands[] = {
 
     { ngx_string("llm_model"),
@@ -58,6 +68,27 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_llm_loc_conf_t, restore_model),
       NULL },
+
+    { ngx_string("llm_hook"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_llm_hook_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_hook_limits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_llm_hook_limits,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("llm_hook_on_error"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, hook_on_error),
+      &ngx_http_llm_hook_on_error },
 
     { ngx_string("llm_router_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -144,7 +175,7 @@ ngx_module_t  ngx_http_llm_router_module = {
     ngx_http_llm_init_process,             /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_llm_exit_process,             /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -324,7 +355,18 @@ ngx_http_llm_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_llm_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_llm_hook_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_llm_check_init_process(cycle);
+}
+
+
+static void
+ngx_http_llm_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_llm_hook_exit_process(cycle);
 }
 
 
@@ -353,6 +395,13 @@ ngx_http_llm_create_main_conf(ngx_conf_t *cf)
     }
 
     lmcf->pool = cf->pool;
+
+    if (ngx_array_init(&lmcf->hooks, cf->pool, 4,
+                       sizeof(ngx_http_llm_hook_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     if (ngx_array_init(&lmcf->upstreams, cf->pool, 4,
                        sizeof(ngx_http_llm_srv_conf_t *))
@@ -399,6 +448,11 @@ ngx_http_llm_create_loc_conf(ngx_conf_t *cf)
     llcf->enable = NGX_CONF_UNSET;
     llcf->stream_usage = NGX_CONF_UNSET;
     llcf->restore_model = NGX_CONF_UNSET;
+    llcf->hook = NGX_CONF_UNSET_PTR;
+    llcf->hook_instructions = NGX_CONF_UNSET_UINT;
+    llcf->hook_time = NGX_CONF_UNSET_MSEC;
+    llcf->hook_memory = NGX_CONF_UNSET_SIZE;
+    llcf->hook_on_error = NGX_CONF_UNSET;
 
     return llcf;
 }
@@ -413,6 +467,13 @@ ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->stream_usage, prev->stream_usage, 0);
     ngx_conf_merge_value(conf->restore_model, prev->restore_model, 1);
+    ngx_conf_merge_ptr_value(conf->hook, prev->hook, NULL);
+    ngx_conf_merge_uint_value(conf->hook_instructions,
+                              prev->hook_instructions, 1000000);
+    ngx_conf_merge_msec_value(conf->hook_time, prev->hook_time, 50);
+    ngx_conf_merge_size_value(conf->hook_memory, prev->hook_memory,
+                              32 * 1024 * 1024);
+    ngx_conf_merge_value(conf->hook_on_error, prev->hook_on_error, 0);
 
     return NGX_CONF_OK;
 }

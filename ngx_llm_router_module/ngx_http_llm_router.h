@@ -57,11 +57,28 @@ typedef struct {
 typedef struct ngx_http_llm_model_stats_s  ngx_http_llm_model_stats_t;
 
 
+#define NGX_HTTP_LLM_HOOK_REQUEST    0
+#define NGX_HTTP_LLM_HOOK_RESPONSE   1
+#define NGX_HTTP_LLM_HOOK_CHUNK      2
+
+
+/* a Lua hook file, read and compiled at configuration time */
+typedef struct {
+    ngx_str_t                      file;
+    ngx_str_t                      text;
+    ngx_uint_t                     index;      /* in the state's registry */
+    unsigned                       has_request:1;
+    unsigned                       has_response:1;
+    unsigned                       has_chunk:1;
+} ngx_http_llm_hook_t;
+
+
 typedef struct {
     ngx_str_t                      name;
     ngx_uint_t                     glob;       /* name has '*' or '?' */
     ngx_int_t                      stream_usage;   /* unset: location's */
     ngx_http_llm_model_stats_t    *stats;      /* in the zone, if any */
+    ngx_http_llm_hook_t           *hook;
     ngx_str_t                      upstream_name;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_str_t                      target;     /* plain, empty if unset */
@@ -215,6 +232,7 @@ typedef struct {
     ngx_array_t                    globs;      /* ngx_http_llm_route_t */
     ngx_http_llm_route_t          *default_route;
     ngx_str_t                      models_json;
+    ngx_array_t                    hooks;      /* ngx_http_llm_hook_t * */
     ngx_uint_t                     metrics_line;   /* llm_router_metrics */
     ngx_str_t                      metrics_file;
     ngx_array_t                    upstreams;  /* ngx_http_llm_srv_conf_t * */
@@ -229,6 +247,11 @@ typedef struct {
     ngx_flag_t                     enable;
     ngx_flag_t                     stream_usage;
     ngx_flag_t                     restore_model;
+    ngx_http_llm_hook_t           *hook;
+    ngx_uint_t                     hook_instructions;
+    ngx_msec_t                     hook_time;
+    size_t                         hook_memory;
+    ngx_flag_t                     hook_on_error;  /* 1: pass */
 } ngx_http_llm_loc_conf_t;
 
 
@@ -274,7 +297,11 @@ typedef struct {
     ngx_msec_int_t                 ttft;               /* -1: unknown */
     ngx_int_t                      events;     /* SSE data events */
 
+    ngx_uint_t                     hook_status;    /* rejected: status */
+    ngx_str_t                      hook_route;     /* llm.route() */
+
     unsigned                       routed:1;
+    unsigned                       hook_changed:1;
     unsigned                       counted:1;  /* in the model's in_flight */
     unsigned                       logged:1;   /* in the model's counters */
     unsigned                       strip_usage:1;  /* usage not asked for */
@@ -391,6 +418,19 @@ void ngx_http_llm_metrics_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 ngx_int_t ngx_http_llm_metrics_bind(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool);
+
+/* Lua hooks (ngx_http_llm_hook.c) */
+char *ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_llm_model_hook(ngx_conf_t *cf, ngx_http_llm_model_t *model);
+ngx_int_t ngx_http_llm_hook_init_process(ngx_cycle_t *cycle);
+void ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t kind, ngx_str_t *doc, ngx_uint_t *drop);
+ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);

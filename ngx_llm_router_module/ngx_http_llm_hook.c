@@ -1,0 +1,1370 @@
+
+/*
+ * ngx_llm_router: Lua 5.4 hooks.
+ *
+ * A hook file returns a table with optional request(req, ctx),
+ * response(resp, ctx) and chunk(ev, ctx).  Files are read and compiled
+ * when the configuration loads (a syntax error fails nginx -t with the
+ * file and line); each worker runs them in its own lua_State, every file in
+ * an environment of its own with a reduced standard library.
+ *
+ * A call runs in a fresh coroutine with a count hook: past the instruction
+ * budget or the deadline, or when an allocation would pass the memory cap,
+ * the hook yields the coroutine away and it is never resumed, so a pcall
+ * in the script cannot catch the abort.  llm.reject() ends a call the same
+ * way.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <time.h>
+
+#include "ngx_http_llm_router.h"
+#include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_lua_json.h"
+
+
+#define NGX_HTTP_LLM_HOOK_COUNT   1000   /* instructions between checks */
+
+#define NGX_HTTP_LLM_ABORT_NONE         0
+#define NGX_HTTP_LLM_ABORT_INSTRUCTIONS 1
+#define NGX_HTTP_LLM_ABORT_TIME         2
+#define NGX_HTTP_LLM_ABORT_MEMORY       3
+#define NGX_HTTP_LLM_ABORT_REJECT       4
+#define NGX_HTTP_LLM_ABORT_YIELD        5
+
+
+/* the call in progress: a worker runs one at a time */
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_http_llm_ctx_t        *ctx;
+    ngx_uint_t                 instructions;
+    ngx_uint_t                 budget;
+    struct timespec            deadline;
+    size_t                     memory_limit;   /* absolute, 0: none */
+    ngx_uint_t                 abort;
+    ngx_uint_t                 reject_status;
+    ngx_str_t                  reject_message;
+    ngx_str_t                  reject_code;
+    ngx_str_t                  route;
+} ngx_http_llm_call_t;
+
+
+static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_http_llm_hook_t **hookp);
+static lua_State *ngx_http_llm_lua_new(void);
+static void *ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize,
+    size_t nsize);
+static void ngx_http_llm_lua_sandbox(lua_State *L);
+static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
+    ngx_log_t *log, ngx_uint_t run);
+static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
+static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
+static int ngx_http_llm_lua_load_text(lua_State *L);
+static int ngx_http_llm_lib_reject(lua_State *L);
+static int ngx_http_llm_lib_route(lua_State *L);
+static int ngx_http_llm_lib_set_header(lua_State *L);
+static int ngx_http_llm_lib_log(lua_State *L);
+static int ngx_http_llm_lib_json_encode(lua_State *L);
+static int ngx_http_llm_lib_json_decode(lua_State *L);
+static int ngx_http_llm_lib_array(lua_State *L);
+static int ngx_http_llm_ctx_var(lua_State *L);
+static void ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
+    ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
+static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
+    const char *why);
+
+
+static lua_State            *ngx_http_llm_lua;       /* of this worker */
+static size_t                ngx_http_llm_lua_memory;
+static ngx_http_llm_call_t  *ngx_http_llm_call;
+
+static const char  ngx_http_llm_hooks_key = 'h';
+
+
+static const char  *ngx_http_llm_abort_reasons[] = {
+    "", "instruction limit", "time limit", "memory limit", "rejected",
+    "yield outside a coroutine"
+};
+
+
+/* llm_hook_limits instructions=N time=T memory=SIZE */
+
+char *
+ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_loc_conf_t *llcf = conf;
+
+    ngx_str_t   *value, v;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+    ssize_t      size;
+
+    if (llcf->hook_instructions != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    llcf->hook_instructions = 1000000;
+    llcf->hook_time = 50;
+    llcf->hook_memory = 32 * 1024 * 1024;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "instructions=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+            if (n <= 0) {
+                goto invalid;
+            }
+
+            llcf->hook_instructions = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "time=", 5) == 0) {
+            v.data = value[i].data + 5;
+            v.len = value[i].len - 5;
+            ms = ngx_parse_time(&v, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            llcf->hook_time = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "memory=", 7) == 0) {
+            v.data = value[i].data + 7;
+            v.len = value[i].len - 7;
+            size = ngx_parse_size(&v);
+            if (size == NGX_ERROR || size < 64 * 1024) {
+                goto invalid;
+            }
+
+            llcf->hook_memory = size;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" (instructions=N, time=T "
+                       "over 0, memory=SIZE of 64k or more)", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* llm_hook FILE (http, server, location) */
+
+char *
+ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_loc_conf_t *llcf = conf;
+
+    ngx_str_t  *value;
+
+    if (llcf->hook != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_llm_hook_read(cf, &value[1], &llcf->hook);
+}
+
+
+/* "hook FILE" inside llm_model */
+
+char *
+ngx_http_llm_model_hook(ngx_conf_t *cf, ngx_http_llm_model_t *model)
+{
+    ngx_str_t  *value;
+
+    if (model->hook) {
+        return "\"hook\" directive is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_llm_hook_read(cf, &value[1], &model->hook);
+}
+
+
+/*
+ * Reads and compiles a hook file, runs it once in a scratch state to see
+ * which functions it has; the same file named twice is one hook.
+ */
+
+static char *
+ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_http_llm_hook_t **hookp)
+{
+    u_char                    *text;
+    ssize_t                    n;
+    ngx_uint_t                 i;
+    ngx_file_t                 file;
+    lua_State                 *L;
+    ngx_file_info_t            fi;
+    ngx_http_llm_hook_t       *h, **hooks;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llm_router_module);
+
+    /* the runtime is opened once per process, here at the latest */
+
+    if (ngx_http_llm_lua_check_runtime(cf->log) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = *name;
+    file.log = cf->log;
+
+    if (ngx_conf_full_name(cf->cycle, &file.name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    hooks = lmcf->hooks.elts;
+
+    for (i = 0; i < lmcf->hooks.nelts; i++) {
+        if (hooks[i]->file.len == file.name.len
+            && ngx_strncmp(hooks[i]->file.data, file.name.data,
+                           file.name.len) == 0)
+        {
+            *hookp = hooks[i];
+            return NGX_CONF_OK;
+        }
+    }
+
+    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open hook \"%V\"", &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 16 * 1024 * 1024)
+    {
+        ngx_close_file(file.fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "hook \"%V\" cannot be read or is over 16m",
+                           &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    text = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (text == NULL) {
+        ngx_close_file(file.fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(&file, text, ngx_file_size(&fi), 0);
+
+    ngx_close_file(file.fd);
+
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
+                           &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    h = ngx_pcalloc(cf->pool, sizeof(ngx_http_llm_hook_t));
+    if (h == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    h->file = file.name;
+    h->text.data = text;
+    h->text.len = n;
+    h->index = lmcf->hooks.nelts + 1;
+
+    /* compile and run it once: syntax errors and a bad table fail here */
+
+    L = ngx_http_llm_lua_new();
+    if (L == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot create a Lua state");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_llm_lua_load(L, h, cf->log, 1) != NGX_OK) {
+        lua_close(L);
+        return NGX_CONF_ERROR;
+    }
+
+    lua_close(L);
+
+    hooks = ngx_array_push(&lmcf->hooks);
+    if (hooks == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *hooks = h;
+    *hookp = h;
+
+    return NGX_CONF_OK;
+}
+
+
+static lua_State *
+ngx_http_llm_lua_new(void)
+{
+    lua_State  *L;
+
+    L = lua_newstate(ngx_http_llm_lua_alloc, NULL);
+    if (L == NULL) {
+        return NULL;
+    }
+
+    ngx_http_llm_lua_sandbox(L);
+    ngx_http_llm_lua_json_init(L);
+
+    lua_createtable(L, 0, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+
+    return L;
+}
+
+
+/* counts the memory of the states; refuses what passes a call's cap */
+
+static void *
+ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    void    *p;
+    size_t   old;
+
+    old = ptr ? osize : 0;
+
+    if (nsize == 0) {
+        free(ptr);
+        ngx_http_llm_lua_memory -= old;
+        return NULL;
+    }
+
+    if (ngx_http_llm_call && ngx_http_llm_call->memory_limit
+        && nsize > old
+        && ngx_http_llm_lua_memory + (nsize - old)
+           > ngx_http_llm_call->memory_limit)
+    {
+        if (ngx_http_llm_call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+            ngx_http_llm_call->abort = NGX_HTTP_LLM_ABORT_MEMORY;
+        }
+
+        return NULL;
+    }
+
+    p = realloc(ptr, nsize);
+
+    if (p) {
+        ngx_http_llm_lua_memory += nsize - old;
+    }
+
+    return p;
+}
+
+
+/*
+ * The global table keeps only what hooks may use; each hook file gets its
+ * own environment built from it (ngx_http_llm_lua_load).
+ */
+
+static void
+ngx_http_llm_lua_sandbox(lua_State *L)
+{
+    ngx_uint_t  i;
+
+    static const char  *removed[] = {
+        "dofile", "loadfile", "load", "require", "collectgarbage", "print",
+        "io", "os", "package", "debug", NULL
+    };
+
+    static const luaL_Reg  lib[] = {
+        { "reject", ngx_http_llm_lib_reject },
+        { "route", ngx_http_llm_lib_route },
+        { "set_header", ngx_http_llm_lib_set_header },
+        { "log", ngx_http_llm_lib_log },
+        { "json_encode", ngx_http_llm_lib_json_encode },
+        { "json_decode", ngx_http_llm_lib_json_decode },
+        { "array", ngx_http_llm_lib_array },
+        { NULL, NULL }
+    };
+
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+    luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);
+    lua_settop(L, 0);
+
+    for (i = 0; removed[i]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, removed[i]);
+    }
+
+    /* no bytecode out, and the string metatable is not reachable */
+
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+
+    /* load: text only, into the environment given or an empty one */
+
+    lua_pushcfunction(L, ngx_http_llm_lua_load_text);
+    lua_setglobal(L, "load");
+
+    lua_createtable(L, 0, 8);
+
+    for (i = 0; lib[i].name; i++) {
+        lua_pushcfunction(L, lib[i].func);
+        lua_setfield(L, -2, lib[i].name);
+    }
+
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+
+    lua_setglobal(L, "llm");
+}
+
+
+static int
+ngx_http_llm_lua_load_text(lua_State *L)
+{
+    size_t       len;
+    const char  *text, *name;
+
+    text = luaL_checklstring(L, 1, &len);
+    name = luaL_optlstring(L, 2, "=(load)", NULL);
+
+    if (luaL_loadbufferx(L, text, len, name, "t") != LUA_OK) {
+        lua_pushnil(L);
+        lua_rotate(L, -2, 1);
+        return 2;
+    }
+
+    /* the environment: the 4th argument, else an empty table */
+
+    if (lua_type(L, 4) == LUA_TTABLE) {
+        lua_pushvalue(L, 4);
+
+    } else {
+        lua_createtable(L, 0, 0);
+    }
+
+    if (lua_setupvalue(L, -2, 1) == NULL) {
+        lua_pop(L, 1);
+    }
+
+    return 1;
+}
+
+
+/*
+ * Compiles a hook in its own environment (a copy of the globals, with
+ * copies of the library tables), runs it, keeps the returned table in the
+ * registry under h->index.
+ */
+
+static ngx_int_t
+ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
+    ngx_uint_t check)
+{
+    int                   rc;
+    char                 *name;
+    const char           *msg;
+    ngx_uint_t            i;
+    ngx_http_llm_call_t   call;
+
+    static const char  *copied[] = {
+        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+        LUA_COLIBNAME, "llm", NULL
+    };
+
+    name = ngx_alloc(h->file.len + 2, log);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    name[0] = '@';
+    ngx_memcpy(name + 1, h->file.data, h->file.len);
+    name[h->file.len + 1] = '\0';
+
+    rc = luaL_loadbufferx(L, (char *) h->text.data, h->text.len, name, "t");
+
+    ngx_free(name);
+
+    if (rc != LUA_OK) {
+        msg = lua_tostring(L, -1);
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %s",
+                      msg ? msg : "cannot compile");
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    /* the environment */
+
+    lua_createtable(L, 0, 32);
+    lua_pushglobaltable(L);
+    lua_pushnil(L);
+
+    while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_rotate(L, -2, 1);
+        lua_rawset(L, -5);
+    }
+
+    lua_pop(L, 1);
+
+    for (i = 0; copied[i]; i++) {
+        lua_getglobal(L, copied[i]);
+        lua_createtable(L, 0, 32);
+        lua_pushnil(L);
+
+        while (lua_next(L, -3)) {
+            lua_pushvalue(L, -2);
+            lua_rotate(L, -2, 1);
+            lua_rawset(L, -4);
+        }
+
+        lua_setfield(L, -3, copied[i]);
+        lua_pop(L, 1);
+    }
+
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+
+    lua_setupvalue(L, -2, 1);
+
+    /* run it, with the default limits */
+
+    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
+    call.budget = 10000000;
+    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
+    call.deadline.tv_sec += 1;
+    call.memory_limit = ngx_http_llm_lua_memory + 64 * 1024 * 1024;
+
+    ngx_http_llm_call = &call;
+    lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                NGX_HTTP_LLM_HOOK_COUNT);
+
+    rc = lua_pcall(L, 0, 1, 0);
+
+    lua_sethook(L, NULL, 0, 0);
+    ngx_http_llm_call = NULL;
+
+    if (rc != LUA_OK) {
+        msg = lua_tostring(L, -1);
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
+                      msg ? msg : "failed");
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V does not return a table", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    h->has_request = (lua_getfield(L, -1, "request") == LUA_TFUNCTION);
+    h->has_response = (lua_getfield(L, -2, "response") == LUA_TFUNCTION);
+    h->has_chunk = (lua_getfield(L, -3, "chunk") == LUA_TFUNCTION);
+    lua_pop(L, 3);
+
+    if (check && !h->has_request && !h->has_response && !h->has_chunk) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V has no request, response or chunk "
+                      "function", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+    lua_rotate(L, -2, 1);
+    lua_rawseti(L, -2, h->index);
+    lua_pop(L, 1);
+
+    return NGX_OK;
+}
+
+
+/* per worker: one state with every hook file loaded */
+
+ngx_int_t
+ngx_http_llm_hook_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                 i;
+    lua_State                 *L;
+    ngx_http_llm_hook_t      **hooks;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_llm_router_module);
+
+    if (lmcf == NULL || lmcf->hooks.nelts == 0) {
+        return NGX_OK;
+    }
+
+    L = ngx_http_llm_lua_new();
+    if (L == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "llm hook: cannot create a Lua state");
+        return NGX_ERROR;
+    }
+
+    hooks = lmcf->hooks.elts;
+
+    for (i = 0; i < lmcf->hooks.nelts; i++) {
+        if (ngx_http_llm_lua_load(L, hooks[i], cycle->log, 0) != NGX_OK) {
+            lua_close(L);
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_llm_lua = L;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_llm_lua) {
+        lua_close(ngx_http_llm_lua);
+        ngx_http_llm_lua = NULL;
+    }
+}
+
+
+static void
+ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
+{
+    struct timespec       now;
+    ngx_http_llm_call_t  *call;
+
+    call = ngx_http_llm_call;
+
+    if (call == NULL) {
+        return;
+    }
+
+    if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+        call->instructions += NGX_HTTP_LLM_HOOK_COUNT;
+
+        if (call->instructions > call->budget) {
+            call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
+
+        } else {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+
+            if (now.tv_sec > call->deadline.tv_sec
+                || (now.tv_sec == call->deadline.tv_sec
+                    && now.tv_nsec > call->deadline.tv_nsec))
+            {
+                call->abort = NGX_HTTP_LLM_ABORT_TIME;
+            }
+        }
+    }
+
+    if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+        (void) ngx_http_llm_lua_abort(L, call->abort);
+    }
+}
+
+
+/* leaves the coroutine for good; where it cannot, raises an error */
+
+static int
+ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why)
+{
+    if (ngx_http_llm_call
+        && ngx_http_llm_call->abort == NGX_HTTP_LLM_ABORT_NONE)
+    {
+        ngx_http_llm_call->abort = why;
+    }
+
+    if (lua_isyieldable(L)) {
+        return lua_yield(L, 0);
+    }
+
+    return luaL_error(L, "llm hook aborted: %s",
+                      ngx_http_llm_abort_reasons[why]);
+}
+
+
+/* llm.reject(status, message, code) */
+
+static int
+ngx_http_llm_lib_reject(lua_State *L)
+{
+    size_t                len;
+    lua_Integer           status;
+    const char           *s;
+    ngx_http_llm_call_t  *call;
+
+    call = ngx_http_llm_call;
+
+    if (call == NULL || call->request == NULL) {
+        return luaL_error(L, "llm.reject outside a request");
+    }
+
+    status = luaL_checkinteger(L, 1);
+
+    if (status < 400 || status > 599) {
+        return luaL_error(L, "llm.reject: status %d is not 400 to 599",
+                          (int) status);
+    }
+
+    call->reject_status = (ngx_uint_t) status;
+
+    s = luaL_optlstring(L, 2, "rejected by a hook", &len);
+    call->reject_message.data = ngx_pnalloc(call->request->pool, len);
+    if (call->reject_message.data) {
+        ngx_memcpy(call->reject_message.data, s, len);
+        call->reject_message.len = len;
+    }
+
+    s = luaL_optlstring(L, 3, "rejected", &len);
+    call->reject_code.data = ngx_pnalloc(call->request->pool, len + 1);
+    if (call->reject_code.data) {
+        ngx_memcpy(call->reject_code.data, s, len);
+        call->reject_code.data[len] = '\0';
+        call->reject_code.len = len;
+    }
+
+    return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_REJECT);
+}
+
+
+/* llm.route(model): serve the request with another configured model */
+
+static int
+ngx_http_llm_lib_route(lua_State *L)
+{
+    size_t                len;
+    const char           *s;
+    ngx_http_llm_call_t  *call;
+
+    call = ngx_http_llm_call;
+
+    if (call == NULL || call->request == NULL) {
+        return luaL_error(L, "llm.route outside a request hook");
+    }
+
+    s = luaL_checklstring(L, 1, &len);
+
+    call->route.data = ngx_pnalloc(call->request->pool, len);
+    if (call->route.data == NULL) {
+        return luaL_error(L, "no memory");
+    }
+
+    ngx_memcpy(call->route.data, s, len);
+    call->route.len = len;
+
+    return 0;
+}
+
+
+/* llm.set_header(name, value): a header of the request to the engine */
+
+static int
+ngx_http_llm_lib_set_header(lua_State *L)
+{
+    size_t                nlen, vlen;
+    const char           *name, *value;
+    ngx_table_elt_t      *h;
+    ngx_http_request_t   *r;
+
+    if (ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL) {
+        return luaL_error(L, "llm.set_header outside a request hook");
+    }
+
+    r = ngx_http_llm_call->request;
+
+    name = luaL_checklstring(L, 1, &nlen);
+    value = luaL_checklstring(L, 2, &vlen);
+
+    if (nlen == 0 || memchr(name, ':', nlen) || memchr(name, '\n', nlen)
+        || memchr(name, '\r', nlen) || memchr(value, '\n', vlen)
+        || memchr(value, '\r', vlen))
+    {
+        return luaL_error(L, "llm.set_header: invalid header");
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return luaL_error(L, "no memory");
+    }
+
+    h->key.data = ngx_pnalloc(r->pool, nlen + vlen + nlen);
+    if (h->key.data == NULL) {
+        return luaL_error(L, "no memory");
+    }
+
+    ngx_memcpy(h->key.data, name, nlen);
+    h->key.len = nlen;
+    h->value.data = h->key.data + nlen;
+    ngx_memcpy(h->value.data, value, vlen);
+    h->value.len = vlen;
+    h->lowcase_key = h->value.data + vlen;
+    ngx_strlow(h->lowcase_key, h->key.data, nlen);
+    h->hash = ngx_hash_key(h->lowcase_key, nlen);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_lib_log(lua_State *L)
+{
+    size_t               len;
+    ngx_str_t            msg;
+    ngx_uint_t           level, i;
+    const char          *name;
+    ngx_log_t           *log;
+
+    static const char   *levels[] = {
+        "", "emerg", "alert", "crit", "error", "warn", "notice", "info",
+        "debug", NULL
+    };
+
+    name = luaL_checklstring(L, 1, NULL);
+    msg.data = (u_char *) luaL_checklstring(L, 2, &len);
+    msg.len = len;
+
+    level = NGX_LOG_NOTICE;
+
+    for (i = 1; levels[i]; i++) {
+        if (ngx_strcmp(name, levels[i]) == 0) {
+            level = i;
+            break;
+        }
+    }
+
+    log = (ngx_http_llm_call && ngx_http_llm_call->request)
+          ? ngx_http_llm_call->request->connection->log
+          : ngx_cycle->log;
+
+    ngx_log_error(level, log, 0, "llm hook: %V", &msg);
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_lib_json_encode(lua_State *L)
+{
+    char        *text;
+    size_t       len;
+    const char  *error;
+
+    luaL_checkany(L, 1);
+
+    if (ngx_http_llm_lua_json_encode(L, 1, &text, &len, &error) != 0) {
+        return luaL_error(L, "llm.json_encode: %s", error);
+    }
+
+    lua_pushlstring(L, text, len);
+    free(text);
+
+    return 1;
+}
+
+
+static int
+ngx_http_llm_lib_json_decode(lua_State *L)
+{
+    size_t       len;
+    const char  *text, *error;
+
+    text = luaL_checklstring(L, 1, &len);
+
+    if (ngx_http_llm_lua_json_decode(L, (const unsigned char *) text, len,
+                                     &error)
+        != 0)
+    {
+        return luaL_error(L, "llm.json_decode: %s", error);
+    }
+
+    return 1;
+}
+
+
+/* llm.array(t): t is written as a JSON array, even when empty */
+
+static int
+ngx_http_llm_lib_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_createtable(L, 0, 0);
+
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+    }
+
+    ngx_http_llm_lua_json_mark(L, 1, 1);
+
+    return 1;
+}
+
+
+/* ctx.var(name): an nginx variable of the request, or nil */
+
+static int
+ngx_http_llm_ctx_var(lua_State *L)
+{
+    size_t                      len;
+    u_char                     *low;
+    ngx_str_t                   name;
+    ngx_uint_t                  key;
+    ngx_http_request_t         *r;
+    ngx_http_variable_value_t  *vv;
+
+    if (ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL) {
+        return luaL_error(L, "ctx.var outside a request");
+    }
+
+    r = ngx_http_llm_call->request;
+
+    name.data = (u_char *) luaL_checklstring(L, 1, &len);
+    name.len = len;
+
+    low = ngx_pnalloc(r->pool, len);
+    if (low == NULL) {
+        return luaL_error(L, "no memory");
+    }
+
+    key = ngx_hash_strlow(low, name.data, len);
+    name.data = low;
+
+    vv = ngx_http_get_variable(r, &name, key);
+
+    if (vv == NULL || vv->not_found) {
+        lua_pushnil(L);
+        return 1;
+    }
+
+    lua_pushlstring(L, (const char *) vv->data, vv->len);
+
+    return 1;
+}
+
+
+/* ctx: model, target, upstream, engine, stream, headers, var() */
+
+static void
+ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx)
+{
+    const char               *engine;
+    ngx_uint_t                i;
+    ngx_list_part_t          *part;
+    ngx_table_elt_t          *h;
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    lua_createtable(L, 0, 8);
+
+    lua_pushlstring(L, (char *) ctx->model.data, ctx->model.len);
+    lua_setfield(L, -2, "model");
+    lua_pushlstring(L, (char *) ctx->target.data, ctx->target.len);
+    lua_setfield(L, -2, "target");
+    lua_pushlstring(L, (char *) ctx->upstream.data, ctx->upstream.len);
+    lua_setfield(L, -2, "upstream");
+
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
+    engine = (lscf && lscf->engine) ? ngx_http_llm_engine_name(lscf->engine)
+                                    : "";
+    lua_pushstring(L, engine);
+    lua_setfield(L, -2, "engine");
+
+    lua_pushboolean(L, ctx->stream == 1);
+    lua_setfield(L, -2, "stream");
+
+    lua_createtable(L, 0, 16);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        lua_pushlstring(L, (char *) h[i].lowcase_key, h[i].key.len);
+        lua_pushlstring(L, (char *) h[i].value.data, h[i].value.len);
+        lua_rawset(L, -3);
+    }
+
+    lua_setfield(L, -2, "headers");
+
+    lua_pushcfunction(L, ngx_http_llm_ctx_var);
+    lua_setfield(L, -2, "var");
+}
+
+
+/*
+ * Runs one function of a hook on a document.  *out is the new document
+ * when the hook changed it (else empty); *drop is set when the function
+ * returned false (chunk).  NGX_DECLINED: the hook rejected the request (the
+ * error is in ctx); NGX_ERROR: the hook failed (logged).
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_hook_t *h, const char *name, ngx_str_t *doc,
+    ngx_str_t *out, ngx_uint_t *drop)
+{
+    int                       status, nres, doc_idx, ref;
+    char                     *before, *after;
+    size_t                    before_len, after_len;
+    ngx_int_t                 rc;
+    lua_State                *L, *co;
+    const char               *error;
+    ngx_http_llm_call_t       call;
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    L = ngx_http_llm_lua;
+    ngx_str_null(out);
+    *drop = 0;
+    ref = LUA_NOREF;
+
+    if (L == NULL) {
+        return NGX_OK;
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    co = lua_newthread(L);
+
+    /* the function */
+
+    lua_rawgetp(co, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+    lua_rawgeti(co, -1, h->index);
+
+    if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return NGX_OK;
+    }
+
+    lua_replace(co, 1);
+    lua_settop(co, 1);
+
+    if (ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0) {
+        lua_pop(L, 1);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm hook: %V %s(): the document is not JSON: %s",
+                      &h->file, name, error);
+        return NGX_ERROR;
+    }
+
+    doc_idx = lua_gettop(co);
+
+    /* its canonical text, to tell later whether the hook changed it */
+
+    if (ngx_http_llm_lua_json_encode(co, doc_idx, &before, &before_len,
+                                     &error)
+        != 0)
+    {
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    /*
+     * the coroutine's stack must hold just the function and its arguments
+     * (its results are all it holds after); the document is kept in the
+     * registry meanwhile
+     */
+
+    lua_pushvalue(co, doc_idx);
+    ref = luaL_ref(co, LUA_REGISTRYINDEX);
+
+    ngx_http_llm_push_ctx(co, r, ctx);
+
+    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
+    call.request = r;
+    call.ctx = ctx;
+    call.budget = llcf->hook_instructions;
+    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
+    call.deadline.tv_sec += llcf->hook_time / 1000;
+    call.deadline.tv_nsec += (long) (llcf->hook_time % 1000) * 1000000;
+
+    if (call.deadline.tv_nsec >= 1000000000) {
+        call.deadline.tv_sec++;
+        call.deadline.tv_nsec -= 1000000000;
+    }
+
+    call.memory_limit = ngx_http_llm_lua_memory + llcf->hook_memory;
+
+    ngx_http_llm_call = &call;
+    lua_sethook(co, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                NGX_HTTP_LLM_HOOK_COUNT);
+
+    nres = 0;
+    status = lua_resume(co, L, 2, &nres);
+
+    lua_sethook(co, NULL, 0, 0);
+    ngx_http_llm_call = NULL;
+
+    rc = NGX_OK;
+
+    if (status == LUA_YIELD && call.abort == NGX_HTTP_LLM_ABORT_NONE) {
+        call.abort = NGX_HTTP_LLM_ABORT_YIELD;
+    }
+
+    if (call.abort == NGX_HTTP_LLM_ABORT_REJECT) {
+        ngx_http_llm_set_error(ctx, (char *) call.reject_code.data,
+                               NULL, NULL, &call.reject_message);
+        ctx->hook_status = call.reject_status;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "llm hook: %V %s() rejected the request: %ui %V",
+                      &h->file, name, call.reject_status, &call.reject_code);
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    if (call.abort != NGX_HTTP_LLM_ABORT_NONE) {
+        rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                      ngx_http_llm_abort_reasons[call.abort]);
+        goto done;
+    }
+
+    if (status != LUA_OK) {
+        error = lua_tostring(co, -1);
+        rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                      error ? error : "error");
+        goto done;
+    }
+
+    /* a returned table replaces the document; false drops it (chunk) */
+
+    doc_idx = 0;
+
+    if (nres > 0) {
+        switch (lua_type(co, -nres)) {
+
+        case LUA_TTABLE:
+            doc_idx = lua_gettop(co) - nres + 1;
+            break;
+
+        case LUA_TBOOLEAN:
+            if (!lua_toboolean(co, -nres)) {
+                *drop = 1;
+                goto done;
+            }
+
+            break;
+
+        case LUA_TNIL:
+            break;
+
+        default:
+            rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                          "it returned neither a table, "
+                                          "nil nor false");
+            goto done;
+        }
+    }
+
+    if (call.route.len) {
+        ctx->hook_route = call.route;
+    }
+
+    if (doc_idx == 0) {
+        lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+        doc_idx = lua_gettop(co);
+    }
+
+    if (ngx_http_llm_lua_json_encode(co, doc_idx, &after, &after_len, &error)
+        != 0)
+    {
+        rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+        goto done;
+    }
+
+    if (after_len != before_len
+        || ngx_memcmp(after, before, after_len) != 0)
+    {
+        out->data = ngx_pnalloc(r->pool, after_len);
+
+        if (out->data == NULL) {
+            free(after);
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(out->data, after, after_len);
+        out->len = after_len;
+    }
+
+    free(after);
+
+done:
+
+    free(before);
+
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+
+    lua_resetthread(co);
+    lua_pop(L, 1);                      /* the thread */
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_llm_hook_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_hook_t *h, const char *name, const char *why)
+{
+    ngx_str_t                 message;
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "llm hook: %V %s() failed: %s%s", &h->file, name, why,
+                  llcf->hook_on_error ? ", passed on unchanged" : "");
+
+    if (llcf->hook_on_error) {
+        return NGX_OK;
+    }
+
+    ngx_str_set(&message, "a hook failed to process the request");
+    ngx_http_llm_set_error(ctx, "hook_error", "server_error", NULL,
+                           &message);
+    ctx->hook_status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Runs the model's hook, then the location's, on doc.  Returns NGX_OK
+ * (doc replaced when changed, *drop for a dropped chunk), NGX_DECLINED
+ * (rejected or failed: ctx->hook_status and ctx->error say how) or
+ * NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t kind, ngx_str_t *doc, ngx_uint_t *drop)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 out;
+    ngx_uint_t                i, has;
+    const char               *name;
+    ngx_http_llm_hook_t      *hooks[2];
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    static const char  *names[] = { "request", "response", "chunk" };
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    hooks[0] = ctx->route ? ctx->route->model->hook : NULL;
+    hooks[1] = llcf->hook;
+    name = names[kind];
+    *drop = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (hooks[i] == NULL) {
+            continue;
+        }
+
+        has = (kind == NGX_HTTP_LLM_HOOK_REQUEST) ? hooks[i]->has_request
+              : (kind == NGX_HTTP_LLM_HOOK_RESPONSE) ? hooks[i]->has_response
+              : hooks[i]->has_chunk;
+
+        if (!has) {
+            continue;
+        }
+
+        rc = ngx_http_llm_hook_run(r, ctx, hooks[i], name, doc, &out, drop);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (*drop) {
+            return NGX_OK;
+        }
+
+        if (out.len) {
+            *doc = out;
+            ctx->hook_changed = 1;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* which hook functions a request meets: NGX_HTTP_LLM_HOOK_* bits */
+
+ngx_uint_t
+ngx_http_llm_hook_kinds(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_uint_t                i, kinds;
+    ngx_http_llm_hook_t      *hooks[2];
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    hooks[0] = ctx->route ? ctx->route->model->hook : NULL;
+    hooks[1] = llcf->hook;
+    kinds = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (hooks[i]) {
+            kinds |= (hooks[i]->has_request ? 1 << NGX_HTTP_LLM_HOOK_REQUEST
+                                            : 0)
+                     | (hooks[i]->has_response
+                        ? 1 << NGX_HTTP_LLM_HOOK_RESPONSE : 0)
+                     | (hooks[i]->has_chunk ? 1 << NGX_HTTP_LLM_HOOK_CHUNK
+                                            : 0);
+        }
+    }
+
+    return kinds;
+}
+

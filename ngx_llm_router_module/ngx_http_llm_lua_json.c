@@ -1,0 +1,1066 @@
+
+/*
+ * ngx_llm_router: JSON documents as Lua values, and back.
+ *
+ * Hooks see the body as Lua tables and may change them; what they leave
+ * alone must come back the same:
+ *   - objects and arrays are marked with metatables, so that an empty
+ *     array stays an array and an empty object an object;
+ *   - the order of an object's keys is remembered (a weak table maps each
+ *     object to its key list) and kept on output, new keys after the old;
+ *   - null is llm.null (a light userdata);
+ *   - integers are Lua integers (64 bits, exact); an integer literal beyond
+ *     them comes as an llm.number userdata that keeps its digits and is
+ *     written back as they were; other numbers are floats, written back in
+ *     the shortest form that reads back to the same double;
+ *   - \u escapes (surrogate pairs too) become UTF-8.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <math.h>
+
+#include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_lua_json.h"
+
+
+#define NGX_HTTP_LLM_JSON_DEPTH  200
+
+
+typedef struct {
+    const unsigned char  *p;
+    const unsigned char  *end;
+    const char           *error;
+    char                 *scratch;
+    size_t                scratch_size;
+} ngx_http_llm_jdec_t;
+
+
+typedef struct {
+    char                 *data;
+    size_t                len;
+    size_t                size;
+    const char           *error;
+} ngx_http_llm_jenc_t;
+
+
+typedef struct {
+    const char           *data;
+    size_t                len;
+    lua_Integer           index;
+} ngx_http_llm_jkey_t;
+
+
+static int
+ngx_http_llm_jkey_cmp(const void *a, const void *b)
+{
+    int                         rc;
+    const ngx_http_llm_jkey_t  *ka = a, *kb = b;
+
+    rc = memcmp(ka->data, kb->data, ka->len < kb->len ? ka->len : kb->len);
+
+    if (rc) {
+        return rc;
+    }
+
+    return (ka->len > kb->len) - (ka->len < kb->len);
+}
+
+
+static int ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d,
+    int depth);
+static int ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d);
+static int ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d);
+static void ngx_http_llm_jdec_space(ngx_http_llm_jdec_t *d);
+static int ngx_http_llm_jenc_value(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int depth);
+static int ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int depth);
+static int ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s,
+    size_t len);
+static int ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s,
+    size_t len);
+
+
+static const char  ngx_http_llm_json_array_key = 'a';
+static const char  ngx_http_llm_json_object_key = 'o';
+static const char  ngx_http_llm_json_order_key = 'k';
+
+
+/* the marker metatables and the key-order table, made once per state */
+
+void
+ngx_http_llm_lua_json_init(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "array");
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
+
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "object");
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
+
+    luaL_newmetatable(L, NGX_HTTP_LLM_LUA_NUMBER);
+    lua_pushcfunction(L, ngx_http_llm_lua_number_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
+
+int
+ngx_http_llm_lua_number_tostring(lua_State *L)
+{
+    const char  *text;
+
+    text = luaL_testudata(L, 1, NGX_HTTP_LLM_LUA_NUMBER);
+
+    if (text == NULL) {
+        return luaL_error(L, "not an llm.number");
+    }
+
+    lua_pushstring(L, text);
+
+    return 1;
+}
+
+
+/* sets the marker metatable "array" or "object" on the table at idx */
+
+void
+ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array)
+{
+    idx = lua_absindex(L, idx);
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, array ? &ngx_http_llm_json_array_key
+                                            : &ngx_http_llm_json_object_key);
+    lua_setmetatable(L, idx);
+}
+
+
+/*
+ * Pushes the document [p, p + len) as a Lua value; on error pushes
+ * nothing and returns -1 with *error set.
+ */
+
+int
+ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
+    size_t len, const char **error)
+{
+    int                  rc;
+    ngx_http_llm_jdec_t  d;
+
+    d.p = p;
+    d.end = p + len;
+    d.error = NULL;
+    d.scratch = NULL;
+    d.scratch_size = 0;
+
+    rc = ngx_http_llm_jdec_value(L, &d, 0);
+
+    if (rc == 0) {
+        ngx_http_llm_jdec_space(&d);
+
+        if (d.p != d.end) {
+            lua_pop(L, 1);
+            d.error = "text after the document";
+            rc = -1;
+        }
+    }
+
+    free(d.scratch);
+
+    if (rc != 0) {
+        *error = d.error ? d.error : "invalid JSON";
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_llm_jdec_space(ngx_http_llm_jdec_t *d)
+{
+    while (d->p < d->end
+           && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n'
+               || *d->p == '\r'))
+    {
+        d->p++;
+    }
+}
+
+
+static int
+ngx_http_llm_jdec_literal(ngx_http_llm_jdec_t *d, const char *word)
+{
+    size_t  n;
+
+    n = strlen(word);
+
+    if ((size_t) (d->end - d->p) < n || memcmp(d->p, word, n) != 0) {
+        d->error = "invalid literal";
+        return -1;
+    }
+
+    d->p += n;
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
+{
+    int         table, n;
+    lua_Integer i;
+
+    if (depth > NGX_HTTP_LLM_JSON_DEPTH) {
+        d->error = "nested too deep";
+        return -1;
+    }
+
+    if (!lua_checkstack(L, 4)) {
+        d->error = "out of Lua stack";
+        return -1;
+    }
+
+    ngx_http_llm_jdec_space(d);
+
+    if (d->p == d->end) {
+        d->error = "unexpected end";
+        return -1;
+    }
+
+    switch (*d->p) {
+
+    case '"':
+        return ngx_http_llm_jdec_string(L, d);
+
+    case 't':
+        if (ngx_http_llm_jdec_literal(d, "true") != 0) {
+            return -1;
+        }
+
+        lua_pushboolean(L, 1);
+        return 0;
+
+    case 'f':
+        if (ngx_http_llm_jdec_literal(d, "false") != 0) {
+            return -1;
+        }
+
+        lua_pushboolean(L, 0);
+        return 0;
+
+    case 'n':
+        if (ngx_http_llm_jdec_literal(d, "null") != 0) {
+            return -1;
+        }
+
+        lua_pushlightuserdata(L, NULL);
+        return 0;
+
+    case '[':
+        d->p++;
+        lua_createtable(L, 0, 0);
+        table = lua_gettop(L);
+        ngx_http_llm_lua_json_mark(L, table, 1);
+
+        ngx_http_llm_jdec_space(d);
+
+        if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            return 0;
+        }
+
+        for (i = 1; /* void */; i++) {
+            if (ngx_http_llm_jdec_value(L, d, depth + 1) != 0) {
+                lua_settop(L, table - 1);
+                return -1;
+            }
+
+            lua_rawseti(L, table, i);
+
+            ngx_http_llm_jdec_space(d);
+
+            if (d->p < d->end && *d->p == ',') {
+                d->p++;
+                continue;
+            }
+
+            if (d->p < d->end && *d->p == ']') {
+                d->p++;
+                return 0;
+            }
+
+            d->error = "expected ',' or ']'";
+            lua_settop(L, table - 1);
+            return -1;
+        }
+
+    case '{':
+        d->p++;
+        lua_createtable(L, 0, 0);
+        table = lua_gettop(L);
+        ngx_http_llm_lua_json_mark(L, table, 0);
+
+        /* the key list, kept in the weak order table */
+
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
+        lua_pushvalue(L, table);
+        lua_createtable(L, 0, 0);
+        lua_rawset(L, -3);
+        lua_pushvalue(L, table);
+        lua_rawget(L, -2);
+        lua_remove(L, -2);              /* table, keys */
+
+        ngx_http_llm_jdec_space(d);
+
+        if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            lua_pop(L, 1);
+            return 0;
+        }
+
+        for (n = 1; /* void */; n++) {
+            ngx_http_llm_jdec_space(d);
+
+            if (d->p == d->end || *d->p != '"') {
+                d->error = "expected a key";
+                lua_settop(L, table - 1);
+                return -1;
+            }
+
+            if (ngx_http_llm_jdec_string(L, d) != 0) {
+                lua_settop(L, table - 1);
+                return -1;
+            }
+
+            ngx_http_llm_jdec_space(d);
+
+            if (d->p == d->end || *d->p != ':') {
+                d->error = "expected ':'";
+                lua_settop(L, table - 1);
+                return -1;
+            }
+
+            d->p++;
+
+            /* a repeated key: the last value wins, listed once */
+
+            lua_pushvalue(L, -1);
+            lua_rawget(L, table);
+
+            if (lua_isnil(L, -1)) {
+                lua_pushvalue(L, -2);
+                lua_rawseti(L, table + 1, (lua_Integer) lua_rawlen(L,
+                                                                 table + 1)
+                                          + 1);
+            }
+
+            lua_pop(L, 1);
+
+            if (ngx_http_llm_jdec_value(L, d, depth + 1) != 0) {
+                lua_settop(L, table - 1);
+                return -1;
+            }
+
+            lua_rawset(L, table);
+
+            ngx_http_llm_jdec_space(d);
+
+            if (d->p < d->end && *d->p == ',') {
+                d->p++;
+                continue;
+            }
+
+            if (d->p < d->end && *d->p == '}') {
+                d->p++;
+                lua_pop(L, 1);          /* the key list */
+                return 0;
+            }
+
+            d->error = "expected ',' or '}'";
+            lua_settop(L, table - 1);
+            return -1;
+        }
+
+    default:
+        return ngx_http_llm_jdec_number(L, d);
+    }
+}
+
+
+static unsigned
+ngx_http_llm_jdec_hex(const unsigned char *p)
+{
+    unsigned  i, v, c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
+
+        } else {
+            return 0x110000;
+        }
+
+        v = v * 16 + c;
+    }
+
+    return v;
+}
+
+
+static int
+ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
+{
+    char                 *o;
+    unsigned              cp, lo;
+    const unsigned char  *p, *s;
+
+    s = ++d->p;
+
+    /* the unescaped text is never longer than the escaped one */
+
+    for (p = s; p < d->end && *p != '"'; p++) {
+        if (*p == '\\') {
+            p++;
+        }
+    }
+
+    if (p >= d->end) {
+        d->error = "unterminated string";
+        return -1;
+    }
+
+    if (memchr(s, '\\', p - s) == NULL) {
+        lua_pushlstring(L, (const char *) s, p - s);
+        d->p = p + 1;
+        return 0;
+    }
+
+    if (d->scratch_size < (size_t) (p - s)) {
+        free(d->scratch);
+        d->scratch_size = (p - s) * 2;
+        d->scratch = malloc(d->scratch_size);
+
+        if (d->scratch == NULL) {
+            d->scratch_size = 0;
+            d->error = "out of memory";
+            return -1;
+        }
+    }
+
+    o = d->scratch;
+
+    for (p = s; *p != '"'; p++) {
+        if (*p < 0x20) {
+            d->error = "control character in a string";
+            return -1;
+        }
+
+        if (*p != '\\') {
+            *o++ = (char) *p;
+            continue;
+        }
+
+        p++;
+
+        switch (*p) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+
+        case 'u':
+            if (d->end - p < 5) {
+                d->error = "bad \\u escape";
+                return -1;
+            }
+
+            cp = ngx_http_llm_jdec_hex(p + 1);
+            p += 4;
+
+            if (cp >= 0xd800 && cp <= 0xdbff && d->end - p > 6
+                && p[1] == '\\' && p[2] == 'u')
+            {
+                lo = ngx_http_llm_jdec_hex(p + 3);
+
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    p += 6;
+                }
+            }
+
+            if (cp > 0x10ffff) {
+                d->error = "bad \\u escape";
+                return -1;
+            }
+
+            /* a lone surrogate is kept as its 3-byte form */
+
+            if (cp < 0x80) {
+                *o++ = (char) cp;
+
+            } else if (cp < 0x800) {
+                *o++ = (char) (0xc0 | (cp >> 6));
+                *o++ = (char) (0x80 | (cp & 0x3f));
+
+            } else if (cp < 0x10000) {
+                *o++ = (char) (0xe0 | (cp >> 12));
+                *o++ = (char) (0x80 | ((cp >> 6) & 0x3f));
+                *o++ = (char) (0x80 | (cp & 0x3f));
+
+            } else {
+                *o++ = (char) (0xf0 | (cp >> 18));
+                *o++ = (char) (0x80 | ((cp >> 12) & 0x3f));
+                *o++ = (char) (0x80 | ((cp >> 6) & 0x3f));
+                *o++ = (char) (0x80 | (cp & 0x3f));
+            }
+
+            break;
+
+        default:
+            d->error = "bad escape";
+            return -1;
+        }
+    }
+
+    lua_pushlstring(L, d->scratch, o - d->scratch);
+    d->p = p + 1;
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
+{
+    char                 *text, *end;
+    size_t                n;
+    double                v;
+    unsigned              integer;
+    long long             ll;
+    const unsigned char  *p;
+    char                  buf[64];
+
+    p = d->p;
+    integer = 1;
+
+    if (p < d->end && *p == '-') {
+        p++;
+    }
+
+    if (p == d->end || *p < '0' || *p > '9') {
+        d->error = "unexpected character";
+        return -1;
+    }
+
+    if (*p == '0' && p + 1 < d->end && p[1] >= '0' && p[1] <= '9') {
+        d->error = "leading zero";
+        return -1;
+    }
+
+    while (p < d->end && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    if (p < d->end && *p == '.') {
+        integer = 0;
+        p++;
+
+        if (p == d->end || *p < '0' || *p > '9') {
+            d->error = "bad number";
+            return -1;
+        }
+
+        while (p < d->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < d->end && (*p == 'e' || *p == 'E')) {
+        integer = 0;
+        p++;
+
+        if (p < d->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p == d->end || *p < '0' || *p > '9') {
+            d->error = "bad number";
+            return -1;
+        }
+
+        while (p < d->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    n = p - d->p;
+
+    if (n >= sizeof(buf)) {
+        if (integer) {
+            goto big;
+        }
+
+        d->error = "number too long";
+        return -1;
+    }
+
+    memcpy(buf, d->p, n);
+    buf[n] = '\0';
+
+    if (integer) {
+        errno = 0;
+        ll = strtoll(buf, &end, 10);
+
+        if (errno == ERANGE) {
+            goto big;
+        }
+
+        lua_pushinteger(L, (lua_Integer) ll);
+        d->p = p;
+        return 0;
+    }
+
+    v = strtod(buf, &end);
+
+    if (isinf(v)) {
+        d->error = "number out of range";
+        return -1;
+    }
+
+    lua_pushnumber(L, v);
+    d->p = p;
+
+    return 0;
+
+big:
+
+    /* an integer beyond 64 bits: an llm.number keeping its digits */
+
+    text = lua_newuserdatauv(L, n + 1, 0);
+    memcpy(text, d->p, n);
+    text[n] = '\0';
+    luaL_setmetatable(L, NGX_HTTP_LLM_LUA_NUMBER);
+
+    d->p = p;
+
+    return 0;
+}
+
+
+/*
+ * Encodes the value at idx; on success *out is a malloc()ed text to
+ * free() and 0 is returned, else -1 with *error set.
+ */
+
+int
+ngx_http_llm_lua_json_encode(lua_State *L, int idx, char **out, size_t *len,
+    const char **error)
+{
+    ngx_http_llm_jenc_t  e;
+
+    e.data = NULL;
+    e.len = 0;
+    e.size = 0;
+    e.error = NULL;
+
+    if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), 0) != 0) {
+        free(e.data);
+        *error = e.error ? e.error : "cannot encode";
+        return -1;
+    }
+
+    *out = e.data;
+    *len = e.len;
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s, size_t len)
+{
+    char    *p;
+    size_t   size;
+
+    if (e->size - e->len < len) {
+        size = e->size ? e->size : 256;
+
+        while (size - e->len < len) {
+            size *= 2;
+        }
+
+        p = realloc(e->data, size);
+        if (p == NULL) {
+            e->error = "out of memory";
+            return -1;
+        }
+
+        e->data = p;
+        e->size = size;
+    }
+
+    memcpy(e->data + e->len, s, len);
+    e->len += len;
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s, size_t len)
+{
+    size_t               i, from;
+    char                 esc[8];
+    const unsigned char *u;
+
+    u = (const unsigned char *) s;
+
+    if (ngx_http_llm_jenc_add(e, "\"", 1) != 0) {
+        return -1;
+    }
+
+    from = 0;
+
+    for (i = 0; i < len; i++) {
+        if (u[i] >= 0x20 && u[i] != '"' && u[i] != '\\') {
+            continue;
+        }
+
+        if (ngx_http_llm_jenc_add(e, s + from, i - from) != 0) {
+            return -1;
+        }
+
+        switch (u[i]) {
+        case '"': memcpy(esc, "\\\"", 3); break;
+        case '\\': memcpy(esc, "\\\\", 3); break;
+        case '\n': memcpy(esc, "\\n", 3); break;
+        case '\r': memcpy(esc, "\\r", 3); break;
+        case '\t': memcpy(esc, "\\t", 3); break;
+        default: snprintf(esc, sizeof(esc), "\\u%04x", u[i]); break;
+        }
+
+        if (ngx_http_llm_jenc_add(e, esc, strlen(esc)) != 0) {
+            return -1;
+        }
+
+        from = i + 1;
+    }
+
+    if (ngx_http_llm_jenc_add(e, s + from, len - from) != 0) {
+        return -1;
+    }
+
+    return ngx_http_llm_jenc_add(e, "\"", 1);
+}
+
+
+static int
+ngx_http_llm_jenc_value(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int depth)
+{
+    int          prec;
+    char         buf[64];
+    double       v;
+    size_t       len;
+    const char  *s;
+
+    switch (lua_type(L, idx)) {
+
+    case LUA_TNIL:
+        return ngx_http_llm_jenc_add(e, "null", 4);
+
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) {
+            return ngx_http_llm_jenc_add(e, "null", 4);
+        }
+
+        break;
+
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? ngx_http_llm_jenc_add(e, "true", 4)
+                                     : ngx_http_llm_jenc_add(e, "false", 5);
+
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            len = snprintf(buf, sizeof(buf), "%lld",
+                           (long long) lua_tointeger(L, idx));
+            return ngx_http_llm_jenc_add(e, buf, len);
+        }
+
+        v = lua_tonumber(L, idx);
+
+        if (isnan(v) || isinf(v)) {
+            e->error = "NaN and infinity are not JSON";
+            return -1;
+        }
+
+        /* the shortest text that reads back to the same double */
+
+        for (prec = 15; prec <= 17; prec++) {
+            len = snprintf(buf, sizeof(buf), "%.*g", prec, v);
+
+            if (strtod(buf, NULL) == v) {
+                break;
+            }
+        }
+
+        /* keep it a float: 2.0 stays 2.0, not 2 */
+
+        if (strpbrk(buf, ".eEn") == NULL && len + 2 < sizeof(buf)) {
+            memcpy(buf + len, ".0", 3);
+            len += 2;
+        }
+
+        return ngx_http_llm_jenc_add(e, buf, len);
+
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        return ngx_http_llm_jenc_string(e, s, len);
+
+    case LUA_TUSERDATA:
+        s = luaL_testudata(L, idx, NGX_HTTP_LLM_LUA_NUMBER);
+
+        if (s) {
+            return ngx_http_llm_jenc_add(e, s, strlen(s));
+        }
+
+        break;
+
+    case LUA_TTABLE:
+        return ngx_http_llm_jenc_table(L, e, idx, depth);
+
+    default:
+        break;
+    }
+
+    e->error = "a value of this type is not JSON";
+
+    return -1;
+}
+
+
+static int
+ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int depth)
+{
+    int                   array, first, keys, seen, top, others;
+    size_t                len;
+    lua_Integer           i, n, count;
+    const char           *s;
+    ngx_http_llm_jkey_t  *sorted;
+
+    if (depth > NGX_HTTP_LLM_JSON_DEPTH) {
+        e->error = "nested too deep (or a cycle)";
+        return -1;
+    }
+
+    if (!lua_checkstack(L, 8)) {
+        e->error = "out of Lua stack";
+        return -1;
+    }
+
+    top = lua_gettop(L);
+    n = (lua_Integer) lua_rawlen(L, idx);
+
+    /* marked by the decoder, or a plain sequence 1..n */
+
+    array = -1;
+
+    if (lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+
+        if (lua_rawequal(L, -3, -2)) {
+            array = 1;
+
+        } else if (lua_rawequal(L, -3, -1)) {
+            array = 0;
+        }
+
+        lua_settop(L, top);
+    }
+
+    if (array == -1) {
+        count = 0;
+        lua_pushnil(L);
+
+        while (lua_next(L, idx)) {
+            count++;
+            lua_pop(L, 1);
+        }
+
+        array = (n > 0 && count == n);
+    }
+
+    if (array) {
+        if (ngx_http_llm_jenc_add(e, "[", 1) != 0) {
+            return -1;
+        }
+
+        for (i = 1; i <= n; i++) {
+            if (i > 1 && ngx_http_llm_jenc_add(e, ",", 1) != 0) {
+                return -1;
+            }
+
+            lua_rawgeti(L, idx, i);
+
+            if (ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
+                != 0)
+            {
+                return -1;
+            }
+
+            lua_pop(L, 1);
+        }
+
+        return ngx_http_llm_jenc_add(e, "]", 1);
+    }
+
+    if (ngx_http_llm_jenc_add(e, "{", 1) != 0) {
+        return -1;
+    }
+
+    first = 1;
+
+    /* the remembered keys first, in their order */
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    keys = lua_gettop(L);                    /* the key list, or nil */
+
+    lua_createtable(L, 0, 0);
+    seen = lua_gettop(L);
+
+    if (lua_type(L, keys) == LUA_TTABLE) {
+        n = (lua_Integer) lua_rawlen(L, keys);
+
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, keys, i);         /* key */
+            lua_pushvalue(L, -1);
+            lua_rawget(L, idx);              /* key, value */
+
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 2);
+                continue;
+            }
+
+            lua_pushvalue(L, -2);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, seen);
+
+            s = lua_tolstring(L, -2, &len);
+
+            if ((!first && ngx_http_llm_jenc_add(e, ",", 1) != 0)
+                || ngx_http_llm_jenc_string(e, s, len) != 0
+                || ngx_http_llm_jenc_add(e, ":", 1) != 0
+                || ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
+                   != 0)
+            {
+                return -1;
+            }
+
+            first = 0;
+            lua_pop(L, 2);
+        }
+    }
+
+    /* then the others, sorted, so that the output does not vary */
+
+    lua_createtable(L, 8, 0);
+    others = lua_gettop(L);
+    count = 0;
+
+    lua_pushnil(L);
+
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, seen);
+
+        if (lua_toboolean(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+
+        lua_pop(L, 1);
+
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            e->error = "an object key must be a string";
+            return -1;
+        }
+
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, others, ++count);
+    }
+
+    if (count) {
+        sorted = malloc(count * sizeof(ngx_http_llm_jkey_t));
+        if (sorted == NULL) {
+            e->error = "out of memory";
+            return -1;
+        }
+
+        for (i = 1; i <= count; i++) {
+            lua_rawgeti(L, others, i);
+            sorted[i - 1].data = lua_tolstring(L, -1, &sorted[i - 1].len);
+            sorted[i - 1].index = i;
+            lua_pop(L, 1);      /* the string stays in "others" */
+        }
+
+        qsort(sorted, count, sizeof(ngx_http_llm_jkey_t),
+              ngx_http_llm_jkey_cmp);
+
+        for (i = 0; i < count; i++) {
+            lua_rawgeti(L, others, sorted[i].index);
+            lua_rawget(L, idx);
+
+            if ((!first && ngx_http_llm_jenc_add(e, ",", 1) != 0)
+                || ngx_http_llm_jenc_string(e, sorted[i].data, sorted[i].len)
+                   != 0
+                || ngx_http_llm_jenc_add(e, ":", 1) != 0
+                || ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
+                   != 0)
+            {
+                free(sorted);
+                return -1;
+            }
+
+            first = 0;
+            lua_pop(L, 1);
+        }
+
+        free(sorted);
+    }
+
+    lua_settop(L, top);
+
+    return ngx_http_llm_jenc_add(e, "}", 1);
+}

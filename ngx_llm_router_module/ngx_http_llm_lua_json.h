@@ -1,0 +1,29 @@
+
+/*
+ * ngx_llm_router: JSON documents as Lua values, and back
+ * (ngx_http_llm_lua_json.c).
+ */
+
+
+#ifndef _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_
+#define _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_
+
+
+#include <stddef.h>
+
+#include "ngx_http_llm_lua_api.h"
+
+
+#define NGX_HTTP_LLM_LUA_NUMBER  "llm.number"
+
+
+void ngx_http_llm_lua_json_init(lua_State *L);
+void ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array);
+int ngx_http_llm_lua_number_tostring(lua_State *L);
+int ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
+    size_t len, const char **error);
+int ngx_http_llm_lua_json_encode(lua_State *L, int idx, char **out,
+    size_t *len, const char **error);
+
+
+#endif /* _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_ */

@@ -1,0 +1,296 @@
+# Lua 5.4 hooks on the request: changes reach the engine (the mock echoes
+# the body it got), an untouched body goes on byte for byte, reject, route,
+# set_header, errors, limits and the sandbox.
+use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use LLMTest;
+
+$ENV{TEST_NGINX_HOOKS} = "$FindBin::Bin/hooks";
+
+start_mock("127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}=m1",
+           "127.0.0.1:$ENV{TEST_NGINX_MOCK2_PORT}=m2");
+
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $mhook = $block->model_hook ? "hook $ENV{TEST_NGINX_HOOKS}/" . $block->model_hook . ";" : '';
+    my $lhook = $block->location_hook ? "llm_hook $ENV{TEST_NGINX_HOOKS}/" . $block->location_hook . ";" : '';
+    my $extra = $block->location_extra // '';
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", <<"_EOC_");
+upstream pool { server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}; }
+upstream pool2 { server 127.0.0.1:$ENV{TEST_NGINX_MOCK2_PORT}; }
+llm_model m { upstream pool; target engine-m; $mhook }
+llm_model other { upstream pool2; target engine-other; }
+_EOC_
+    }
+    if (!defined $block->config) {
+        $block->set_value("config", <<"_EOC_");
+location /v1/ {
+    llm_router on;
+    proxy_pass http://\$llm_upstream;
+    proxy_set_header X-Mock-Echo 1;
+    $lhook
+    $extra
+}
+_EOC_
+    }
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a model's request hook changes the body the engine gets
+--- model_hook: sysprompt.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"hi"}]}
+--- response_body chomp
+{"model":"engine-m","messages":[{"content":"Be brief.","role":"system"},{"role":"user","content":"hi"}]}
+--- response_headers
+X-Mock-Req-Content-Length: 104
+
+
+
+=== TEST 2: a hook that changes nothing: the original bytes, spacing and all
+--- model_hook: noop.lua
+--- request
+POST /v1/chat/completions
+{ "messages" : [ {"role":"user","content":"hi"} ],  "model":"m", "n": 1.50 }
+--- response_body chomp
+{ "messages" : [ {"role":"user","content":"hi"} ],  "model":"engine-m", "n": 1.50 }
+
+
+
+=== TEST 3: round trip when the hook changes something: order, empty arrays and objects, null, big integers, floats, unicode
+--- model_hook: touch.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e300,"two":2.0,"s":"\u00e9\ud83d\ude00\n\"/","arr":[1,[2,{}],null,true,false]}
+--- response_body chomp
+{"model":"engine-m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e+300,"two":2.0,"s":"é😀\n\"/","arr":[1,[2,{}],null,true,false],"hooked":true}
+
+
+
+=== TEST 4: ctx: model, target, upstream, engine, stream, headers, var(); set_header reaches the engine
+--- model_hook: ctx.lua
+--- more_headers
+X-Test: hello
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":false}
+--- response_body chomp
+{"model":"engine-m","stream":false,"seen":{"engine":"","header":"hello","missing":true,"model":"m","stream":false,"target":"engine-m","upstream":"pool","var":"POST"}}
+--- response_headers
+X-Mock-Method: POST
+
+
+
+=== TEST 5: llm.reject answers with the hook's status and code
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"forbidden"}]}
+--- error_code: 403
+--- response_body
+{"error":{"message":"that is not allowed","type":"invalid_request_error","param":null,"code":"policy_violation"}}
+--- error_log
+rejected the request: 403 policy_violation
+
+
+
+=== TEST 6: a pcall cannot catch llm.reject
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"pcall-reject"}]}
+--- error_code: 451
+--- response_body_like chomp
+"code":"still_rejected"
+
+
+
+=== TEST 7: llm.route sends the request to another model, under its target
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"route"}]}
+--- response_body chomp
+{"model":"engine-other","messages":[{"role":"user","content":"route"}]}
+--- response_headers
+X-Mock-Instance: m2
+--- error_log
+llm hook: model "m" routed to "other"
+
+
+
+=== TEST 8: a returned table replaces the body
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"replace"}]}
+--- response_body chomp
+{"model":"engine-m","replaced":true}
+
+
+
+=== TEST 9: a runtime error: 500 hook_error and a log line with file and line
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"error"}]}
+--- error_code: 500
+--- response_body
+{"error":{"message":"a hook failed to process the request","type":"server_error","param":null,"code":"hook_error"}}
+--- error_log eval
+qr/llm hook: \S+guard\.lua request\(\) failed: \S+guard\.lua:\d+: boom/
+
+
+
+=== TEST 10: a malformed return value is a hook error
+--- model_hook: guard.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"bad-return"}]}
+--- error_code: 500
+--- error_log
+it returned neither a table, nil nor false
+
+
+
+=== TEST 11: llm_hook_on_error pass: the request goes on unchanged
+--- model_hook: guard.lua
+--- location_extra: llm_hook_on_error pass;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"error"}]}
+--- response_body chomp
+{"model":"engine-m","messages":[{"role":"user","content":"error"}]}
+--- error_log
+failed: 
+
+
+
+=== TEST 12: the location's hook runs after the model's; keys of new objects come sorted
+--- model_hook: sysprompt.lua
+--- location_hook: touch.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[]}
+--- response_body chomp
+{"model":"engine-m","messages":[{"content":"Be brief.","role":"system"}],"hooked":true}
+
+
+
+=== TEST 13: an endless loop stops at the instruction limit
+--- model_hook: limits.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"content":"loop"}]}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+
+
+
+=== TEST 14: an endless loop inside pcall stops too
+--- model_hook: limits.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"content":"pcall-loop"}]}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+
+
+
+=== TEST 15: a memory bomb stops at the memory limit
+--- model_hook: limits.lua
+--- location_extra: llm_hook_limits instructions=100000000 time=5s memory=1m;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"content":"memory"}]}
+--- error_code: 500
+--- error_log
+request() failed: memory limit
+
+
+
+=== TEST 16: a memory bomb inside pcall stops too
+--- model_hook: limits.lua
+--- location_extra: llm_hook_limits instructions=100000000 time=5s memory=1m;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"content":"pcall-memory"}]}
+--- error_code: 500
+--- error_log
+request() failed: memory limit
+
+
+
+=== TEST 17: a long computation stops at the time limit
+--- model_hook: limits.lua
+--- location_extra: llm_hook_limits instructions=1000000000000 time=20ms;
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"content":"sleep"}]}
+--- error_code: 500
+--- error_log
+request() failed: time limit
+
+
+
+=== TEST 18: the sandbox: io, os, require, dofile, loadfile, bytecode, string.dump, debug, the string metatable, package, collectgarbage all fail; text load works
+--- model_hook: escape.lua
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body_like chomp
+"results":\{
+--- response_body_unlike chomp
+"(?!load_text)\w+":"ok"
+
+
+
+=== TEST 19: the sandbox, value by value
+--- model_hook: escape.lua
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body_like eval
+qr/"results":\{"bytecode":"blocked","collect":"blocked","debug":"blocked","dofile":"blocked","dump":"blocked","globals":"blocked","io":"blocked","load_text":"ok","loadfile":"blocked","os":"blocked","package":"blocked","require":"blocked","strmeta":"blocked"\}/
+
+
+
+=== TEST 20: a syntax error fails nginx -t with the file and line
+--- model_hook: syntax.lua
+--- request
+GET /
+--- must_die
+--- error_log eval
+qr/llm hook: \S+syntax\.lua:3: unexpected symbol near 'then'/
+
+
+
+=== TEST 21: a hook file must return a table of functions
+--- model_hook: notable.lua
+--- request
+GET /
+--- must_die
+--- error_log
+does not return a table
+
+
+
+=== TEST 22: a missing hook file fails nginx -t
+--- model_hook: nowhere.lua
+--- request
+GET /
+--- must_die
+--- error_log
+cannot open hook

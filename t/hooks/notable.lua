@@ -1,0 +1,2 @@
+-- test hook: returns no table
+return 42
