@@ -47,6 +47,8 @@
 #define NGX_HTTP_LLM_EVENT_KEEP     0
 #define NGX_HTTP_LLM_EVENT_DROP     1
 #define NGX_HTTP_LLM_EVENT_EDIT     2
+#define NGX_HTTP_LLM_EVENT_REPLACE  3    /* by resp->replacement */
+#define NGX_HTTP_LLM_EVENT_ABORT    4    /* a chunk hook failed */
 
 
 struct ngx_http_llm_response_s {
@@ -65,11 +67,15 @@ struct ngx_http_llm_response_s {
     void                          (*finalize)(ngx_http_request_t *r,
                                                 ngx_int_t rc);
 
+    ngx_str_t                       replacement;   /* REPLACE */
+    ngx_uint_t                      hooks;      /* NGX_HTTP_LLM_HOOK_* bits */
+
     unsigned                        rewrite:1;  /* SSE events copied */
     unsigned                        tail:1;     /* JSON over the limit */
     unsigned                        raw_pass:1; /* event too big to hold */
     unsigned                        ended:1;    /* our last buffer sent */
     unsigned                        injecting:1;
+    unsigned                        hook_abort:1;
 };
 
 
@@ -93,6 +99,10 @@ static ngx_int_t ngx_http_llm_send_edited(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_send_engine_error(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_buf_t *ngx_http_llm_response_hook(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_buf_t *b);
+static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_sse_body(ngx_http_request_t *r,
@@ -105,6 +115,8 @@ static ngx_uint_t ngx_http_llm_sse_event(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, size_t *model_start, size_t *model_end);
 static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_uint_t ngx_http_llm_has_content(u_char *p, size_t len);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
@@ -218,6 +230,8 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     r->main_filter_need_in_memory = 1;
 
+    resp->hooks = ngx_http_llm_hook_kinds(r, ctx);
+
     if (status >= NGX_HTTP_BAD_REQUEST) {
         resp->mode = NGX_HTTP_LLM_MODE_ERROR;
         resp->limit = NGX_HTTP_LLM_ERROR_KEEP;
@@ -226,7 +240,8 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         resp->mode = NGX_HTTP_LLM_MODE_SSE;
         ctx->sse = 1;
 
-        resp->rewrite = (resp->model_json.len || ctx->strip_usage);
+        resp->rewrite = (resp->model_json.len || ctx->strip_usage
+                         || (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)));
 
         size = NGX_HTTP_LLM_EVENT_MAX;
         ngx_http_llm_sse_init(&resp->sse, ngx_pnalloc(r->pool, size), size);
@@ -247,7 +262,9 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
         return NGX_OK;
 
-    } else if (resp->model_json.len) {
+    } else if (resp->model_json.len
+               || (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_RESPONSE)))
+    {
         resp->mode = NGX_HTTP_LLM_MODE_EDIT;
         resp->limit = NGX_HTTP_LLM_JSON_KEEP;
 
@@ -737,6 +754,13 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                              (body->last - body->pos) - model->value_end);
     }
 
+    if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_RESPONSE)) {
+        b = ngx_http_llm_response_hook(r, ctx, b);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     r->headers_out.content_length_n = b->last - b->pos;
 
     if (r->headers_out.content_length) {
@@ -757,6 +781,57 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     out.next = NULL;
 
     return ngx_http_next_body_filter(r, &out);
+}
+
+
+/*
+ * The Lua response hooks on a whole JSON answer: the buffer to send, the
+ * same, changed, or an error in its place when a hook rejected or failed.
+ */
+
+static ngx_buf_t *
+ngx_http_llm_response_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    ngx_int_t   rc;
+    ngx_str_t   doc;
+    ngx_uint_t  drop;
+    ngx_buf_t  *nb;
+
+    doc.data = b->pos;
+    doc.len = b->last - b->pos;
+
+    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_RESPONSE, &doc, &drop);
+
+    if (rc == NGX_DECLINED) {
+        r->headers_out.status = ctx->hook_status;
+        r->headers_out.status_line.len = 0;
+
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+
+        return ngx_http_llm_error_body(r, ctx->hook_status, ctx);
+    }
+
+    if (rc != NGX_OK) {
+        return NULL;
+    }
+
+    if (doc.data == b->pos) {
+        return b;
+    }
+
+    nb = ngx_calloc_buf(r->pool);
+    if (nb == NULL) {
+        return NULL;
+    }
+
+    nb->pos = doc.data;
+    nb->last = doc.data + doc.len;
+    nb->memory = 1;
+
+    return nb;
 }
 
 
@@ -1144,6 +1219,10 @@ ngx_http_llm_sse_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                 if (ngx_http_llm_sse_emit(r, ctx) != NGX_OK) {
                     return NGX_ERROR;
                 }
+
+                if (resp->hook_abort) {
+                    return ngx_http_llm_hook_abort_stream(r, ctx, in);
+                }
             }
         }
     }
@@ -1185,7 +1264,7 @@ static ngx_int_t
 ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     u_char                   *start;
-    size_t                    ms, me, vs, len;
+    size_t                    ms, me, vs, len, data_len;
     ngx_int_t                 rc;
     ngx_buf_t                *raw;
     ngx_uint_t                what;
@@ -1197,6 +1276,7 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     raw = resp->raw;
     vs = resp->sse.value_start;
+    data_len = resp->sse.data_len;
 
     ngx_http_llm_sse_next(&resp->sse);
 
@@ -1237,6 +1317,26 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         }
 
         return rc;
+
+    case NGX_HTTP_LLM_EVENT_REPLACE:
+        rc = ngx_http_llm_out(r, resp, start, vs);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_llm_out(r, resp, resp->replacement.data,
+                                  resp->replacement.len);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_llm_out(r, resp, start + vs + data_len,
+                                  len - vs - data_len);
+        }
+
+        return rc;
+
+    case NGX_HTTP_LLM_EVENT_ABORT:
+        /* the hook's error ends the stream here */
+        resp->hook_abort = 1;
+        return NGX_OK;
 
     default: /* NGX_HTTP_LLM_EVENT_KEEP */
         return ngx_http_llm_out(r, resp, start, len);
@@ -1352,7 +1452,69 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         what = NGX_HTTP_LLM_EVENT_EDIT;
     }
 
+    if ((resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK))
+        && sse->data_lines == 1
+        && sse->value_end - sse->value_start == len)
+    {
+        what = ngx_http_llm_chunk_hook(r, ctx, what, *ms, *me);
+    }
+
     return what;
+}
+
+
+/*
+ * The Lua chunk hooks on one event's data (with the model restored when
+ * it is): keep, drop, replace, or abort the stream when a hook fails.
+ */
+
+static ngx_uint_t
+ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t what, size_t ms, size_t me)
+{
+    u_char                   *p, *data;
+    size_t                    len;
+    ngx_int_t                 rc;
+    ngx_str_t                 doc;
+    ngx_uint_t                drop;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    data = resp->sse.data;
+    len = resp->sse.data_len;
+
+    doc.data = data;
+    doc.len = len;
+
+    if (what == NGX_HTTP_LLM_EVENT_EDIT) {
+        doc.len = len - (me - ms) + resp->model_json.len;
+        doc.data = ngx_pnalloc(r->pool, doc.len);
+        if (doc.data == NULL) {
+            return NGX_HTTP_LLM_EVENT_ABORT;
+        }
+
+        p = ngx_cpymem(doc.data, data, ms);
+        p = ngx_cpymem(p, resp->model_json.data, resp->model_json.len);
+        ngx_memcpy(p, data + me, len - me);
+    }
+
+    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_CHUNK, &doc, &drop);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_LLM_EVENT_ABORT;
+    }
+
+    if (drop) {
+        return NGX_HTTP_LLM_EVENT_DROP;
+    }
+
+    if (doc.data == data) {
+        return what;
+    }
+
+    resp->replacement = doc;
+
+    return NGX_HTTP_LLM_EVENT_REPLACE;
 }
 
 
@@ -1666,4 +1828,39 @@ ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s)
     ngx_memcpy(d, s, len);
 
     return d;
+}
+
+
+/* a chunk hook rejected or failed: an error event, [DONE], the end */
+
+static ngx_int_t
+ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
+    b = ngx_http_llm_error_body(r, ctx->hook_status, ctx);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_llm_out(r, resp, (u_char *) "data: ", 6) != NGX_OK
+        || ngx_http_llm_out(r, resp, b->pos, b->last - b->pos - 1) != NGX_OK
+        || ngx_http_llm_out(r, resp, (u_char *) "\n\ndata: [DONE]\n\n", 16)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->stream_done = 1;
+
+    return ngx_http_llm_out_flush(r, resp, 1, 1);
 }

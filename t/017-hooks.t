@@ -18,6 +18,7 @@ add_block_preprocessor(sub {
     my $mhook = $block->model_hook ? "hook $ENV{TEST_NGINX_HOOKS}/" . $block->model_hook . ";" : '';
     my $lhook = $block->location_hook ? "llm_hook $ENV{TEST_NGINX_HOOKS}/" . $block->location_hook . ";" : '';
     my $extra = $block->location_extra // '';
+    my $echo = $block->no_echo ? '' : 'proxy_set_header X-Mock-Echo 1;';
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
 upstream pool { server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}; }
@@ -31,7 +32,7 @@ _EOC_
 location /v1/ {
     llm_router on;
     proxy_pass http://\$llm_upstream;
-    proxy_set_header X-Mock-Echo 1;
+    $echo
     $lhook
     $extra
 }
@@ -294,3 +295,56 @@ GET /
 --- must_die
 --- error_log
 cannot open hook
+
+
+
+=== TEST 23: a response hook changes the answer; the model is restored first; Content-Length fits
+--- model_hook: answer.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","max_tokens":3}
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+","object":"chat.completion","created":\d+,"model":"m","system_fingerprint":"m1","choices":\[\{"index":0,"message":\{"role":"assistant","content":"TOK0 TOK1 TOK2 "\},"finish_reason":"length"\}\],"usage":\{"prompt_tokens":0,"completion_tokens":3,"total_tokens":3\},"hooked":"m"\}$
+--- response_headers_like
+Content-Length: \d+
+
+
+
+=== TEST 24: a response hook that rejects: its status and code
+--- model_hook: answer.lua
+--- no_echo: 1
+--- more_headers
+X-Reject: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","max_tokens":3}
+--- error_code: 502
+--- response_body
+{"error":{"message":"the answer broke policy","type":"server_error","param":null,"code":"answer_rejected"}}
+
+
+
+=== TEST 25: chunk hooks: events changed and dropped, the model restored, [DONE] kept
+--- model_hook: answer.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":true,"max_tokens":3}
+--- response_body_like eval
+qr/^data: \{[^\n]*"model":"m"[^\n]*"role":"assistant"[^\n]*\n\ndata: \{[^\n]*"model":"m"[^\n]*"content":"TOK0 "[^\n]*\n\ndata: \{[^\n]*"content":"TOK2 "[^\n]*\n\ndata: \{[^\n]*"finish_reason":"length"[^\n]*\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 26: a chunk hook that fails ends the stream with an error event and [DONE]
+--- model_hook: answer.lua
+--- no_echo: 1
+--- more_headers
+X-Fail: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":true,"max_tokens":3}
+--- response_body_like eval
+qr/^data: [^\n]*"role"[^\n]*\n\ndata: [^\n]*"TOK0 "[^\n]*\n\ndata: \{"error":\{"message":"a hook failed to process the request","type":"server_error","param":null,"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
+--- error_log eval
+qr/chunk\(\) failed: \S+answer\.lua:\d+: chunk boom/
