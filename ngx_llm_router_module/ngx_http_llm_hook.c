@@ -74,6 +74,7 @@ static int ngx_http_llm_lib_array(lua_State *L);
 static int ngx_http_llm_ctx_var(lua_State *L);
 static void ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static void ngx_http_llm_state_cleanup(void *data);
 static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
@@ -594,12 +595,15 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     h->has_request = (lua_getfield(L, -1, "request") == LUA_TFUNCTION);
     h->has_response = (lua_getfield(L, -2, "response") == LUA_TFUNCTION);
     h->has_chunk = (lua_getfield(L, -3, "chunk") == LUA_TFUNCTION);
-    lua_pop(L, 3);
+    h->has_done = (lua_getfield(L, -4, "done") == LUA_TFUNCTION);
+    lua_pop(L, 4);
 
-    if (check && !h->has_request && !h->has_response && !h->has_chunk) {
+    if (check && !h->has_request && !h->has_response && !h->has_chunk
+        && !h->has_done)
+    {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V has no request, response or chunk "
-                      "function", &h->file);
+                      "llm hook: %V has no request, response, chunk or "
+                      "done function", &h->file);
         lua_pop(L, 1);
         return NGX_ERROR;
     }
@@ -990,6 +994,7 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_uint_t                i;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
+    ngx_pool_cleanup_t       *cln;
     ngx_http_llm_srv_conf_t  *lscf;
 
     lua_createtable(L, 0, 8);
@@ -1040,6 +1045,34 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
 
     lua_pushcfunction(L, ngx_http_llm_ctx_var);
     lua_setfield(L, -2, "var");
+
+    /* ctx.state: one table for all the calls of this request */
+
+    if (ctx->lua_state_ref == 0) {
+        lua_createtable(L, 0, 4);
+        ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln) {
+            cln->handler = ngx_http_llm_state_cleanup;
+            cln->data = ctx;
+        }
+    }
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
+    lua_setfield(L, -2, "state");
+}
+
+
+static void
+ngx_http_llm_state_cleanup(void *data)
+{
+    ngx_http_llm_ctx_t *ctx = data;
+
+    if (ngx_http_llm_lua && ctx->lua_state_ref > 0) {
+        luaL_unref(ngx_http_llm_lua, LUA_REGISTRYINDEX, ctx->lua_state_ref);
+        ctx->lua_state_ref = 0;
+    }
 }
 
 
@@ -1057,7 +1090,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 {
     int                       status, nres, doc_idx, ref;
     char                     *before, *after;
-    size_t                    before_len, after_len;
+    size_t                    before_len, after_len, len;
+    const char               *s;
     ngx_int_t                 rc;
     lua_State                *L, *co;
     const char               *error;
@@ -1199,6 +1233,29 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         case LUA_TNIL:
             break;
 
+        case LUA_TSTRING:
+
+            /* chunk: the text replaces the whole event, framing and all */
+
+            if (ngx_strcmp(name, "chunk") == 0
+                || ngx_strcmp(name, "done") == 0)
+            {
+                s = lua_tolstring(co, -nres, &len);
+
+                out->data = ngx_pnalloc(r->pool, len);
+                if (out->data == NULL) {
+                    rc = NGX_ERROR;
+                    goto done;
+                }
+
+                ngx_memcpy(out->data, s, len);
+                out->len = len;
+                *drop = 2;
+                goto done;
+            }
+
+            /* fall through */
+
         default:
             rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                           "it returned neither a table, "
@@ -1297,7 +1354,7 @@ ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t      *hooks[2];
     ngx_http_llm_loc_conf_t  *llcf;
 
-    static const char  *names[] = { "request", "response", "chunk" };
+    static const char  *names[] = { "request", "response", "chunk", "done" };
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
@@ -1313,7 +1370,8 @@ ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         has = (kind == NGX_HTTP_LLM_HOOK_REQUEST) ? hooks[i]->has_request
               : (kind == NGX_HTTP_LLM_HOOK_RESPONSE) ? hooks[i]->has_response
-              : hooks[i]->has_chunk;
+              : (kind == NGX_HTTP_LLM_HOOK_CHUNK) ? hooks[i]->has_chunk
+              : hooks[i]->has_done;
 
         if (!has) {
             continue;
@@ -1323,6 +1381,11 @@ ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        if (*drop == 2) {
+            *doc = out;           /* a raw event from a chunk hook */
+            return NGX_OK;
         }
 
         if (*drop) {
@@ -1361,7 +1424,9 @@ ngx_http_llm_hook_kinds(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                      | (hooks[i]->has_response
                         ? 1 << NGX_HTTP_LLM_HOOK_RESPONSE : 0)
                      | (hooks[i]->has_chunk ? 1 << NGX_HTTP_LLM_HOOK_CHUNK
-                                            : 0);
+                                            : 0)
+                     | (hooks[i]->has_done ? 1 << NGX_HTTP_LLM_HOOK_DONE
+                                           : 0);
         }
     }
 

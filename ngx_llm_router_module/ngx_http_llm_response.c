@@ -49,6 +49,7 @@
 #define NGX_HTTP_LLM_EVENT_EDIT     2
 #define NGX_HTTP_LLM_EVENT_REPLACE  3    /* by resp->replacement */
 #define NGX_HTTP_LLM_EVENT_ABORT    4    /* a chunk hook failed */
+#define NGX_HTTP_LLM_EVENT_RAW      5    /* resp->replacement, whole */
 
 
 struct ngx_http_llm_response_s {
@@ -101,6 +102,8 @@ static ngx_int_t ngx_http_llm_send_engine_error(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_buf_t *ngx_http_llm_response_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_buf_t *b);
+static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
@@ -241,7 +244,8 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         ctx->sse = 1;
 
         resp->rewrite = (resp->model_json.len || ctx->strip_usage
-                         || (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)));
+                         || (resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_CHUNK)
+                                            | (1 << NGX_HTTP_LLM_HOOK_DONE))));
 
         size = NGX_HTTP_LLM_EVENT_MAX;
         ngx_http_llm_sse_init(&resp->sse, ngx_pnalloc(r->pool, size), size);
@@ -1333,6 +1337,17 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
         return rc;
 
+    case NGX_HTTP_LLM_EVENT_RAW:
+        /* keep a '\n' ending the event before, as for DROP */
+        if (len && start[0] == '\n'
+            && ngx_http_llm_out(r, resp, start, 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_llm_out(r, resp, resp->replacement.data,
+                                resp->replacement.len);
+
     case NGX_HTTP_LLM_EVENT_ABORT:
         /* the hook's error ends the stream here */
         resp->hook_abort = 1;
@@ -1372,6 +1387,11 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (len == 6 && ngx_strncmp(data, "[DONE]", 6) == 0) {
         ctx->stream_done = 1;
+
+        if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_DONE)) {
+            return ngx_http_llm_done_hook(r, ctx);
+        }
+
         return NGX_HTTP_LLM_EVENT_KEEP;
     }
 
@@ -1502,6 +1522,11 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (rc != NGX_OK) {
         return NGX_HTTP_LLM_EVENT_ABORT;
+    }
+
+    if (drop == 2) {
+        resp->replacement = doc;
+        return NGX_HTTP_LLM_EVENT_RAW;
     }
 
     if (drop) {
@@ -1863,4 +1888,33 @@ ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ctx->stream_done = 1;
 
     return ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/* done(ev, ctx) hooks see the end of the stream, ev being "[DONE]" */
+
+static ngx_uint_t
+ngx_http_llm_done_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_int_t                 rc;
+    ngx_str_t                 doc;
+    ngx_uint_t                drop;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    ngx_str_set(&doc, "\"[DONE]\"");
+
+    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_DONE, &doc, &drop);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_LLM_EVENT_ABORT;
+    }
+
+    if (drop == 2) {
+        resp->replacement = doc;
+        return NGX_HTTP_LLM_EVENT_RAW;
+    }
+
+    return drop ? NGX_HTTP_LLM_EVENT_DROP : NGX_HTTP_LLM_EVENT_KEEP;
 }

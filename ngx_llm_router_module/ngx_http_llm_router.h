@@ -60,6 +60,7 @@ typedef struct ngx_http_llm_model_stats_s  ngx_http_llm_model_stats_t;
 #define NGX_HTTP_LLM_HOOK_REQUEST    0
 #define NGX_HTTP_LLM_HOOK_RESPONSE   1
 #define NGX_HTTP_LLM_HOOK_CHUNK      2
+#define NGX_HTTP_LLM_HOOK_DONE       3
 
 
 /* a Lua hook file, read and compiled at configuration time */
@@ -70,6 +71,7 @@ typedef struct {
     unsigned                       has_request:1;
     unsigned                       has_response:1;
     unsigned                       has_chunk:1;
+    unsigned                       has_done:1;
 } ngx_http_llm_hook_t;
 
 
@@ -299,6 +301,7 @@ typedef struct {
 
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */
+    int                            lua_state_ref;  /* ctx.state, 0: none */
 
     unsigned                       routed:1;
     unsigned                       hook_changed:1;
