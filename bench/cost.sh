@@ -6,7 +6,8 @@
 #
 #   bash bench/cost.sh [MODULE.so]      (./build.sh cost builds first)
 #
-# For each body size the front nginx (master_process off, under callgrind)
+# The third column adds a trivial Lua request hook (bench/trivial_hook.lua)
+# to the router.  For each body size the front nginx (master_process off, under callgrind)
 # serves N1 and then N2 requests on one keep-alive connection; the
 # difference divided by N2 - N1 is the cost of one request, start-up and
 # first-request effects cancelled.  Only user-space instructions of the
@@ -87,6 +88,14 @@ http {
             proxy_set_header Connection "";
             proxy_buffering off;
         }
+        location /hook/ {
+            llm_router on;
+            llm_hook $ROOT/bench/trivial_hook.lua;
+            proxy_pass http://\$llm_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
     }
 }
 CONF
@@ -130,13 +139,16 @@ per_request() {   # path body
     echo $(( (b - a) / (N2 - N1) ))
 }
 
-printf '| body | plain instr/req | router instr/req | router extra |\n'
-printf '|---:|---:|---:|---:|\n'
+printf '| body | plain instr/req | router instr/req | router extra |'
+printf ' router + trivial Lua hook | hook extra |\n'
+printf '|---:|---:|---:|---:|---:|---:|\n'
 
 for size in $SIZES; do
     python3 "$ROOT/bench/gen_body.py" "$size" bench-model "$WORK/body"
     plain=$(per_request /plain/x "$WORK/body")
     router=$(per_request /v1/chat/completions "$WORK/body")
-    printf '| %s | %s | %s | +%s (+%s%%) |\n' "$size" "$plain" "$router" \
-        $((router - plain)) $(( (router - plain) * 100 / plain ))
+    hook=$(per_request /hook/x "$WORK/body")
+    printf '| %s | %s | %s | +%s (+%s%%) | %s | +%s |\n' "$size" "$plain" \
+        "$router" $((router - plain)) $(( (router - plain) * 100 / plain )) \
+        "$hook" $((hook - router))
 done

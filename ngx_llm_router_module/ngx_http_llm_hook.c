@@ -75,6 +75,7 @@ static int ngx_http_llm_ctx_var(lua_State *L);
 static void ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static void ngx_http_llm_state_cleanup(void *data);
+static int ngx_http_llm_ctx_index(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
@@ -88,6 +89,8 @@ static size_t                ngx_http_llm_lua_memory;
 static ngx_http_llm_call_t  *ngx_http_llm_call;
 
 static const char  ngx_http_llm_hooks_key = 'h';
+static const char  ngx_http_llm_ctx_mt_key = 'c';
+static const char  ngx_http_llm_thread_key = 't';
 
 
 static const char  *ngx_http_llm_abort_reasons[] = {
@@ -336,8 +339,17 @@ ngx_http_llm_lua_new(void)
     ngx_http_llm_lua_sandbox(L);
     ngx_http_llm_lua_json_init(L);
 
+    /* most of what a call makes is garbage at its end */
+
+    (void) lua_gc(L, LUA_GCGEN, 0, 0);
+
     lua_createtable(L, 0, 0);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, ngx_http_llm_ctx_index);
+    lua_setfield(L, -2, "__index");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_ctx_mt_key);
 
     return L;
 }
@@ -991,9 +1003,6 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx)
 {
     const char               *engine;
-    ngx_uint_t                i;
-    ngx_list_part_t          *part;
-    ngx_table_elt_t          *h;
     ngx_pool_cleanup_t       *cln;
     ngx_http_llm_srv_conf_t  *lscf;
 
@@ -1015,6 +1024,54 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
 
     lua_pushboolean(L, ctx->stream == 1);
     lua_setfield(L, -2, "stream");
+
+    /* ctx.headers is made when a hook first reads it */
+
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_ctx_mt_key);
+    lua_setmetatable(L, -2);
+
+    lua_pushcfunction(L, ngx_http_llm_ctx_var);
+    lua_setfield(L, -2, "var");
+
+    /* ctx.state: one table for all the calls of this request */
+
+    if (ctx->lua_state_ref == 0) {
+        lua_createtable(L, 0, 4);
+        ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln) {
+            cln->handler = ngx_http_llm_state_cleanup;
+            cln->data = ctx;
+        }
+    }
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
+    lua_setfield(L, -2, "state");
+}
+
+
+/* ctx's __index: "headers", the request's headers, made on first use */
+
+static int
+ngx_http_llm_ctx_index(lua_State *L)
+{
+    size_t               len;
+    ngx_uint_t           i;
+    const char          *key;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    key = lua_tolstring(L, 2, &len);
+
+    if (key == NULL || len != 7 || ngx_strncmp(key, "headers", 7) != 0
+        || ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL)
+    {
+        return 0;
+    }
+
+    r = ngx_http_llm_call->request;
 
     lua_createtable(L, 0, 16);
 
@@ -1041,26 +1098,10 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
         lua_rawset(L, -3);
     }
 
-    lua_setfield(L, -2, "headers");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "headers");
 
-    lua_pushcfunction(L, ngx_http_llm_ctx_var);
-    lua_setfield(L, -2, "var");
-
-    /* ctx.state: one table for all the calls of this request */
-
-    if (ctx->lua_state_ref == 0) {
-        lua_createtable(L, 0, 4);
-        ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln) {
-            cln->handler = ngx_http_llm_state_cleanup;
-            cln->data = ctx;
-        }
-    }
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
-    lua_setfield(L, -2, "state");
+    return 1;
 }
 
 
@@ -1109,7 +1150,20 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
-    co = lua_newthread(L);
+    /* the coroutine of the last call that ended, or a new one */
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key)
+        == LUA_TTHREAD)
+    {
+        co = lua_tothread(L, -1);
+        lua_settop(co, 0);
+
+    } else {
+        lua_pop(L, 1);
+        co = lua_newthread(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key);
+    }
 
     /* the function */
 
@@ -1133,16 +1187,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     doc_idx = lua_gettop(co);
-
-    /* its canonical text, to tell later whether the hook changed it */
-
-    if (ngx_http_llm_lua_json_encode(co, doc_idx, &before, &before_len,
-                                     &error)
-        != 0)
-    {
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
+    before = NULL;
 
     /*
      * the coroutine's stack must hold just the function and its arguments
@@ -1280,6 +1325,26 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         goto done;
     }
 
+    /*
+     * Unchanged?  The text is the original one (a compact body), or the
+     * original decoded and encoded again gives the same text.
+     */
+
+    if (after_len == doc->len && ngx_memcmp(after, doc->data, after_len) == 0)
+    {
+        free(after);
+        goto done;
+    }
+
+    if (ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0
+        || ngx_http_llm_lua_json_encode(co, -1, &before, &before_len, &error)
+           != 0)
+    {
+        free(after);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
     if (after_len != before_len
         || ngx_memcmp(after, before, after_len) != 0)
     {
@@ -1303,7 +1368,16 @@ done:
 
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 
-    lua_resetthread(co);
+    /* an aborted coroutine is left to the collector, not reused */
+
+    if (status == LUA_YIELD || lua_resetthread(co) != LUA_OK) {
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key);
+
+    } else {
+        lua_settop(co, 0);
+    }
+
     lua_pop(L, 1);                      /* the thread */
 
     return rc;

@@ -84,6 +84,7 @@
     X(int, lua_setmetatable, (lua_State *L, int objindex))                    \
     X(int, lua_getmetatable, (lua_State *L, int objindex))                    \
     X(lua_State *, lua_newthread, (lua_State *L))                             \
+    X(lua_State *, lua_tothread, (lua_State *L, int idx))                             \
     X(int, lua_resume, (lua_State *L, lua_State *from, int narg, int *nres))  \
     X(int, lua_yieldk, (lua_State *L, int nresults, lua_KContext ctx,         \
                         lua_KFunction k))                                     \
@@ -175,6 +176,7 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define lua_setmetatable     ngx_http_llm_lua_api.p_lua_setmetatable
 #define lua_getmetatable     ngx_http_llm_lua_api.p_lua_getmetatable
 #define lua_newthread        ngx_http_llm_lua_api.p_lua_newthread
+#define lua_tothread         ngx_http_llm_lua_api.p_lua_tothread
 #define lua_resume           ngx_http_llm_lua_api.p_lua_resume
 #define lua_yieldk           ngx_http_llm_lua_api.p_lua_yieldk
 #define lua_isyieldable      ngx_http_llm_lua_api.p_lua_isyieldable

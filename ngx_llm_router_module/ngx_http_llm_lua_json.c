@@ -6,8 +6,8 @@
  * alone must come back the same:
  *   - objects and arrays are marked with metatables, so that an empty
  *     array stays an array and an empty object an object;
- *   - the order of an object's keys is remembered (a weak table maps each
- *     object to its key list) and kept on output, new keys after the old;
+ *   - the order of an object's keys is remembered (in its metatable) and
+ *     kept on output, new keys after the old, sorted;
  *   - null is llm.null (a light userdata);
  *   - integers are Lua integers (64 bits, exact); an integer literal beyond
  *     them comes as an llm.number userdata that keeps its digits and is
@@ -18,6 +18,7 @@
 
 
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -87,10 +88,9 @@ static int ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s,
 
 static const char  ngx_http_llm_json_array_key = 'a';
 static const char  ngx_http_llm_json_object_key = 'o';
-static const char  ngx_http_llm_json_order_key = 'k';
 
 
-/* the marker metatables and the key-order table, made once per state */
+/* the array metatable and the object marker, made once per state */
 
 void
 ngx_http_llm_lua_json_init(lua_State *L)
@@ -100,17 +100,10 @@ ngx_http_llm_lua_json_init(lua_State *L)
     lua_setfield(L, -2, "__name");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
 
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "object");
-    lua_setfield(L, -2, "__name");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+    /* the name "object" marks the metatables of objects */
 
-    lua_createtable(L, 0, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
+    lua_pushliteral(L, "object");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
 
     luaL_newmetatable(L, NGX_HTTP_LLM_LUA_NUMBER);
     lua_pushcfunction(L, ngx_http_llm_lua_number_tostring);
@@ -136,15 +129,25 @@ ngx_http_llm_lua_number_tostring(lua_State *L)
 }
 
 
-/* sets the marker metatable "array" or "object" on the table at idx */
+/*
+ * Marks the table at idx as an array (a shared metatable) or an object:
+ * an object's own metatable, named "object", lists its keys in order.
+ */
 
 void
 ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array)
 {
     idx = lua_absindex(L, idx);
 
-    lua_rawgetp(L, LUA_REGISTRYINDEX, array ? &ngx_http_llm_json_array_key
-                                            : &ngx_http_llm_json_object_key);
+    if (array) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
+
+    } else {
+        lua_createtable(L, 4, 1);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+        lua_setfield(L, -2, "__name");
+    }
+
     lua_setmetatable(L, idx);
 }
 
@@ -315,15 +318,9 @@ ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
         table = lua_gettop(L);
         ngx_http_llm_lua_json_mark(L, table, 0);
 
-        /* the key list, kept in the weak order table */
+        /* the key list: the object's metatable */
 
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
-        lua_pushvalue(L, table);
-        lua_createtable(L, 0, 0);
-        lua_rawset(L, -3);
-        lua_pushvalue(L, table);
-        lua_rawget(L, -2);
-        lua_remove(L, -2);              /* table, keys */
+        lua_getmetatable(L, table);     /* table, keys */
 
         ngx_http_llm_jdec_space(d);
 
@@ -433,33 +430,43 @@ static int
 ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
 {
     char                 *o;
+    size_t                n;
     unsigned              cp, lo;
-    const unsigned char  *p, *s;
+    const unsigned char  *p, *s, *q, *bs, *end;
 
     s = ++d->p;
 
-    /* the unescaped text is never longer than the escaped one */
+    /* the closing quote: one not escaped by an odd run of backslashes */
 
-    for (p = s; p < d->end && *p != '"'; p++) {
-        if (*p == '\\') {
-            p++;
+    for (q = s; /* void */; q++) {
+        q = memchr(q, '"', d->end - q);
+
+        if (q == NULL) {
+            d->error = "unterminated string";
+            return -1;
+        }
+
+        for (p = q; p > s && p[-1] == '\\'; p--) { /* void */ }
+
+        if ((q - p) % 2 == 0) {
+            break;
         }
     }
 
-    if (p >= d->end) {
-        d->error = "unterminated string";
-        return -1;
-    }
+    end = q;
+    bs = memchr(s, '\\', end - s);
 
-    if (memchr(s, '\\', p - s) == NULL) {
-        lua_pushlstring(L, (const char *) s, p - s);
-        d->p = p + 1;
+    if (bs == NULL) {
+        lua_pushlstring(L, (const char *) s, end - s);
+        d->p = end + 1;
         return 0;
     }
 
-    if (d->scratch_size < (size_t) (p - s)) {
+    /* the unescaped text is never longer than the escaped one */
+
+    if (d->scratch_size < (size_t) (end - s)) {
         free(d->scratch);
-        d->scratch_size = (p - s) * 2;
+        d->scratch_size = (end - s) * 2;
         d->scratch = malloc(d->scratch_size);
 
         if (d->scratch == NULL) {
@@ -470,19 +477,13 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
     }
 
     o = d->scratch;
+    p = s;
 
-    for (p = s; *p != '"'; p++) {
-        if (*p < 0x20) {
-            d->error = "control character in a string";
-            return -1;
-        }
-
-        if (*p != '\\') {
-            *o++ = (char) *p;
-            continue;
-        }
-
-        p++;
+    while (bs) {
+        n = bs - p;
+        memcpy(o, p, n);
+        o += n;
+        p = bs + 1;
 
         switch (*p) {
         case '"': *o++ = '"'; break;
@@ -495,7 +496,7 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
         case 't': *o++ = '\t'; break;
 
         case 'u':
-            if (d->end - p < 5) {
+            if (end - p < 5) {
                 d->error = "bad \\u escape";
                 return -1;
             }
@@ -503,7 +504,7 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
             cp = ngx_http_llm_jdec_hex(p + 1);
             p += 4;
 
-            if (cp >= 0xd800 && cp <= 0xdbff && d->end - p > 6
+            if (cp >= 0xd800 && cp <= 0xdbff && end - p > 6
                 && p[1] == '\\' && p[2] == 'u')
             {
                 lo = ngx_http_llm_jdec_hex(p + 3);
@@ -546,10 +547,17 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
             d->error = "bad escape";
             return -1;
         }
+
+        p++;
+        bs = (p < end) ? memchr(p, '\\', end - p) : NULL;
     }
 
+    n = end - p;
+    memcpy(o, p, n);
+    o += n;
+
     lua_pushlstring(L, d->scratch, o - d->scratch);
-    d->p = p + 1;
+    d->p = end + 1;
 
     return 0;
 }
@@ -732,12 +740,25 @@ ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s, size_t len)
 }
 
 
+/* bytes a JSON string must escape: control characters, '"' and '\\' */
+
+static const unsigned char  ngx_http_llm_jenc_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
+
 static int
 ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s, size_t len)
 {
-    size_t               i, from;
-    char                 esc[8];
-    const unsigned char *u;
+    size_t                i, from;
+    char                  esc[8];
+    uint64_t              w, q, b;
+    const unsigned char  *u;
 
     u = (const unsigned char *) s;
 
@@ -747,9 +768,33 @@ ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s, size_t len)
 
     from = 0;
 
-    for (i = 0; i < len; i++) {
-        if (u[i] >= 0x20 && u[i] != '"' && u[i] != '\\') {
-            continue;
+    for (i = 0; /* void */; i++) {
+
+        /* 8 bytes at a time while none is below 0x20, '"' or '\\' */
+
+        while (i + 8 <= len) {
+            memcpy(&w, u + i, 8);
+
+            q = w ^ 0x2222222222222222ULL;
+            b = w ^ 0x5c5c5c5c5c5c5c5cULL;
+
+            if ((((w - 0x2020202020202020ULL) & ~w)
+                 | ((q - 0x0101010101010101ULL) & ~q)
+                 | ((b - 0x0101010101010101ULL) & ~b))
+                & 0x8080808080808080ULL)
+            {
+                break;
+            }
+
+            i += 8;
+        }
+
+        while (i < len && !ngx_http_llm_jenc_escape[u[i]]) {
+            i++;
+        }
+
+        if (i == len) {
+            break;
         }
 
         if (ngx_http_llm_jenc_add(e, s + from, i - from) != 0) {
@@ -871,7 +916,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 {
     int                   array, first, keys, seen, top, others;
     size_t                len;
-    lua_Integer           i, n, count;
+    lua_Integer           i, n, count, written;
     const char           *s;
     ngx_http_llm_jkey_t  *sorted;
 
@@ -891,19 +936,29 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     /* marked by the decoder, or a plain sequence 1..n */
 
     array = -1;
+    keys = 0;
 
     if (lua_getmetatable(L, idx)) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
 
-        if (lua_rawequal(L, -3, -2)) {
+        if (lua_rawequal(L, -2, -1)) {
             array = 1;
+            lua_settop(L, top);
 
-        } else if (lua_rawequal(L, -3, -1)) {
-            array = 0;
+        } else {
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "__name");
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+
+            if (lua_rawequal(L, -2, -1)) {
+                array = 0;
+                lua_pop(L, 2);
+                keys = lua_gettop(L);       /* the key list */
+
+            } else {
+                lua_settop(L, top);
+            }
         }
-
-        lua_settop(L, top);
     }
 
     if (array == -1) {
@@ -950,16 +1005,9 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 
     /* the remembered keys first, in their order */
 
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_order_key);
-    lua_pushvalue(L, idx);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    keys = lua_gettop(L);                    /* the key list, or nil */
+    written = 0;
 
-    lua_createtable(L, 0, 0);
-    seen = lua_gettop(L);
-
-    if (lua_type(L, keys) == LUA_TTABLE) {
+    if (keys) {
         n = (lua_Integer) lua_rawlen(L, keys);
 
         for (i = 1; i <= n; i++) {
@@ -972,9 +1020,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
                 continue;
             }
 
-            lua_pushvalue(L, -2);
-            lua_pushboolean(L, 1);
-            lua_rawset(L, seen);
+            written++;
 
             s = lua_tolstring(L, -2, &len);
 
@@ -993,6 +1039,34 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     }
 
     /* then the others, sorted, so that the output does not vary */
+
+    count = 0;
+    lua_pushnil(L);
+
+    while (lua_next(L, idx)) {
+        count++;
+        lua_pop(L, 1);
+    }
+
+    if (count == written) {
+        lua_settop(L, top);
+        return ngx_http_llm_jenc_add(e, "}", 1);
+    }
+
+    /* the keys written, to skip them */
+
+    lua_createtable(L, 0, (int) written);
+    seen = lua_gettop(L);
+
+    if (keys) {
+        n = (lua_Integer) lua_rawlen(L, keys);
+
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, keys, i);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, seen);
+        }
+    }
 
     lua_createtable(L, 8, 0);
     others = lua_gettop(L);

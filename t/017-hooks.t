@@ -348,3 +348,13 @@ POST /v1/chat/completions
 qr/^data: [^\n]*"role"[^\n]*\n\ndata: [^\n]*"TOK0 "[^\n]*\n\ndata: \{"error":\{"message":"a hook failed to process the request","type":"server_error","param":null,"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
 --- error_log eval
 qr/chunk\(\) failed: \S+answer\.lua:\d+: chunk boom/
+
+
+
+=== TEST 27: llm.json_encode and json_decode against a reference, every special byte at every offset; bad JSON refused
+--- model_hook: jsonfuzz.lua
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body chomp
+{"model":"engine-m","fuzz":"ok 3300"}
