@@ -36,6 +36,10 @@ MAX_ERRORS=${BENCH_MAX_ERRORS:-5}      # tolerated non-2xx + socket errors
 PIN=${BENCH_PIN:-auto}                 # auto | on | off: CPU pinning
 STRICT=${BENCH_STRICT:-0}              # 1: exit 3 when a target is missed
 OUT=${BENCH_OUT:-$BENCH/results.md}
+# BENCH_HOOK=1: the router location runs a trivial Lua request hook
+# (bench/trivial_hook.lua)
+ROUTER_HOOK=
+[ "${BENCH_HOOK:-0}" = 1 ] && ROUTER_HOOK="llm_hook $BENCH/trivial_hook.lua;"
 KEEP=${BENCH_KEEP:-0}                  # 1: keep the temporary directory
 
 MODEL=bench-model
@@ -169,6 +173,7 @@ render() {   # template, prefix
         -e "s|@CLIENT_MAX_BODY_SIZE@|$MAX_BODY|g" \
         -e "s|@CLIENT_BODY_BUFFER_SIZE@|$BODY_BUFFER|g" \
         -e "s|@SENDFILE@|$SENDFILE|g" \
+        -e "s|@ROUTER_HOOK@|$ROUTER_HOOK|g" \
         "$1" > "$2/conf/nginx.conf"
     ! grep -n '@[A-Z_]*@' "$2/conf/nginx.conf" ||
         die "unfilled placeholder in $2/conf/nginx.conf"

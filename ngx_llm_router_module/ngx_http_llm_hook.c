@@ -905,7 +905,7 @@ ngx_http_llm_lib_json_encode(lua_State *L)
 
     luaL_checkany(L, 1);
 
-    if (ngx_http_llm_lua_json_encode(L, 1, &text, &len, &error) != 0) {
+    if (ngx_http_llm_lua_json_encode(L, 1, 0, &text, &len, &error) != 0) {
         return luaL_error(L, "llm.json_encode: %s", error);
     }
 
@@ -1318,7 +1318,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         doc_idx = lua_gettop(co);
     }
 
-    if (ngx_http_llm_lua_json_encode(co, doc_idx, &after, &after_len, &error)
+    if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,
+                                     &after_len, &error)
         != 0)
     {
         rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
@@ -1337,7 +1338,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     if (ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0
-        || ngx_http_llm_lua_json_encode(co, -1, &before, &before_len, &error)
+        || ngx_http_llm_lua_json_encode(co, -1, doc->len + 256, &before,
+                                        &before_len, &error)
            != 0)
     {
         free(after);

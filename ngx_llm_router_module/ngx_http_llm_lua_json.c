@@ -276,7 +276,7 @@ ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
 
     case '[':
         d->p++;
-        lua_createtable(L, 0, 0);
+        lua_createtable(L, 4, 0);
         table = lua_gettop(L);
         ngx_http_llm_lua_json_mark(L, table, 1);
 
@@ -314,7 +314,7 @@ ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
 
     case '{':
         d->p++;
-        lua_createtable(L, 0, 0);
+        lua_createtable(L, 0, 4);
         table = lua_gettop(L);
         ngx_http_llm_lua_json_mark(L, table, 0);
 
@@ -687,8 +687,8 @@ big:
  */
 
 int
-ngx_http_llm_lua_json_encode(lua_State *L, int idx, char **out, size_t *len,
-    const char **error)
+ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint, char **out,
+    size_t *len, const char **error)
 {
     ngx_http_llm_jenc_t  e;
 
@@ -696,6 +696,15 @@ ngx_http_llm_lua_json_encode(lua_State *L, int idx, char **out, size_t *len,
     e.len = 0;
     e.size = 0;
     e.error = NULL;
+
+    /* the size the text will likely have: one allocation, no copies */
+
+    if (hint) {
+        e.data = malloc(hint);
+        if (e.data) {
+            e.size = hint;
+        }
+    }
 
     if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), 0) != 0) {
         free(e.data);

@@ -22,8 +22,8 @@ void ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array);
 int ngx_http_llm_lua_number_tostring(lua_State *L);
 int ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
     size_t len, const char **error);
-int ngx_http_llm_lua_json_encode(lua_State *L, int idx, char **out,
-    size_t *len, const char **error);
+int ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint,
+    char **out, size_t *len, const char **error);
 
 
 #endif /* _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_ */
