@@ -353,6 +353,7 @@ qr/chunk\(\) failed: \S+answer\.lua:\d+: chunk boom/
 
 === TEST 27: llm.json_encode and json_decode against a reference, every special byte at every offset; bad JSON refused
 --- model_hook: jsonfuzz.lua
+--- location_extra: llm_hook_limits time=20s;
 --- request
 POST /v1/chat/completions
 {"model":"m"}
