@@ -359,3 +359,36 @@ POST /v1/chat/completions
 {"model":"m"}
 --- response_body chomp
 {"model":"engine-m","fuzz":"ok 3300"}
+
+
+
+=== TEST 28: each hook file has its own environment: globals and library changes stay in it
+--- model_hook: env_a.lua
+--- location_hook: env_b.lua
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body chomp
+{"model":"engine-m","a_sees":"from a","b_sees":"nil","b_stream":false,"b_upper":"X"}
+
+
+
+=== TEST 29: a request hook on a streamed request: the engine gets the change, the client the stream
+--- model_hook: sysprompt.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":true,"max_tokens":2,"messages":[{"role":"user","content":"hi"}]}
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"m"[^\n]*\n\n){4}data: \[DONE\]\n\n$/
+
+
+
+=== TEST 30: the same with the mock's echo: the body sent has the system message and stream true
+--- model_hook: sysprompt.lua
+--- location_hook: env_b.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":true,"messages":[]}
+--- response_body chomp
+{"model":"engine-m","stream":true,"messages":[{"content":"Be brief.","role":"system"}],"b_sees":"nil","b_stream":true,"b_upper":"X"}
