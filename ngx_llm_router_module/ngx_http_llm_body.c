@@ -63,6 +63,14 @@ static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
     u_char *start, u_char *end);
 static ngx_int_t ngx_http_llm_request_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route);
+static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given);
+static size_t ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count);
+static size_t ngx_http_llm_text_bytes_parts(cJSON *parts);
 static ngx_int_t ngx_http_llm_flat_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
@@ -272,6 +280,13 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                                    "model_not_found", "model",
                                    "the model \"%V\" does not exist",
                                    &ctx->model);
+    }
+
+    if (route->model->variants) {
+        status = ngx_http_llm_choose_variant(r, ctx, &body, scan, &route);
+        if (status != NGX_OK) {
+            return status;
+        }
     }
 
     healthy = ngx_http_llm_healthy_route(lmcf, route);
@@ -1232,6 +1247,252 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Variants of a model: the smallest max_context that holds the estimated
+ * prompt plus the completion asked for, among those with a usable peer.
+ */
+
+static ngx_int_t
+ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_route_t **route)
+{
+    ngx_int_t                  given;
+    ngx_uint_t                 i, prompt, completion, need, largest, down;
+    ngx_msec_t                 retry;
+    ngx_http_llm_route_t     **v;
+    ngx_http_llm_model_t      *model;
+    ngx_http_llm_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    if (ngx_http_llm_estimate(r, body, scan, (*route)->model, &prompt,
+                              &given)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    v = (*route)->model->variants->elts;
+    largest = 0;
+    down = NGX_CONF_UNSET_UINT;
+    need = 0;
+    completion = 0;
+
+    for (i = 0; i < (*route)->model->variants->nelts; i++) {
+        model = v[i]->model;
+
+        /* the completion asked for, else this variant's default */
+
+        completion = (given >= 0) ? (ngx_uint_t) given
+                     : (model->default_max_tokens != NGX_CONF_UNSET_UINT)
+                       ? model->default_max_tokens : 0;
+        need = prompt + completion;
+        ctx->estimated_tokens = need;
+
+        largest = ngx_max(largest, model->max_context);
+
+        if (model->max_context < need) {
+            continue;
+        }
+
+        if (ngx_http_llm_upstream_usable(lmcf, model->upstream, &retry)
+            || model->fallback_route)
+        {
+            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "llm router: \"%V\" needs about %ui tokens, "
+                           "variant of %ui in upstream \"%V\"",
+                           &ctx->model, need, model->max_context,
+                           &model->upstream->host);
+            *route = v[i];
+            return NGX_OK;
+        }
+
+        if (down == NGX_CONF_UNSET_UINT) {
+            down = i;
+        }
+    }
+
+    if (down != NGX_CONF_UNSET_UINT) {
+        /* only down variants hold it: the usual 503 with Retry-After */
+        *route = v[down];
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                               "context_length_exceeded", "messages",
+                               "the request needs about %ui tokens (a prompt "
+                               "of about %ui and %ui to complete), more than "
+                               "the largest context of model \"%V\", %ui "
+                               "tokens", need, prompt, completion, &ctx->model,
+                               largest);
+}
+
+
+/*
+ * Tokens, estimated: the bytes of the message texts (and of the tool
+ * definitions), of "prompt" or of "input", divided by bytes_per_token
+ * of the first block (default 4), plus 4 per message and 3; *given is
+ * max_completion_tokens or max_tokens, -1 when the request has neither.
+ */
+
+static ngx_int_t
+ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_model_t *model,
+    ngx_uint_t *prompt, ngx_int_t *given)
+{
+    cJSON                        *json;
+    double                        number;
+    size_t                        bytes;
+    ngx_int_t                     i;
+    ngx_str_t                     raw, *key;
+    ngx_uint_t                    count, messages, per;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  texts[] = {
+        ngx_string("messages"), ngx_string("prompt"), ngx_string("input"),
+        ngx_null_string
+    };
+    static ngx_str_t  limits[] = {
+        ngx_string("max_completion_tokens"), ngx_string("max_tokens"),
+        ngx_null_string
+    };
+    static ngx_str_t  tools = ngx_string("tools");
+
+    bytes = 0;
+    messages = 0;
+
+    for (key = texts; key->len; key++) {
+        i = ngx_http_llm_find_member(body, scan, key, &count);
+
+        if (i < 0) {
+            continue;
+        }
+
+        m = &scan->members[i];
+
+        if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
+
+        if (json) {
+            bytes += ngx_http_llm_text_bytes(json, key == texts ? &messages
+                                                                : NULL);
+            cJSON_Delete(json);
+
+        } else {
+            bytes += raw.len;
+        }
+    }
+
+    i = ngx_http_llm_find_member(body, scan, &tools, &count);
+
+    if (i >= 0) {
+        bytes += scan->members[i].value_end - scan->members[i].value;
+    }
+
+    per = (model->bytes_per_token && model->bytes_per_token
+                                     != NGX_CONF_UNSET_UINT)
+          ? model->bytes_per_token : 4;
+
+    *prompt = (bytes + per - 1) / per + 4 * messages + 3;
+
+    *given = -1;
+
+    for (key = limits; key->len; key++) {
+        i = ngx_http_llm_find_member(body, scan, key, &count);
+
+        if (i < 0 || scan->members[i].type != NGX_HTTP_LLM_JSON_NUMBER) {
+            continue;
+        }
+
+        m = &scan->members[i];
+
+        if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+                == NGX_OK
+            && ngx_http_llm_json_number(raw.data, raw.len, &number) == NGX_OK
+            && number >= 0 && number < 1e9)
+        {
+            *given = (ngx_int_t) number;
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The bytes of the texts in a value: a string; strings of an array;
+ * chat messages' "content" (a string, or parts with "text").
+ */
+
+static size_t
+ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count)
+{
+    size_t  bytes;
+    cJSON  *e, *content;
+
+    if (cJSON_IsString(item)) {
+        return ngx_strlen(item->valuestring);
+    }
+
+    if (!cJSON_IsArray(item)) {
+        return 0;
+    }
+
+    bytes = 0;
+
+    cJSON_ArrayForEach(e, item) {
+        if (cJSON_IsString(e)) {
+            bytes += ngx_strlen(e->valuestring);
+            continue;
+        }
+
+        if (count == NULL || !cJSON_IsObject(e)) {
+            continue;
+        }
+
+        (*count)++;
+
+        content = cJSON_GetObjectItemCaseSensitive(e, "content");
+
+        if (cJSON_IsString(content)) {
+            bytes += ngx_strlen(content->valuestring);
+
+        } else if (cJSON_IsArray(content)) {
+            bytes += ngx_http_llm_text_bytes_parts(content);
+        }
+    }
+
+    return bytes;
+}
+
+
+static size_t
+ngx_http_llm_text_bytes_parts(cJSON *parts)
+{
+    size_t  bytes;
+    cJSON  *p, *text;
+
+    bytes = 0;
+
+    cJSON_ArrayForEach(p, parts) {
+        text = cJSON_GetObjectItemCaseSensitive(p, "text");
+
+        if (cJSON_IsString(text)) {
+            bytes += ngx_strlen(text->valuestring);
+        }
+    }
+
+    return bytes;
 }
 
 

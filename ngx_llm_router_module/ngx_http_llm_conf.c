@@ -19,6 +19,10 @@ static char *ngx_http_llm_model_rule(ngx_conf_t *cf,
     ngx_http_llm_model_t *model, ngx_uint_t op);
 static ngx_int_t ngx_http_llm_resolve_upstream(ngx_conf_t *cf,
     ngx_http_llm_model_t *model);
+static char *ngx_http_llm_model_number(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_uint_t *field);
+static ngx_int_t ngx_http_llm_add_variant(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_uint_t i, ngx_http_llm_route_t *route);
 static ngx_http_llm_route_t *ngx_http_llm_make_route(ngx_conf_t *cf,
     ngx_http_llm_model_t *model, ngx_str_t *send);
 static ngx_http_llm_model_t *ngx_http_llm_match_model(
@@ -42,7 +46,7 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                  *rv;
     ngx_str_t             *value;
-    ngx_uint_t             i;
+    ngx_uint_t             i, n, first;
     ngx_conf_t             save;
     ngx_http_llm_model_t  *model, *models;
 
@@ -52,20 +56,22 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has an empty model name";
     }
 
+    /* a block of the same name again is a variant, checked below */
+
     models = lmcf->models.elts;
+    first = NGX_CONF_UNSET_UINT;
 
     for (i = 0; i < lmcf->models.nelts; i++) {
         if (models[i].name.len == value[1].len
             && ngx_strncmp(models[i].name.data, value[1].data,
                            value[1].len) == 0)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate llm_model \"%V\", first declared "
-                               "in %V:%ui", &value[1], &models[i].file,
-                               models[i].line);
-            return NGX_CONF_ERROR;
+            first = i;
+            break;
         }
     }
+
+    n = lmcf->models.nelts;
 
     model = ngx_array_push(&lmcf->models);
     if (model == NULL) {
@@ -76,6 +82,8 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     model->name = value[1];
     model->stream_usage = NGX_CONF_UNSET;
+    model->bytes_per_token = NGX_CONF_UNSET_UINT;
+    model->default_max_tokens = NGX_CONF_UNSET_UINT;
     model->glob = ngx_strlchr(value[1].data, value[1].data + value[1].len,
                               '*') != NULL
                   || ngx_strlchr(value[1].data, value[1].data + value[1].len,
@@ -107,6 +115,27 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "no \"upstream\" in llm_model \"%V\"",
                            &model->name);
         return NGX_CONF_ERROR;
+    }
+
+    if (first != NGX_CONF_UNSET_UINT) {
+        models = lmcf->models.elts;     /* it may have moved */
+        model = &models[n];
+
+        /* cf->args is the last directive's now: the name is model's */
+
+        if (model->glob || models[first].max_context == 0
+            || model->max_context == 0
+            || (model->name.len == 7
+                && ngx_strncmp(model->name.data, "default", 7) == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate llm_model \"%V\", first declared "
+                               "in %V:%ui (blocks of one exact name are "
+                               "variants: each needs \"max_context\")",
+                               &model->name, &models[first].file,
+                               models[first].line);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -205,6 +234,25 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
         return NGX_CONF_OK;
     }
 
+    if (value[0].len == 11
+        && ngx_strncmp(value[0].data, "max_context", 11) == 0)
+    {
+        return ngx_http_llm_model_number(cf, model, &model->max_context);
+    }
+
+    if (value[0].len == 15
+        && ngx_strncmp(value[0].data, "bytes_per_token", 15) == 0)
+    {
+        return ngx_http_llm_model_number(cf, model, &model->bytes_per_token);
+    }
+
+    if (value[0].len == 18
+        && ngx_strncmp(value[0].data, "default_max_tokens", 18) == 0)
+    {
+        return ngx_http_llm_model_number(cf, model,
+                                         &model->default_max_tokens);
+    }
+
     if (value[0].len == 4 && ngx_strncmp(value[0].data, "hook", 4) == 0) {
         if (cf->args->nelts != 2) {
             goto invalid_args;
@@ -248,6 +296,46 @@ invalid_args:
                        "invalid number of arguments in \"%V\" directive "
                        "of llm_model \"%V\"", &value[0], &model->name);
     return NGX_CONF_ERROR;
+}
+
+
+/* max_context N; bytes_per_token N; default_max_tokens N */
+
+static char *
+ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_uint_t *field)
+{
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number of arguments in \"%V\" "
+                           "directive of llm_model \"%V\"", &value[0],
+                           &model->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (*field != 0 && *field != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive is duplicate", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n == NGX_ERROR || (n == 0 && value[0].data[0] != 'd')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" of llm_model "
+                           "\"%V\"", &value[1], &value[0], &model->name);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -411,6 +499,7 @@ ngx_http_llm_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 ngx_int_t
 ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
+    ngx_int_t                rc;
     ngx_uint_t               i;
     ngx_hash_init_t          hinit;
     ngx_http_llm_route_t    *route;
@@ -445,6 +534,20 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         route = ngx_http_llm_make_route(cf, &models[i], &models[i].target);
         if (route == NULL) {
             goto failed;
+        }
+
+        models[i].route = route;
+
+        if (models[i].max_context) {
+            rc = ngx_http_llm_add_variant(cf, lmcf, i, route);
+
+            if (rc == NGX_ERROR) {
+                goto failed;
+            }
+
+            if (rc == NGX_DONE) {
+                continue;       /* a later variant: found through the first */
+            }
         }
 
         if (models[i].name.len == ngx_http_llm_default_name.len
@@ -526,6 +629,60 @@ ngx_http_llm_resolve_upstream(ngx_conf_t *cf, ngx_http_llm_model_t *model)
                   &model->upstream_name, &model->file, model->line);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * Variants: every block of a name with max_context joins the list of the
+ * first one, kept sorted by max_context (equal ones in declaration order).
+ * NGX_DONE: a later variant, which the name does not lead to directly.
+ */
+
+static ngx_int_t
+ngx_http_llm_add_variant(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_uint_t i, ngx_http_llm_route_t *route)
+{
+    ngx_uint_t              k, j;
+    ngx_http_llm_model_t   *models, *first;
+    ngx_http_llm_route_t  **v;
+
+    models = lmcf->models.elts;
+    first = &models[i];
+
+    for (k = 0; k < i; k++) {
+        if (models[k].name.len == models[i].name.len
+            && ngx_strncmp(models[k].name.data, models[i].name.data,
+                           models[i].name.len) == 0)
+        {
+            first = &models[k];
+            break;
+        }
+    }
+
+    if (first->variants == NULL) {
+        first->variants = ngx_array_create(cf->pool, 2,
+                                           sizeof(ngx_http_llm_route_t *));
+        if (first->variants == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    v = ngx_array_push(first->variants);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = first->variants->elts;
+    j = first->variants->nelts - 1;
+
+    while (j > 0 && v[j - 1]->model->max_context > models[i].max_context) {
+        v[j] = v[j - 1];
+        j--;
+    }
+
+    v[j] = route;
+
+    return (first == &models[i]) ? NGX_OK : NGX_DONE;
 }
 
 

@@ -32,7 +32,7 @@ ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     char                  *text;
     cJSON                 *root, *data;
     time_t                 created;
-    ngx_uint_t             i;
+    ngx_uint_t             i, k;
     ngx_http_llm_alias_t  *aliases;
     ngx_http_llm_model_t  *models;
 
@@ -62,6 +62,21 @@ ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
             || (models[i].name.len == 7
                 && ngx_strncmp(models[i].name.data, "default", 7) == 0))
         {
+            continue;
+        }
+
+        /* variants after the first share its name */
+
+        for (k = 0; k < i; k++) {
+            if (models[k].name.len == models[i].name.len
+                && ngx_strncmp(models[k].name.data, models[i].name.data,
+                               models[i].name.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (k < i) {
             continue;
         }
 

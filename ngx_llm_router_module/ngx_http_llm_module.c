@@ -237,6 +237,7 @@ ngx_http_llm_get_ctx(ngx_http_request_t *r)
     ctx->completion_tokens = -1;
     ctx->total_tokens = -1;
     ctx->ttft = -1;
+    ctx->estimated_tokens = -1;
 
     cln->handler = ngx_http_llm_ctx_cleanup;
 

@@ -81,6 +81,11 @@ typedef struct {
     ngx_int_t                      stream_usage;   /* unset: location's */
     ngx_http_llm_model_stats_t    *stats;      /* in the zone, if any */
     ngx_http_llm_hook_t           *hook;
+    ngx_uint_t                     max_context;    /* 0: not set */
+    ngx_uint_t                     bytes_per_token;
+    ngx_uint_t                     default_max_tokens;
+    struct ngx_http_llm_route_s   *route;
+    ngx_array_t                   *variants;  /* first block: routes */
     ngx_str_t                      upstream_name;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_str_t                      target;     /* plain, empty if unset */
@@ -298,6 +303,7 @@ typedef struct {
     ngx_int_t                      total_tokens;
     ngx_msec_int_t                 ttft;               /* -1: unknown */
     ngx_int_t                      events;     /* SSE data events */
+    ngx_int_t                      estimated_tokens;   /* -1: none */
 
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */

@@ -66,6 +66,10 @@ static ngx_http_variable_t  ngx_http_llm_vars[] = {
     { ngx_string("llm_ttft"), NULL, ngx_http_llm_ttft_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("llm_estimated_tokens"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, estimated_tokens),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("llm_stream_events"), NULL, ngx_http_llm_int_variable,
       offsetof(ngx_http_llm_ctx_t, events), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
@@ -183,7 +187,10 @@ ngx_http_llm_int_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_llm_find_ctx(r->main);
 
-    if (ctx == NULL || !ctx->routed) {
+    if (ctx == NULL
+        || (!ctx->routed
+            && data != offsetof(ngx_http_llm_ctx_t, estimated_tokens)))
+    {
         v->not_found = 1;
         return NGX_OK;
     }
