@@ -53,6 +53,10 @@ static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llm_plan_stream_usage(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_array_t *edits, ngx_str_t *insert);
+static ngx_int_t ngx_http_llm_plan_profile(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_uint_t profile, u_char *dropped,
+    u_char *touched, ngx_array_t *edits, ngx_str_t *insert);
 static ngx_int_t ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan,
     u_char *dropped, ngx_array_t *edits, ngx_uint_t *kept);
 static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, off_t start,
@@ -765,11 +769,12 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
     ngx_http_llm_jscan_member_t *model, ngx_array_t *edits)
 {
-    u_char                       *p, *dropped, *found;
+    u_char                       *p, *dropped, *found, *touched;
     double                        number;
     size_t                        len;
     ngx_int_t                     k, status;
-    ngx_str_t                     insert, raw, usage;
+    ngx_str_t                     insert, raw, usage, profile_insert;
+    ngx_http_llm_srv_conf_t      *lscf;
     ngx_uint_t                    i, count, kept;
     ngx_http_llm_rule_t          *rule;
     ngx_http_llm_route_t         *route;
@@ -800,17 +805,25 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     len = 0;
     kept = scan->nmembers;
     found = NULL;
+    ngx_str_null(&profile_insert);
 
-    if (route->model->rules.nelts == 0) {
+    lscf = ngx_http_conf_upstream_srv_conf(route->model->upstream,
+                                           ngx_http_llm_router_module);
+
+    if (route->model->rules.nelts == 0 && lscf->profile == 0) {
         goto insert;
     }
 
-    dropped = ngx_pcalloc(r->pool, scan->nmembers + 1);
-    found = ngx_pcalloc(r->pool, route->model->rules.nelts);
+    /* dropped[k]: 1 dropped; touched[k]: a rule changed member k */
+
+    dropped = ngx_pcalloc(r->pool, 2 * (scan->nmembers + 1));
+    found = ngx_pcalloc(r->pool, route->model->rules.nelts + 1);
 
     if (dropped == NULL || found == NULL) {
         return NGX_ERROR;
     }
+
+    touched = dropped + scan->nmembers + 1;
 
     for (i = 0; i < route->model->rules.nelts; i++) {
 
@@ -837,12 +850,15 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                 break;
             }
 
-            if (m->type == NGX_HTTP_LLM_JSON_NULL
-                && ngx_http_llm_add_edit(edits, m->value, m->value_end,
-                                         &rule[i].value)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
+            if (m->type == NGX_HTTP_LLM_JSON_NULL) {
+                touched[k] = 1;
+
+                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
+                                          &rule[i].value)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
             }
 
             break;
@@ -865,12 +881,15 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                            "a number", &rule[i].field);
             }
 
-            if (number > rule[i].limit
-                && ngx_http_llm_add_edit(edits, m->value, m->value_end,
-                                         &rule[i].value)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
+            if (number > rule[i].limit) {
+                touched[k] = 1;
+
+                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
+                                          &rule[i].value)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
             }
 
             break;
@@ -884,6 +903,15 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
     }
 
+    if (lscf->profile) {
+        status = ngx_http_llm_plan_profile(r, ctx, body, scan, lscf->profile,
+                                           dropped, touched, edits,
+                                           &profile_insert);
+        if (status != NGX_OK) {
+            return status;
+        }
+    }
+
     if (ngx_http_llm_plan_drops(scan, dropped, edits, &kept) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -892,6 +920,10 @@ insert:
 
     if (usage.len) {
         len += usage.len + 1;
+    }
+
+    if (profile_insert.len) {
+        len += profile_insert.len + 1;
     }
 
     if (len == 0) {
@@ -927,6 +959,14 @@ insert:
         p = ngx_cpymem(p, usage.data, usage.len);
     }
 
+    if (profile_insert.len) {
+        if (kept || p != insert.data) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, profile_insert.data, profile_insert.len);
+    }
+
     insert.len = p - insert.data;
 
     return ngx_http_llm_add_edit(edits, scan->obj_end - 1, scan->obj_end - 1,
@@ -952,6 +992,7 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_str_t                     raw, value;
     ngx_uint_t                    count, on;
     ngx_http_llm_loc_conf_t      *llcf;
+    ngx_http_llm_srv_conf_t      *lscf;
     ngx_http_llm_jscan_member_t  *m;
 
     ngx_str_null(insert);
@@ -966,8 +1007,11 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
          ? (ngx_uint_t) llcf->stream_usage
          : (ngx_uint_t) ctx->route->model->stream_usage;
 
-    if (!on) {
-        return NGX_OK;
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
+
+    if (!on || (lscf->profile & NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS)) {
+        return NGX_OK;      /* an engine that refuses stream_options */
     }
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream_options,
@@ -1049,6 +1093,109 @@ done:
     cJSON_Delete(json);
 
     return rc;
+}
+
+
+/*
+ * The engine's dialect (llm_engine; a rule is left out with skip=):
+ *   max_tokens      max_completion_tokens is renamed max_tokens (dropped
+ *                   when both are there): llama.cpp, TGI, Ollama;
+ *   stream_options  removed: TGI;
+ *   n               above 1 becomes 1: TGI makes one choice;
+ *   cache_prompt    "cache_prompt":true unless the client set it: llama.cpp.
+ * Members a model's rules changed or dropped are left alone.
+ */
+
+static ngx_int_t
+ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_uint_t profile, u_char *dropped, u_char *touched, ngx_array_t *edits,
+    ngx_str_t *insert)
+{
+    double                        number;
+    ngx_int_t                     k, j;
+    ngx_str_t                     raw;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  mct = ngx_string("max_completion_tokens");
+    static ngx_str_t  mt = ngx_string("max_tokens");
+    static ngx_str_t  mt_key = ngx_string("\"max_tokens\"");
+    static ngx_str_t  so = ngx_string("stream_options");
+    static ngx_str_t  n = ngx_string("n");
+    static ngx_str_t  one = ngx_string("1");
+    static ngx_str_t  cp = ngx_string("cache_prompt");
+
+    if (profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS) {
+        k = ngx_http_llm_find_member(body, scan, &mct, &count);
+        j = ngx_http_llm_find_member(body, scan, &mt, &count);
+
+        if (k >= 0 && !dropped[k] && !touched[k]) {
+            if (j >= 0) {
+                dropped[k] = 1;
+
+            } else {
+                m = &scan->members[k];
+                touched[k] = 1;
+
+                if (ngx_http_llm_add_edit(edits, m->key - 1,
+                                          m->key + m->key_len + 1, &mt_key)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    if (profile & NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS) {
+        k = ngx_http_llm_find_member(body, scan, &so, &count);
+
+        if (k >= 0 && !touched[k]) {
+            dropped[k] = 1;
+        }
+    }
+
+    if (profile & NGX_HTTP_LLM_PROFILE_N) {
+        k = ngx_http_llm_find_member(body, scan, &n, &count);
+
+        if (k >= 0 && !dropped[k] && !touched[k]
+            && scan->members[k].type == NGX_HTTP_LLM_JSON_NUMBER)
+        {
+            m = &scan->members[k];
+
+            if (ngx_http_llm_body_range(r, body, m->value, m->value_end,
+                                        &raw)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_llm_json_number(raw.data, raw.len, &number)
+                    == NGX_OK
+                && number > 1)
+            {
+                touched[k] = 1;
+
+                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
+                                          &one)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    if (profile & NGX_HTTP_LLM_PROFILE_CACHE_PROMPT) {
+        k = ngx_http_llm_find_member(body, scan, &cp, &count);
+
+        if (k < 0) {
+            ngx_str_set(insert, "\"cache_prompt\":true");
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -23,6 +23,12 @@
 #define NGX_HTTP_LLM_ENGINE_OLLAMA   5
 #define NGX_HTTP_LLM_ENGINE_OPENAI   6
 
+/* engine profile rules (llm_engine) */
+#define NGX_HTTP_LLM_PROFILE_MAX_TOKENS      0x01
+#define NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS  0x02
+#define NGX_HTTP_LLM_PROFILE_N               0x04
+#define NGX_HTTP_LLM_PROFILE_CACHE_PROMPT    0x08
+
 #define NGX_HTTP_LLM_BALANCE_RR         0
 #define NGX_HTTP_LLM_BALANCE_LEAST_CONN 1
 #define NGX_HTTP_LLM_BALANCE_LEAST_LOAD 2
@@ -127,6 +133,7 @@ typedef struct {
 /* the llm_* settings of an upstream{} block */
 typedef struct {
     ngx_uint_t                     engine;
+    ngx_uint_t                     profile;    /* NGX_HTTP_LLM_PROFILE_* */
     ngx_uint_t                     balance;
     unsigned                       balance_set:1;
     ngx_http_complex_value_t      *session_key;     /* session */

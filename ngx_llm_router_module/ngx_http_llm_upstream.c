@@ -35,7 +35,24 @@ typedef struct {
     ngx_uint_t   engine;
     const char  *check_uri;
     const char  *metrics[4];    /* running, waiting, kv, older kv */
+    ngx_uint_t   profile;       /* NGX_HTTP_LLM_PROFILE_* */
 } ngx_http_llm_engine_t;
+
+
+typedef struct {
+    ngx_str_t    name;
+    ngx_uint_t   mask;
+} ngx_http_llm_profile_rule_t;
+
+
+static ngx_http_llm_profile_rule_t  ngx_http_llm_profile_rules[] = {
+    { ngx_string("max_tokens"), NGX_HTTP_LLM_PROFILE_MAX_TOKENS },
+    { ngx_string("stream_options"), NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS },
+    { ngx_string("n"), NGX_HTTP_LLM_PROFILE_N },
+    { ngx_string("cache_prompt"), NGX_HTTP_LLM_PROFILE_CACHE_PROMPT },
+    { ngx_string("all"), (ngx_uint_t) -1 },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
@@ -68,26 +85,29 @@ static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
 
     { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health",
       { "vllm:num_requests_running", "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" } },
+        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" }, 0 },
 
     { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health",
       { "llamacpp:requests_processing", "llamacpp:requests_deferred",
-        NULL, NULL } },
+        NULL, NULL },
+      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_CACHE_PROMPT },
 
     { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health",
       { "sglang:num_running_reqs", "sglang:num_queue_reqs",
-        "sglang:token_usage", NULL } },
+        "sglang:token_usage", NULL }, 0 },
 
     { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health",
-      { "tgi_batch_current_size", "tgi_queue_size", NULL, NULL } },
+      { "tgi_batch_current_size", "tgi_queue_size", NULL, NULL },
+      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS
+      |NGX_HTTP_LLM_PROFILE_N },
 
     { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version",
-      { NULL, NULL, NULL, NULL } },
+      { NULL, NULL, NULL, NULL }, NGX_HTTP_LLM_PROFILE_MAX_TOKENS },
 
     { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models",
-      { NULL, NULL, NULL, NULL } },
+      { NULL, NULL, NULL, NULL }, 0 },
 
-    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL } }
+    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL }, 0 }
 };
 
 
@@ -135,8 +155,10 @@ ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    ngx_str_t              *value;
-    ngx_http_llm_engine_t  *e;
+    u_char                       *start, *end, *last;
+    ngx_str_t                    *value;
+    ngx_http_llm_engine_t        *e;
+    ngx_http_llm_profile_rule_t  *rule;
 
     if (lscf->engine != NGX_HTTP_LLM_ENGINE_NONE) {
         return "is duplicate";
@@ -160,7 +182,51 @@ ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    lscf->profile = e->profile;
+
+    /* skip=RULE[,RULE...] or skip=all: rules of the profile left out */
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "skip=", 5) != 0) {
+            goto invalid;
+        }
+
+        start = value[2].data + 5;
+        last = value[2].data + value[2].len;
+
+        while (start < last) {
+            end = ngx_strlchr(start, last, ',');
+            if (end == NULL) {
+                end = last;
+            }
+
+            for (rule = ngx_http_llm_profile_rules; rule->name.len; rule++) {
+                if ((size_t) (end - start) == rule->name.len
+                    && ngx_strncmp(start, rule->name.data, rule->name.len)
+                       == 0)
+                {
+                    break;
+                }
+            }
+
+            if (rule->name.len == 0) {
+                goto invalid;
+            }
+
+            lscf->profile &= ~rule->mask;
+            start = end + 1;
+        }
+    }
+
     return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\", use skip= with "
+                       "max_tokens, stream_options, n, cache_prompt or all",
+                       &value[2]);
+    return NGX_CONF_ERROR;
 }
 
 
