@@ -81,6 +81,12 @@ POST /v1/chat/completions, /v1/completions, /v1/embeddings
     end of the body being marked by closing the connection.
 GET  /v1/models      {"object":"list","data":[{"id","object":"model",
                      "created","owned_by":"mock","max_model_len"}]}
+GET  /props          llama.cpp's: {"n_ctx": max_model_len * slots,
+                     "total_slots": slots, "default_generation_settings":
+                     {"n_ctx": max_model_len}}
+GET  /info           TGI's: {"model_id", "max_input_tokens",
+                     "max_total_tokens": max_model_len}
+GET  /server_info    SGLang's: {"context_length": max_model_len, ...}
 GET  /health         200 {"status":"ok"} (status from control
                      ``health_status``; non-2xx bodies say "unhealthy")
 GET  /metrics        Prometheus text, label model_name="<first model>":
@@ -92,6 +98,8 @@ GET  /metrics        Prometheus text, label model_name="<first model>":
                      Values are printed as floats, like vLLM does.
 POST /mock/control   JSON object merged into the instance state; keys:
                      health_status, running_extra, waiting, kv, tokens,
+                     max_model_len, slots (the context reported by
+                     /v1/models, /props, /info, /server_info),
                      pace_ms, fault (a dict of the per-request controls
                      below, keyed status, delay_ms, hang, close_after,
                      malformed, stream_split, tokens, pace_ms, echo,
@@ -209,6 +217,8 @@ STATE_KINDS = {
     "kv": "number",
     "tokens": "count",
     "pace_ms": "number",
+    "max_model_len": "count",
+    "slots": "count",
 }
 
 
@@ -359,7 +369,9 @@ class Instance:
     def defaults(self):
         return {"health_status": 200, "running_extra": 0, "waiting": 0,
                 "kv": 0.0, "tokens": self.config.tokens,
-                "pace_ms": self.config.pace_ms, "fault": None}
+                "pace_ms": self.config.pace_ms,
+                "max_model_len": self.config.max_model_len, "slots": 1,
+                "fault": None}
 
     def reset(self):
         with self.lock:
@@ -930,10 +942,33 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def handle_models(self, body, controls):
         config = self.server.instance.config
+        length = self.server.instance.snapshot()["max_model_len"]
         self.send_json(200, {"object": "list", "data": [
             {"id": model, "object": "model", "created": config.started,
-             "owned_by": "mock", "max_model_len": config.max_model_len}
+             "owned_by": "mock", "max_model_len": length}
             for model in config.models]}, controls)
+
+    # the context size in the other engines' dialects
+
+    def handle_props(self, body, controls):
+        state = self.server.instance.snapshot()
+        self.send_json(200, {
+            "n_ctx": state["max_model_len"] * state["slots"],
+            "total_slots": state["slots"],
+            "default_generation_settings": {"n_ctx": state["max_model_len"]},
+        }, controls)
+
+    def handle_info(self, body, controls):
+        state = self.server.instance.snapshot()
+        self.send_json(200, {"model_id": self.server.instance.config.models[0],
+                             "max_input_tokens": state["max_model_len"] - 1,
+                             "max_total_tokens": state["max_model_len"]},
+                       controls)
+
+    def handle_server_info(self, body, controls):
+        state = self.server.instance.snapshot()
+        self.send_json(200, {"context_length": state["max_model_len"],
+                             "max_total_num_tokens": 100000}, controls)
 
     def handle_health(self, body, controls):
         status = self.server.instance.snapshot()["health_status"]
@@ -953,6 +988,9 @@ ROUTES = {
     "/v1/models": {"GET": MockHandler.handle_models},
     "/health": {"GET": MockHandler.handle_health},
     "/metrics": {"GET": MockHandler.handle_metrics},
+    "/props": {"GET": MockHandler.handle_props},
+    "/info": {"GET": MockHandler.handle_info},
+    "/server_info": {"GET": MockHandler.handle_server_info},
 }
 
 

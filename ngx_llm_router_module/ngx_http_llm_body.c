@@ -1408,9 +1408,10 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_route_t **route)
 {
     ngx_int_t                  given;
-    ngx_uint_t                 i, prompt, completion, need, largest, down;
+    ngx_uint_t                 i, n, prompt, completion, need, largest,
+                               context, best_ctx, down_ctx;
     ngx_msec_t                 retry;
-    ngx_http_llm_route_t     **v;
+    ngx_http_llm_route_t     **v, *best, *down;
     ngx_http_llm_model_t      *model;
     ngx_http_llm_main_conf_t  *lmcf;
 
@@ -1425,48 +1426,78 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     v = (*route)->model->variants->elts;
     largest = 0;
-    down = NGX_CONF_UNSET_UINT;
+    best = NULL;
+    down = NULL;
+    best_ctx = 0;
+    down_ctx = 0;
     need = 0;
     completion = 0;
 
     for (i = 0; i < (*route)->model->variants->nelts; i++) {
         model = v[i]->model;
 
+        /* "auto": what the engines said; not known yet: passed over */
+
+        context = (model->max_context == NGX_HTTP_LLM_CONTEXT_AUTO)
+                  ? ngx_http_llm_learned_context(lmcf, model->upstream)
+                  : model->max_context;
+
+        if (context == 0) {
+            continue;
+        }
+
         /* the completion asked for, else this variant's default */
 
         completion = (given >= 0) ? (ngx_uint_t) given
                      : (model->default_max_tokens != NGX_CONF_UNSET_UINT)
                        ? model->default_max_tokens : 0;
-        need = prompt + completion;
-        ctx->estimated_tokens = need;
+        n = prompt + completion;
 
-        largest = ngx_max(largest, model->max_context);
+        largest = ngx_max(largest, context);
 
-        if (model->max_context < need) {
+        if (context < n) {
+            need = ngx_max(need, n);
             continue;
         }
+
+        /* the smallest that holds it; equal ones: the first declared */
 
         if (ngx_http_llm_upstream_usable(lmcf, model->upstream, &retry)
             || model->fallback_route)
         {
-            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "llm router: \"%V\" needs about %ui tokens, "
-                           "variant of %ui in upstream \"%V\"",
-                           &ctx->model, need, model->max_context,
-                           &model->upstream->host);
-            *route = v[i];
-            return NGX_OK;
-        }
+            if (best == NULL || context < best_ctx) {
+                best = v[i];
+                best_ctx = context;
+                need = n;
+            }
 
-        if (down == NGX_CONF_UNSET_UINT) {
-            down = i;
+        } else if (down == NULL || context < down_ctx) {
+            down = v[i];
+            down_ctx = context;
         }
     }
 
-    if (down != NGX_CONF_UNSET_UINT) {
-        /* only down variants hold it: the usual 503 with Retry-After */
-        *route = v[down];
+    if (best == NULL) {
+        best = down;        /* only down variants hold it: 503 follows */
+    }
+
+    ctx->estimated_tokens = need;
+
+    if (best) {
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "llm router: \"%V\" needs about %ui tokens, "
+                       "variant in upstream \"%V\" of %ui",
+                       &ctx->model, need, &best->model->upstream->host,
+                       best == down ? down_ctx : best_ctx);
+        *route = best;
         return NGX_OK;
+    }
+
+    if (largest == 0) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "no_healthy_upstream", NULL,
+                                   "no engine of model \"%V\" has told its "
+                                   "context size yet", &ctx->model);
     }
 
     return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,

@@ -25,8 +25,14 @@
 #include "ngx_http_llm_prom.h"
 
 
+#include <cjson/cJSON.h>
+
+
 #define NGX_HTTP_LLM_PROBE_CHECK   0
 #define NGX_HTTP_LLM_PROBE_SCRAPE  1
+#define NGX_HTTP_LLM_PROBE_LIMITS  2
+
+#define NGX_HTTP_LLM_LIMITS_MAX    (256 * 1024)
 
 #define NGX_HTTP_LLM_PROBE_BUF     4096
 
@@ -51,6 +57,7 @@ struct ngx_http_llm_probe_s {
     ngx_uint_t                   eoh;        /* 1: at a line start, 2: done */
     u_char                      *buf;
     ngx_http_llm_prom_t         *prom;
+    ngx_buf_t                   *body;       /* limits: the JSON */
 };
 
 
@@ -74,6 +81,10 @@ static void ngx_http_llm_check_done(ngx_http_llm_probe_t *pr,
     const char *error);
 static void ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr,
     const char *error);
+static void ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr,
+    const char *error);
+static ngx_uint_t ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p,
+    size_t len);
 static void ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr,
@@ -122,6 +133,14 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
             {
                 return NGX_ERROR;
             }
+
+            if (lscf->limits_interval
+                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                                             NGX_HTTP_LLM_PROBE_LIMITS)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -162,13 +181,23 @@ ngx_http_llm_probe_create(ngx_cycle_t *cycle, ngx_http_llm_main_conf_t *lmcf,
         pr->interval = lscf->check_interval;
         pr->timeout = lscf->check_timeout;
 
-    } else {
+    } else if (kind == NGX_HTTP_LLM_PROBE_SCRAPE) {
         pr->request = &lscf->scrape_request;
         pr->interval = lscf->scrape_interval;
         pr->timeout = ngx_min(lscf->scrape_interval, 5000);
 
         pr->prom = ngx_palloc(cycle->pool, sizeof(ngx_http_llm_prom_t));
         if (pr->prom == NULL) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        pr->request = &lscf->limits_request;
+        pr->interval = lscf->limits_interval;
+        pr->timeout = 2000;
+
+        pr->body = ngx_create_temp_buf(cycle->pool, NGX_HTTP_LLM_LIMITS_MAX);
+        if (pr->body == NULL) {
             return NGX_ERROR;
         }
     }
@@ -193,7 +222,9 @@ ngx_http_llm_probe_claim_of(ngx_http_llm_probe_t *pr)
 
     st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
 
-    return (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) ? &st->check : &st->scrape;
+    return (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) ? &st->check
+           : (pr->kind == NGX_HTTP_LLM_PROBE_SCRAPE) ? &st->scrape
+           : &st->limits;
 }
 
 
@@ -566,6 +597,15 @@ ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr, u_char *p, u_char *last)
         }
     }
 
+    if (p < last && pr->kind == NGX_HTTP_LLM_PROBE_LIMITS) {
+        if ((size_t) (pr->body->end - pr->body->last) < (size_t) (last - p)) {
+            return NGX_DECLINED;
+        }
+
+        pr->body->last = ngx_cpymem(pr->body->last, p, last - p);
+        return NGX_AGAIN;
+    }
+
     if (p < last
         && ngx_http_llm_prom_feed(pr->prom, p, last - p)
            == NGX_HTTP_LLM_PROM_TOO_BIG)
@@ -583,8 +623,11 @@ ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr, const char *error)
     if (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) {
         ngx_http_llm_check_done(pr, error);
 
-    } else {
+    } else if (pr->kind == NGX_HTTP_LLM_PROBE_SCRAPE) {
         ngx_http_llm_scrape_done(pr, error);
+
+    } else {
+        ngx_http_llm_limits_done(pr, error);
     }
 }
 
@@ -733,6 +776,127 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
                       "\"%V\" have %uz malformed lines (logged once)",
                       &pr->name, &pr->lscf->upstream->host, bad);
     }
+}
+
+
+/* keeps the context size an engine reports; a change is logged */
+
+static void
+ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
+{
+    ngx_uint_t                  n, old;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_llm_peer_state_t  *st;
+
+    n = 0;
+
+    if (error == NULL && pr->status == 200) {
+        n = ngx_http_llm_limits_parse(pr->lscf->engine, pr->body->pos,
+                                      pr->body->last - pr->body->pos);
+    }
+
+    pr->body->last = pr->body->pos;
+
+    shpool = pr->lmcf->shpool;
+    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ngx_http_llm_probe_release(pr, &st->limits);
+
+    old = st->max_context;
+
+    if (n) {
+        st->max_context = n;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (n && n != old) {
+        ngx_log_error(NGX_LOG_INFO, pr->timer.log, 0,
+                      "llm router: peer %V of upstream \"%V\" has a "
+                      "context of %ui tokens", &pr->name,
+                      &pr->lscf->upstream->host, n);
+
+    } else if (n == 0) {
+        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+                      "llm router: peer %V of upstream \"%V\" did not "
+                      "report its context size: %s", &pr->name,
+                      &pr->lscf->upstream->host,
+                      error ? error : "no value in the answer");
+    }
+}
+
+
+/*
+ * vLLM and OpenAI-style /v1/models: data[0].max_model_len; llama.cpp
+ * /props: n_ctx / total_slots (per slot), else
+ * default_generation_settings.n_ctx; TGI /info: max_total_tokens; SGLang
+ * /server_info: context_length.
+ */
+
+static ngx_uint_t
+ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p, size_t len)
+{
+    cJSON       *json, *v, *slots;
+    ngx_uint_t   n;
+
+    json = cJSON_ParseWithLength((char *) p, len);
+    if (json == NULL) {
+        return 0;
+    }
+
+    v = NULL;
+    slots = NULL;
+
+    switch (engine) {
+
+    case NGX_HTTP_LLM_ENGINE_LLAMACPP:
+        v = cJSON_GetObjectItemCaseSensitive(json, "n_ctx");
+        slots = cJSON_GetObjectItemCaseSensitive(json, "total_slots");
+
+        if (!cJSON_IsNumber(v)) {
+            v = cJSON_GetObjectItemCaseSensitive(
+                    cJSON_GetObjectItemCaseSensitive(json,
+                                               "default_generation_settings"),
+                    "n_ctx");
+            slots = NULL;
+        }
+
+        break;
+
+    case NGX_HTTP_LLM_ENGINE_TGI:
+        v = cJSON_GetObjectItemCaseSensitive(json, "max_total_tokens");
+        break;
+
+    case NGX_HTTP_LLM_ENGINE_SGLANG:
+        v = cJSON_GetObjectItemCaseSensitive(json, "context_length");
+        break;
+
+    default: /* vllm, openai */
+        v = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json,
+                                                                     "data"),
+                                   0),
+                "max_model_len");
+        break;
+    }
+
+    n = 0;
+
+    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) {
+        n = (ngx_uint_t) v->valuedouble;
+
+        if (cJSON_IsNumber(slots) && slots->valuedouble >= 1
+            && slots->valuedouble < 1e6)
+        {
+            n /= (ngx_uint_t) slots->valuedouble;
+        }
+    }
+
+    cJSON_Delete(json);
+
+    return n;
 }
 
 

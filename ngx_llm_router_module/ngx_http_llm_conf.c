@@ -299,7 +299,7 @@ invalid_args:
 }
 
 
-/* max_context N; bytes_per_token N; default_max_tokens N */
+/* max_context N | auto; bytes_per_token N; default_max_tokens N */
 
 static char *
 ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
@@ -322,6 +322,13 @@ ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" directive is duplicate", &value[0]);
         return NGX_CONF_ERROR;
+    }
+
+    if (field == &model->max_context && value[1].len == 4
+        && ngx_strncmp(value[1].data, "auto", 4) == 0)
+    {
+        *field = NGX_HTTP_LLM_CONTEXT_AUTO;
+        return NGX_CONF_OK;
     }
 
     n = ngx_atoi(value[1].data, value[1].len);
@@ -634,15 +641,15 @@ ngx_http_llm_resolve_upstream(ngx_conf_t *cf, ngx_http_llm_model_t *model)
 
 /*
  * Variants: every block of a name with max_context joins the list of the
- * first one, kept sorted by max_context (equal ones in declaration order).
- * NGX_DONE: a later variant, which the name does not lead to directly.
+ * first one, in declaration order.  NGX_DONE: a later variant, which the
+ * name does not lead to directly.
  */
 
 static ngx_int_t
 ngx_http_llm_add_variant(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
     ngx_uint_t i, ngx_http_llm_route_t *route)
 {
-    ngx_uint_t              k, j;
+    ngx_uint_t              k;
     ngx_http_llm_model_t   *models, *first;
     ngx_http_llm_route_t  **v;
 
@@ -672,15 +679,7 @@ ngx_http_llm_add_variant(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
         return NGX_ERROR;
     }
 
-    v = first->variants->elts;
-    j = first->variants->nelts - 1;
-
-    while (j > 0 && v[j - 1]->model->max_context > models[i].max_context) {
-        v[j] = v[j - 1];
-        j--;
-    }
-
-    v[j] = route;
+    *v = route;
 
     return (first == &models[i]) ? NGX_OK : NGX_DONE;
 }

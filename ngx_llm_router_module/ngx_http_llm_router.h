@@ -29,6 +29,9 @@
 #define NGX_HTTP_LLM_PROFILE_N               0x04
 #define NGX_HTTP_LLM_PROFILE_CACHE_PROMPT    0x08
 
+/* max_context auto: learned from the engine */
+#define NGX_HTTP_LLM_CONTEXT_AUTO    ((ngx_uint_t) -1)
+
 #define NGX_HTTP_LLM_BALANCE_RR         0
 #define NGX_HTTP_LLM_BALANCE_LEAST_CONN 1
 #define NGX_HTTP_LLM_BALANCE_LEAST_LOAD 2
@@ -39,7 +42,7 @@
 #define NGX_HTTP_LLM_NAME_LEN        64
 #define NGX_HTTP_LLM_MODEL_LEN       128
 #define NGX_HTTP_LLM_ERROR_LEN       64
-#define NGX_HTTP_LLM_ZONE_VERSION    6
+#define NGX_HTTP_LLM_ZONE_VERSION    7
 
 /* histogram buckets, in milliseconds (+Inf is the count) */
 #define NGX_HTTP_LLM_DURATION_BUCKETS  12
@@ -148,6 +151,8 @@ typedef struct {
     ngx_str_t                      check_request;    /* the whole request */
     ngx_uint_t                     check_status;     /* 0: any 2xx */
     ngx_msec_t                     scrape_interval;  /* 0: no scraping */
+    ngx_msec_t                     limits_interval;  /* 0: not learned */
+    ngx_str_t                      limits_request;
     ngx_str_t                      scrape_uri;
     ngx_str_t                      scrape_request;
     const char                    *metrics[4];  /* running, waiting, kv */
@@ -206,6 +211,10 @@ struct ngx_http_llm_peer_state_s {
     ngx_uint_t                     last_scrape_ms;
     ngx_http_llm_claim_t           scrape;
     u_char                         scrape_error[NGX_HTTP_LLM_ERROR_LEN];
+
+    /* the context size the engine reports (max_context auto) */
+    ngx_uint_t                     max_context;     /* 0: not known */
+    ngx_http_llm_claim_t           limits;
 };
 
 
@@ -406,6 +415,8 @@ ngx_uint_t ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
 const char *ngx_http_llm_engine_name(ngx_uint_t engine);
 ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
+ngx_uint_t ngx_http_llm_learned_context(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_upstream_srv_conf_t *uscf);
 
 /* shared zone (ngx_http_llm_zone.c) */
 char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,

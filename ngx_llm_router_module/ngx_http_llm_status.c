@@ -392,6 +392,15 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
             return NULL;
         }
 
+        /* the context size the engine reported (max_context auto) */
+
+        if (lscf->limits_interval) {
+            p = st->max_context
+                ? ngx_sprintf(p, ",\"max_context\":%ui", st->max_context)
+                : ngx_cpymem(p, ",\"max_context\":null",
+                             sizeof(",\"max_context\":null") - 1);
+        }
+
         *p++ = '}';
     }
 

@@ -36,6 +36,7 @@ typedef struct {
     const char  *check_uri;
     const char  *metrics[4];    /* running, waiting, kv, older kv */
     ngx_uint_t   profile;       /* NGX_HTTP_LLM_PROFILE_* */
+    const char  *limits_uri;    /* where it says its context size */
 } ngx_http_llm_engine_t;
 
 
@@ -85,29 +86,31 @@ static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
 
     { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health",
       { "vllm:num_requests_running", "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" }, 0 },
+        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" }, 0,
+      "/v1/models" },
 
     { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health",
       { "llamacpp:requests_processing", "llamacpp:requests_deferred",
         NULL, NULL },
-      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_CACHE_PROMPT },
+      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_CACHE_PROMPT,
+      "/props" },
 
     { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health",
       { "sglang:num_running_reqs", "sglang:num_queue_reqs",
-        "sglang:token_usage", NULL }, 0 },
+        "sglang:token_usage", NULL }, 0, "/server_info" },
 
     { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health",
       { "tgi_batch_current_size", "tgi_queue_size", NULL, NULL },
       NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS
-      |NGX_HTTP_LLM_PROFILE_N },
+      |NGX_HTTP_LLM_PROFILE_N, "/info" },
 
     { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version",
-      { NULL, NULL, NULL, NULL }, NGX_HTTP_LLM_PROFILE_MAX_TOKENS },
+      { NULL, NULL, NULL, NULL }, NGX_HTTP_LLM_PROFILE_MAX_TOKENS, NULL },
 
     { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models",
-      { NULL, NULL, NULL, NULL }, 0 },
+      { NULL, NULL, NULL, NULL }, 0, "/v1/models" },
 
-    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL }, 0 }
+    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL }, 0, NULL }
 };
 
 
@@ -490,16 +493,48 @@ ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
 ngx_int_t
 ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
+    ngx_str_t                  uri;
     ngx_uint_t                 i;
+    ngx_http_llm_model_t      *models;
     ngx_http_llm_engine_t     *e;
     ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+
+    /* the engines of "max_context auto" models are asked for it */
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < lmcf->models.nelts; i++) {
+        if (models[i].max_context != NGX_HTTP_LLM_CONTEXT_AUTO) {
+            continue;
+        }
+
+        lscf = ngx_http_conf_upstream_srv_conf(models[i].upstream,
+                                               ngx_http_llm_router_module);
+
+        if (lscf->engine == NGX_HTTP_LLM_ENGINE_NONE) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"max_context auto\" of llm_model \"%V\" needs "
+                          "an llm_engine in upstream \"%V\", in %V:%ui",
+                          &models[i].name, &models[i].upstream->host,
+                          &models[i].file, models[i].line);
+            return NGX_ERROR;
+        }
+
+        /* asked as often as it is checked, else every 10 s */
+
+        if (lscf->limits_interval == 0) {
+            lscf->limits_interval = lscf->check_interval
+                                    ? lscf->check_interval : 10000;
+        }
+    }
 
     lscfp = lmcf->upstreams.elts;
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if ((lscf->check_interval || lscf->scrape_interval || lscf->balance)
+        if ((lscf->check_interval || lscf->scrape_interval || lscf->balance
+             || lscf->limits_interval)
             && lmcf->shm_zone == NULL)
         {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -507,7 +542,8 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
                           "\"llm_router_zone\", in %V:%ui",
                           lscf->check_interval ? "llm_check"
                           : lscf->scrape_interval ? "llm_scrape"
-                          : "llm_balance",
+                          : lscf->balance ? "llm_balance"
+                          : "max_context auto",
                           &lscf->upstream->host, &lscf->file, lscf->line);
             return NGX_ERROR;
         }
@@ -542,6 +578,26 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 
             if (ngx_http_llm_probe_request(cf, &lscf->scrape_uri,
                                            &lscf->scrape_request)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        if (lscf->limits_interval) {
+            if (e->name.len == 0 || e->limits_uri == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "\"max_context auto\" needs an llm_engine "
+                              "that reports its context size (vllm, "
+                              "llamacpp, sglang, tgi, openai) in upstream "
+                              "\"%V\"", &lscf->upstream->host);
+                return NGX_ERROR;
+            }
+
+            uri.data = (u_char *) e->limits_uri;
+            uri.len = ngx_strlen(e->limits_uri);
+
+            if (ngx_http_llm_probe_request(cf, &uri, &lscf->limits_request)
                 != NGX_OK)
             {
                 return NGX_ERROR;
@@ -933,4 +989,38 @@ ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
     }
 
     return 0;
+}
+
+
+/*
+ * The context size the engines of an upstream report: the smallest among
+ * its peers that are up; 0 while none has answered.
+ */
+
+ngx_uint_t
+ngx_http_llm_learned_context(ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_upstream_srv_conf_t *uscf)
+{
+    ngx_uint_t                  k, ctx, n;
+    ngx_http_llm_srv_conf_t    *lscf;
+    ngx_http_llm_peer_state_t  *st;
+
+    lscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_http_llm_router_module);
+
+    if (lscf->slots == NULL) {
+        return 0;
+    }
+
+    ctx = 0;
+
+    for (k = 0; k < lscf->npeers; k++) {
+        st = lscf->slots[k];
+        n = st->max_context;
+
+        if (n && !st->down && (ctx == 0 || n < ctx)) {
+            ctx = n;
+        }
+    }
+
+    return ctx;
 }

@@ -179,3 +179,59 @@ X-Mock-Echo: 1
 ::chat(',"max_tokens":500')
 --- response_body_like chomp
 ^\{"model":"llama-long","messages":
+
+
+
+=== TEST 14: max_context auto: learned from each engine's dialect, used, shown in the status
+The mocks are told: short (llama.cpp /props) 2 slots of 150, long (TGI
+/info) 1200, mid (vLLM /v1/models) 600; the checks every 100 ms ask again.
+17 + 100 = 117 fits the short one.
+--- http_config
+llm_router_zone llm 1m;
+upstream short_pool { llm_engine llamacpp; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK1_PORT; }
+upstream long_pool { llm_engine tgi; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK2_PORT; }
+upstream mid_pool { llm_engine vllm; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK3_PORT; }
+llm_model llama { upstream long_pool; max_context auto; }
+llm_model llama { upstream short_pool; max_context auto; }
+llm_model llama { upstream mid_pool; max_context auto; }
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+    add_header X-Estimate $llm_estimated_tokens always;
+}
+location = /llm/status { llm_router_status; }
+location = /c1 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK1_PORT/mock/control; }
+location = /c2 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK2_PORT/mock/control; }
+location = /c3 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK3_PORT/mock/control; }
+location = /wait {
+    proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK3_PORT/health;
+    proxy_set_header X-Mock-Delay-Ms 400;
+}
+--- request eval
+["POST /c1\n{\"max_model_len\":150,\"slots\":2}",
+ "POST /c2\n{\"max_model_len\":1200}",
+ "POST /c3\n{\"max_model_len\":600}",
+ "GET /wait", ::chat(',"max_tokens":100'), ::chat(',"max_tokens":300'),
+ ::chat(',"max_tokens":1000'), ::chat(',"max_tokens":2000'), "GET /llm/status"]
+--- error_code eval
+[200, 200, 200, 200, 200, 200, 200, 400, 200]
+--- response_headers eval
+["", "", "", "", "X-Mock-Instance: short", "X-Mock-Instance: mid", "X-Mock-Instance: long", "X-Estimate: 2017", ""]
+--- response_body_like eval
+["", "", "", "ok", "chat.completion", "chat.completion", "chat.completion",
+ "largest context of model \\\\\"llama\\\\\", 1200 tokens",
+ qr/"name":"short_pool".*"max_context":150\}.*"name":"long_pool".*"max_context":1200\}.*"name":"mid_pool".*"max_context":600\}/]
+
+
+
+=== TEST 15: max_context auto needs an llm_engine
+--- http_config
+llm_router_zone llm 1m;
+upstream p { server 127.0.0.1:1; }
+llm_model m { upstream p; max_context auto; }
+--- request
+GET /
+--- must_die
+--- error_log
+"max_context auto" of llm_model "m" needs an llm_engine in upstream "p"
