@@ -46,7 +46,7 @@ llm_model m { upstream a; }
 llm_model m { upstream a; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*duplicate llm_model "m", first declared in \S+nginx\.conf:\d+ in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*duplicate llm_model "m", first declared in \S+nginx\.conf:\d+ \(blocks of one exact name are variants: each needs "max_context"\) in \S+nginx\.conf:\d+/
 
 
 
