@@ -87,6 +87,11 @@ GET  /props          llama.cpp's: {"n_ctx": max_model_len * slots,
 GET  /info           TGI's: {"model_id", "max_input_tokens",
                      "max_total_tokens": max_model_len}
 GET  /server_info    SGLang's: {"context_length": max_model_len, ...}
+POST /tokenize       vLLM's {"model", "prompt" | "messages"} ->
+                     {"count", "max_model_len", "tokens"}; llama.cpp's
+                     {"content"} -> {"tokens"}.  The count is the control
+                     tokenize_count, else the prompt estimate above; the
+                     control tokenize_delay_ms delays the answer.
 GET  /health         200 {"status":"ok"} (status from control
                      ``health_status``; non-2xx bodies say "unhealthy")
 GET  /metrics        Prometheus text, label model_name="<first model>":
@@ -219,6 +224,8 @@ STATE_KINDS = {
     "pace_ms": "number",
     "max_model_len": "count",
     "slots": "count",
+    "tokenize_count": "count",
+    "tokenize_delay_ms": "number",
 }
 
 
@@ -371,6 +378,7 @@ class Instance:
                 "kv": 0.0, "tokens": self.config.tokens,
                 "pace_ms": self.config.pace_ms,
                 "max_model_len": self.config.max_model_len, "slots": 1,
+                "tokenize_count": 0, "tokenize_delay_ms": 0,
                 "fault": None}
 
     def reset(self):
@@ -965,6 +973,29 @@ class MockHandler(BaseHTTPRequestHandler):
                              "max_total_tokens": state["max_model_len"]},
                        controls)
 
+    def handle_tokenize(self, body, controls):
+        """vLLM's {"model", "prompt" | "messages"} -> {"count", ...};
+        llama.cpp's {"content"} -> {"tokens": [...]}.  The count is the
+        state's tokenize_count, else the mock's own estimate."""
+        state = self.server.instance.snapshot()
+        request = self.parse_json(body)
+        if state["tokenize_delay_ms"]:
+            time.sleep(state["tokenize_delay_ms"] / 1000.0)
+        count = state["tokenize_count"]
+        if "content" in request:
+            if not count:
+                count = estimate_text_inputs(request["content"])
+            self.send_json(200, {"tokens": list(range(count))}, controls)
+            return
+        if not count:
+            if "messages" in request:
+                count = estimate_chat_prompt(request["messages"])
+            else:
+                count = estimate_text_inputs(request.get("prompt", ""))
+        self.send_json(200, {"count": count,
+                             "max_model_len": state["max_model_len"],
+                             "tokens": list(range(count))}, controls)
+
     def handle_server_info(self, body, controls):
         state = self.server.instance.snapshot()
         self.send_json(200, {"context_length": state["max_model_len"],
@@ -991,6 +1022,7 @@ ROUTES = {
     "/props": {"GET": MockHandler.handle_props},
     "/info": {"GET": MockHandler.handle_info},
     "/server_info": {"GET": MockHandler.handle_server_info},
+    "/tokenize": {"POST": MockHandler.handle_tokenize},
 }
 
 

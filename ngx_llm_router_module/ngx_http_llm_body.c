@@ -70,6 +70,10 @@ static ngx_int_t ngx_http_llm_request_hook(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route);
+static ngx_int_t ngx_http_llm_tokenize_near(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t *first,
+    ngx_uint_t prompt, ngx_int_t given);
 static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
     ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given);
@@ -173,6 +177,15 @@ ngx_http_llm_router_handler(ngx_http_request_t *r)
 }
 
 
+/* routing goes on after a wait (an engine's /tokenize) */
+
+void
+ngx_http_llm_resume_routing(ngx_http_request_t *r)
+{
+    ngx_http_llm_body_handler(r);
+}
+
+
 static void
 ngx_http_llm_body_handler(ngx_http_request_t *r)
 {
@@ -182,6 +195,10 @@ ngx_http_llm_body_handler(ngx_http_request_t *r)
     ctx = ngx_http_llm_find_ctx(r);
 
     rc = ngx_http_llm_route_body(r, ctx);
+
+    if (rc == NGX_AGAIN) {
+        return;     /* ngx_http_llm_resume_routing() comes back here */
+    }
 
     if (rc == NGX_OK) {
         ctx->status = NGX_DECLINED;
@@ -1407,7 +1424,7 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
     ngx_http_llm_route_t **route)
 {
-    ngx_int_t                  given;
+    ngx_int_t                  given, status;
     ngx_uint_t                 i, n, prompt, completion, need, largest,
                                context, best_ctx, down_ctx;
     ngx_msec_t                 retry;
@@ -1422,6 +1439,24 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    /* near a "tokenize on" variant's limit: ask its engine, once */
+
+    if (ctx->tokenized) {
+        if (ctx->exact_tokens >= 0) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "llm router: prompt estimate %ui, exact %i",
+                           prompt, ctx->exact_tokens);
+            prompt = ctx->exact_tokens;
+        }
+
+    } else {
+        status = ngx_http_llm_tokenize_near(r, ctx, body, scan, *route,
+                                            prompt, given);
+        if (status != NGX_DECLINED) {
+            return status;
+        }
     }
 
     v = (*route)->model->variants->elts;
@@ -1507,6 +1542,202 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                "the largest context of model \"%V\", %ui "
                                "tokens", need, prompt, completion, &ctx->model,
                                largest);
+}
+
+
+/*
+ * A variant with "tokenize on" whose limit is within its margin of the
+ * estimate: its engine counts the prompt.  NGX_AGAIN: routing waits for
+ * it; NGX_DECLINED: no need, or it could not start.
+ */
+
+static ngx_int_t
+ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given)
+{
+    cJSON                        *json, *item, *content;
+    u_char                       *p;
+    size_t                        len;
+    ngx_int_t                     k, rc;
+    ngx_str_t                     raw, key, doc, target;
+    ngx_uint_t                    i, count, context, need, margin, engine;
+    ngx_http_llm_route_t        **v, *near;
+    ngx_http_llm_model_t         *model;
+    ngx_http_llm_srv_conf_t      *lscf;
+    ngx_http_llm_main_conf_t     *lmcf;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  keys[] = {
+        ngx_string("messages"), ngx_string("prompt"), ngx_null_string
+    };
+
+    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
+
+    v = first->model->variants->elts;
+    near = NULL;
+
+    for (i = 0; i < first->model->variants->nelts; i++) {
+        model = v[i]->model;
+
+        if (model->tokenize != 1) {
+            continue;
+        }
+
+        context = (model->max_context == NGX_HTTP_LLM_CONTEXT_AUTO)
+                  ? ngx_http_llm_learned_context(lmcf, model->upstream)
+                  : model->max_context;
+
+        need = prompt + ((given >= 0) ? (ngx_uint_t) given
+                         : (model->default_max_tokens != NGX_CONF_UNSET_UINT)
+                           ? model->default_max_tokens : 0);
+        margin = context * model->tokenize_margin / 100;
+
+        if (context && need + margin >= context && need <= context + margin) {
+            near = v[i];
+            break;
+        }
+    }
+
+    if (near == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* the prompt: chat messages or a completion prompt, as sent */
+
+    k = -1;
+
+    for (i = 0; keys[i].len; i++) {
+        k = ngx_http_llm_find_member(body, scan, &keys[i], &count);
+        if (k >= 0) {
+            key = keys[i];
+            break;
+        }
+    }
+
+    if (k < 0) {
+        return NGX_DECLINED;
+    }
+
+    m = &scan->members[k];
+
+    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    lscf = ngx_http_conf_upstream_srv_conf(near->model->upstream,
+                                           ngx_http_llm_router_module);
+    engine = lscf->engine;
+
+    if (engine == NGX_HTTP_LLM_ENGINE_VLLM) {
+
+        /* {"model":TARGET,"messages"|"prompt":...} */
+
+        target = near->send.len ? near->send_json : ctx->model;
+
+        if (!near->send.len
+            && ngx_http_llm_json_quote(r->pool, &ctx->model, &target)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        len = sizeof("{\"model\":,\"\":}") + target.len + key.len + raw.len;
+
+        doc.data = ngx_pnalloc(r->pool, len);
+        if (doc.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        doc.len = ngx_sprintf(doc.data, "{\"model\":%V,\"%V\":%V}", &target,
+                              &key, &raw)
+                  - doc.data;
+
+    } else {
+
+        /* llama.cpp: {"content":"the texts, one per line"} */
+
+        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
+        if (json == NULL) {
+            return NGX_DECLINED;
+        }
+
+        len = 0;
+
+        cJSON_ArrayForEach(item, json) {
+            content = cJSON_IsObject(item)
+                      ? cJSON_GetObjectItemCaseSensitive(item, "content")
+                      : item;
+
+            if (cJSON_IsString(content)) {
+                len += ngx_strlen(content->valuestring) + 1;
+            }
+        }
+
+        if (cJSON_IsString(json)) {
+            len = ngx_strlen(json->valuestring) + 1;
+        }
+
+        raw.data = ngx_pnalloc(r->pool, len + 1);
+        if (raw.data == NULL) {
+            cJSON_Delete(json);
+            return NGX_ERROR;
+        }
+
+        p = raw.data;
+
+        if (cJSON_IsString(json)) {
+            p = ngx_cpymem(p, json->valuestring,
+                           ngx_strlen(json->valuestring));
+
+        } else {
+            cJSON_ArrayForEach(item, json) {
+                content = cJSON_IsObject(item)
+                          ? cJSON_GetObjectItemCaseSensitive(item, "content")
+                          : item;
+
+                if (cJSON_IsString(content)) {
+                    if (p != raw.data) {
+                        *p++ = '\n';
+                    }
+
+                    p = ngx_cpymem(p, content->valuestring,
+                                   ngx_strlen(content->valuestring));
+                }
+            }
+        }
+
+        cJSON_Delete(json);
+
+        raw.len = p - raw.data;
+
+        if (ngx_http_llm_json_quote(r->pool, &raw, &target) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        len = sizeof("{\"content\":}") + target.len;
+
+        doc.data = ngx_pnalloc(r->pool, len);
+        if (doc.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        doc.len = ngx_sprintf(doc.data, "{\"content\":%V}", &target)
+                  - doc.data;
+    }
+
+    ctx->tokenized = 1;
+
+    rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, &doc,
+                                     near->model->tokenize_timeout);
+
+    if (rc == NGX_OK) {
+        return NGX_AGAIN;
+    }
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_DECLINED;
 }
 
 

@@ -21,6 +21,8 @@ static ngx_int_t ngx_http_llm_resolve_upstream(ngx_conf_t *cf,
     ngx_http_llm_model_t *model);
 static char *ngx_http_llm_model_number(ngx_conf_t *cf,
     ngx_http_llm_model_t *model, ngx_uint_t *field);
+static char *ngx_http_llm_model_tokenize(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model);
 static ngx_int_t ngx_http_llm_add_variant(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf, ngx_uint_t i, ngx_http_llm_route_t *route);
 static ngx_http_llm_route_t *ngx_http_llm_make_route(ngx_conf_t *cf,
@@ -83,6 +85,9 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     model->name = value[1];
     model->stream_usage = NGX_CONF_UNSET;
     model->bytes_per_token = NGX_CONF_UNSET_UINT;
+    model->tokenize = NGX_CONF_UNSET;
+    model->tokenize_margin = 10;
+    model->tokenize_timeout = 300;
     model->default_max_tokens = NGX_CONF_UNSET_UINT;
     model->glob = ngx_strlchr(value[1].data, value[1].data + value[1].len,
                               '*') != NULL
@@ -253,6 +258,12 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
                                          &model->default_max_tokens);
     }
 
+    if (value[0].len == 8
+        && ngx_strncmp(value[0].data, "tokenize", 8) == 0)
+    {
+        return ngx_http_llm_model_tokenize(cf, model);
+    }
+
     if (value[0].len == 4 && ngx_strncmp(value[0].data, "hook", 4) == 0) {
         if (cf->args->nelts != 2) {
             goto invalid_args;
@@ -343,6 +354,83 @@ ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
     *field = (ngx_uint_t) n;
 
     return NGX_CONF_OK;
+}
+
+
+/* tokenize on | off [margin=N%] [timeout=T] */
+
+static char *
+ngx_http_llm_model_tokenize(ngx_conf_t *cf, ngx_http_llm_model_t *model)
+{
+    ngx_int_t    n;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i;
+    ngx_msec_t   ms;
+
+    value = cf->args->elts;
+
+    if (model->tokenize != NGX_CONF_UNSET) {
+        return "\"tokenize\" directive is duplicate";
+    }
+
+    if (cf->args->nelts < 2) {
+        goto invalid;
+    }
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        model->tokenize = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        model->tokenize = 0;
+
+    } else {
+        goto invalid;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "margin=", 7) == 0) {
+            v.data = value[i].data + 7;
+            v.len = value[i].len - 7;
+
+            if (v.len && v.data[v.len - 1] == '%') {
+                v.len--;
+            }
+
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR || n > 100) {
+                goto invalid;
+            }
+
+            model->tokenize_margin = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            v.data = value[i].data + 8;
+            v.len = value[i].len - 8;
+
+            ms = ngx_parse_time(&v, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            model->tokenize_timeout = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"tokenize\" in llm_model \"%V\": use "
+                       "tokenize on|off [margin=N%%] [timeout=T]",
+                       &model->name);
+    return NGX_CONF_ERROR;
 }
 
 

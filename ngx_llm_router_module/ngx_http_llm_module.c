@@ -238,6 +238,7 @@ ngx_http_llm_get_ctx(ngx_http_request_t *r)
     ctx->total_tokens = -1;
     ctx->ttft = -1;
     ctx->estimated_tokens = -1;
+    ctx->exact_tokens = -1;
 
     cln->handler = ngx_http_llm_ctx_cleanup;
 

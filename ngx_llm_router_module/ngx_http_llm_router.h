@@ -93,6 +93,9 @@ typedef struct {
     ngx_uint_t                     max_context;    /* 0: not set */
     ngx_uint_t                     bytes_per_token;
     ngx_uint_t                     default_max_tokens;
+    ngx_flag_t                     tokenize;
+    ngx_uint_t                     tokenize_margin;    /* percent */
+    ngx_msec_t                     tokenize_timeout;
     struct ngx_http_llm_route_s   *route;
     ngx_array_t                   *variants;  /* first block: routes */
     ngx_str_t                      upstream_name;
@@ -320,12 +323,14 @@ typedef struct {
     ngx_msec_int_t                 ttft;               /* -1: unknown */
     ngx_int_t                      events;     /* SSE data events */
     ngx_int_t                      estimated_tokens;   /* -1: none */
+    ngx_int_t                      exact_tokens;   /* /tokenize, -1: none */
 
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */
     int                            lua_state_ref;  /* ctx.state, 0: none */
 
     unsigned                       routed:1;
+    unsigned                       tokenized:1;    /* /tokenize was asked */
     unsigned                       hook_changed:1;
     unsigned                       counted:1;  /* in the model's in_flight */
     unsigned                       logged:1;   /* in the model's counters */
@@ -372,6 +377,12 @@ ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 
 /* request body (ngx_http_llm_body.c) */
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
+void ngx_http_llm_resume_routing(ngx_http_request_t *r);
+
+/* exact counts (ngx_http_llm_tokenize.c) */
+ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
+    ngx_str_t *body, ngx_msec_t timeout);
 
 /* errors (ngx_http_llm_error.c) */
 void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,

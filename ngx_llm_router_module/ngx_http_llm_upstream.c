@@ -504,6 +504,22 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     models = lmcf->models.elts;
 
     for (i = 0; i < lmcf->models.nelts; i++) {
+        lscf = ngx_http_conf_upstream_srv_conf(models[i].upstream,
+                                               ngx_http_llm_router_module);
+
+        if (models[i].tokenize == 1
+            && lscf->engine != NGX_HTTP_LLM_ENGINE_VLLM
+            && lscf->engine != NGX_HTTP_LLM_ENGINE_LLAMACPP)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"tokenize on\" of llm_model \"%V\" needs "
+                          "\"llm_engine vllm\" or \"llm_engine llamacpp\" "
+                          "in upstream \"%V\", in %V:%ui",
+                          &models[i].name, &models[i].upstream->host,
+                          &models[i].file, models[i].line);
+            return NGX_ERROR;
+        }
+
         if (models[i].max_context != NGX_HTTP_LLM_CONTEXT_AUTO) {
             continue;
         }
