@@ -84,7 +84,7 @@
     X(int, lua_setmetatable, (lua_State *L, int objindex))                    \
     X(int, lua_getmetatable, (lua_State *L, int objindex))                    \
     X(lua_State *, lua_newthread, (lua_State *L))                             \
-    X(lua_State *, lua_tothread, (lua_State *L, int idx))                             \
+    X(lua_State *, lua_tothread, (lua_State *L, int idx))                     \
     X(int, lua_resume, (lua_State *L, lua_State *from, int narg, int *nres))  \
     X(int, lua_yieldk, (lua_State *L, int nresults, lua_KContext ctx,         \
                         lua_KFunction k))                                     \
