@@ -235,3 +235,29 @@ GET /
 --- must_die
 --- error_log
 "max_context auto" of llm_model "m" needs an llm_engine in upstream "p"
+
+
+
+=== TEST 16: max_context auto with SGLang's /server_info
+--- http_config
+llm_router_zone llm 1m;
+upstream sg_pool { llm_engine sglang; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK3_PORT; }
+llm_model solo { upstream sg_pool; max_context auto; }
+llm_model solo { upstream sg_pool; max_context 50; }
+--- config
+location /v1/ { llm_router on; proxy_pass http://$llm_upstream; }
+location = /llm/status { llm_router_status; }
+location = /c3 { proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK3_PORT/mock/control; }
+location = /wait {
+    proxy_pass http://127.0.0.1:$TEST_NGINX_MOCK3_PORT/health;
+    proxy_set_header X-Mock-Delay-Ms 400;
+}
+--- request eval
+["POST /c3\n{\"max_model_len\":700}", "GET /wait",
+ "POST /v1/chat/completions\n{\"model\":\"solo\",\"max_tokens\":680}",
+ "POST /v1/chat/completions\n{\"model\":\"solo\",\"max_tokens\":700}",
+ "GET /llm/status"]
+--- error_code eval
+[200, 200, 200, 400, 200]
+--- response_body_like eval
+["", "ok", "chat.completion", "700 tokens", qr/"max_context":700\}/]
