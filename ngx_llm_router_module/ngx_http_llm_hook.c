@@ -1129,7 +1129,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t *h, const char *name, ngx_str_t *doc,
     ngx_str_t *out, ngx_uint_t *drop)
 {
-    int                       status, nres, doc_idx, ref;
+    int                       status, nres, doc_idx, ref, lazy;
     char                     *before, *after;
     size_t                    before_len, after_len, len;
     const char               *s;
@@ -1178,7 +1178,13 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     lua_replace(co, 1);
     lua_settop(co, 1);
 
-    if (ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0) {
+    /* an object member by member; anything else whole */
+
+    lazy = (ngx_http_llm_lua_json_lazy(co, doc->data, doc->len) == 0);
+
+    if (!lazy
+        && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
+    {
         lua_pop(L, 1);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "llm hook: %V %s(): the document is not JSON: %s",
@@ -1316,6 +1322,35 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (doc_idx == 0) {
         lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
         doc_idx = lua_gettop(co);
+
+        if (lazy) {
+
+            /* only what the hook read or wrote is encoded again */
+
+            if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, &after,
+                                                  &after_len, &error)
+                != 0)
+            {
+                rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+                goto done;
+            }
+
+            if (after) {
+                out->data = ngx_pnalloc(r->pool, after_len);
+
+                if (out->data == NULL) {
+                    free(after);
+                    rc = NGX_ERROR;
+                    goto done;
+                }
+
+                ngx_memcpy(out->data, after, after_len);
+                out->len = after_len;
+                free(after);
+            }
+
+            goto done;
+        }
     }
 
     if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,

@@ -964,6 +964,10 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
                 lua_pop(L, 2);
                 keys = lua_gettop(L);       /* the key list */
 
+                /* a document given member by member: all of it now */
+
+                ngx_http_llm_lua_json_lazy_all(L, idx);
+
             } else {
                 lua_settop(L, top);
             }

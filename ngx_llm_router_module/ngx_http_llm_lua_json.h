@@ -25,5 +25,12 @@ int ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
 int ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint,
     char **out, size_t *len, const char **error);
 
+/* ngx_http_llm_lua_lazy.c */
+int ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p,
+    size_t len);
+void ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
+int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
+    size_t *len, const char **error);
+
 
 #endif /* _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_ */

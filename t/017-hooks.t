@@ -66,13 +66,13 @@ POST /v1/chat/completions
 
 
 
-=== TEST 3: round trip when the hook changes something: order, empty arrays and objects, null, big integers, floats, unicode
+=== TEST 3: a hook that adds a field: the members it did not touch keep their bytes
 --- model_hook: touch.lua
 --- request
 POST /v1/chat/completions
 {"model":"m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e300,"two":2.0,"s":"\u00e9\ud83d\ude00\n\"/","arr":[1,[2,{}],null,true,false]}
 --- response_body chomp
-{"model":"engine-m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e+300,"two":2.0,"s":"é😀\n\"/","arr":[1,[2,{}],null,true,false],"hooked":true}
+{"model":"engine-m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e300,"two":2.0,"s":"\u00e9\ud83d\ude00\n\"/","arr":[1,[2,{}],null,true,false],"hooked":true}
 
 
 
@@ -392,3 +392,23 @@ POST /v1/chat/completions
 {"model":"m","stream":true,"messages":[]}
 --- response_body chomp
 {"model":"engine-m","stream":true,"messages":[{"content":"Be brief.","role":"system"}],"b_sees":"nil","b_stream":true,"b_upper":"X"}
+
+
+
+=== TEST 31: round trip through llm.json_encode and json_decode: order, empty arrays and objects, null, big integers, floats, unicode
+--- model_hook: touchall.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e300,"two":2.0,"s":"\u00e9\ud83d\ude00\n\"/","arr":[1,[2,{}],null,true,false], "sp" : [ 1 , 2 ]}
+--- response_body chomp
+{"model":"engine-m","z":[],"a":{},"n":null,"big":12345678901234567,"huge":123456789012345678901234567890,"neg":-9223372036854775808,"f":0.1,"e":1e+300,"two":2.0,"s":"é😀\n\"/","arr":[1,[2,{}],null,true,false],"sp":[1,2],"hooked":true}
+
+
+
+=== TEST 32: members read but equal keep their bytes, changed ones are encoded, removed ones go
+--- model_hook: lazy.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","drop_me":1,"messages":[{"role":"user","content":"x"}],"temperature": 0.50,"extra" : true}
+--- response_body chomp
+{"model":"engine-m","messages":[{"role":"user","content":"changed"}],"temperature": 0.50,"extra" : true,"count":4}

@@ -1,0 +1,575 @@
+
+/*
+ * ngx_llm_router: a JSON object handed to a hook member by member.
+ *
+ * Most hooks read or change a few top-level fields of a body of many.  The
+ * document is scanned once (jscan) and given to the hook as an empty table
+ * whose metatable decodes a member the first time it is read; a member the
+ * hook assigns or removes is recorded.  Afterwards only the members the
+ * hook touched are encoded again, and only those that really changed
+ * replace their original bytes: a hook that changed nothing costs a scan
+ * and the decoding of what it read, and the original bytes go on.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_jscan.h"
+
+
+#define NGX_HTTP_LLM_LAZY_SEEN     1    /* decoded into the table */
+#define NGX_HTTP_LLM_LAZY_REMOVED  2
+
+
+typedef struct {
+    const unsigned char   *data;
+    size_t                 len;
+    ngx_http_llm_jscan_t   scan;
+    unsigned char          state[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+} ngx_http_llm_lazy_t;
+
+
+typedef struct {
+    char    *data;
+    size_t   len;
+    size_t   size;
+} ngx_http_llm_lazy_out_t;
+
+
+static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
+    size_t len);
+static int ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz,
+    int table, int i);
+static int ngx_http_llm_lazy_index(lua_State *L);
+static int ngx_http_llm_lazy_newindex(lua_State *L);
+static int ngx_http_llm_lazy_pairs(lua_State *L);
+static int ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p,
+    size_t len);
+static int ngx_http_llm_lazy_key_cmp(const void *a, const void *b);
+
+
+static const char  ngx_http_llm_lazy_key = 'z';
+
+
+/*
+ * Pushes the object [p, p + len) as a lazy table; -1 (nothing pushed) when
+ * it is not an object of distinct, escape-free keys the scanner can hold:
+ * then the caller decodes it whole.
+ */
+
+int
+ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
+{
+    int                   table;
+    size_t                i, j;
+    ngx_http_llm_lazy_t  *lz;
+
+    lz = lua_newuserdatauv(L, sizeof(ngx_http_llm_lazy_t), 0);
+    memset(lz->state, 0, sizeof(lz->state));
+    lz->data = p;
+    lz->len = len;
+
+    ngx_http_llm_jscan_init(&lz->scan);
+    (void) ngx_http_llm_jscan_feed(&lz->scan, p, len);
+
+    if (ngx_http_llm_jscan_finish(&lz->scan) != NGX_HTTP_LLM_JSCAN_OK) {
+        lua_pop(L, 1);
+        return -1;
+    }
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        if (memchr(p + lz->scan.members[i].key, '\\',
+                   lz->scan.members[i].key_len))
+        {
+            lua_pop(L, 1);
+            return -1;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (lz->scan.members[i].key_len == lz->scan.members[j].key_len
+                && memcmp(p + lz->scan.members[i].key,
+                          p + lz->scan.members[j].key,
+                          lz->scan.members[i].key_len) == 0)
+            {
+                lua_pop(L, 1);
+                return -1;
+            }
+        }
+    }
+
+    /* the table, and its metatable: the object's keys, the methods */
+
+    lua_createtable(L, 0, 4);
+    table = lua_gettop(L);
+
+    lua_createtable(L, (int) lz->scan.nmembers, 5);
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        lua_pushlstring(L, (const char *) p + lz->scan.members[i].key,
+                        lz->scan.members[i].key_len);
+        lua_rawseti(L, -2, (lua_Integer) i + 1);
+    }
+
+    lua_pushliteral(L, "object");
+    lua_setfield(L, -2, "__name");
+
+    lua_pushvalue(L, table - 1);
+    lua_pushcclosure(L, ngx_http_llm_lazy_index, 1);
+    lua_setfield(L, -2, "__index");
+
+    lua_pushvalue(L, table - 1);
+    lua_pushcclosure(L, ngx_http_llm_lazy_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+
+    lua_pushvalue(L, table - 1);
+    lua_pushcclosure(L, ngx_http_llm_lazy_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+
+    lua_pushvalue(L, table - 1);
+    lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+
+    lua_setmetatable(L, table);
+
+    lua_remove(L, table - 1);       /* the userdata lives in the closures */
+
+    return 0;
+}
+
+
+/* the lazy state of the table at idx, or NULL */
+
+static ngx_http_llm_lazy_t *
+ngx_http_llm_lazy_of(lua_State *L, int idx)
+{
+    ngx_http_llm_lazy_t  *lz;
+
+    if (!lua_getmetatable(L, idx)) {
+        return NULL;
+    }
+
+    lua_rawgetp(L, -1, &ngx_http_llm_lazy_key);
+    lz = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+
+    return lz;
+}
+
+
+static int
+ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        if (lz->scan.members[i].key_len == len
+            && memcmp(lz->data + lz->scan.members[i].key, key, len) == 0)
+        {
+            return (int) i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* decodes member i into the table; leaves the value on the stack */
+
+static int
+ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
+    int i)
+{
+    const char                   *error;
+    ngx_http_llm_jscan_member_t  *m;
+
+    m = &lz->scan.members[i];
+
+    if (ngx_http_llm_lua_json_decode(L, lz->data + m->value,
+                                     m->value_end - m->value, &error)
+        != 0)
+    {
+        return luaL_error(L, "cannot decode \"%s\": %s", "member", error);
+    }
+
+    lz->state[i] = NGX_HTTP_LLM_LAZY_SEEN;
+
+    lua_pushlstring(L, (const char *) lz->data + m->key, m->key_len);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, table);
+
+    return 1;
+}
+
+
+static int
+ngx_http_llm_lazy_index(lua_State *L)
+{
+    int                   i;
+    size_t                len;
+    const char           *key;
+    ngx_http_llm_lazy_t  *lz;
+
+    lz = lua_touserdata(L, lua_upvalueindex(1));
+
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        return 0;
+    }
+
+    key = lua_tolstring(L, 2, &len);
+    i = ngx_http_llm_lazy_find(lz, key, len);
+
+    if (i < 0 || lz->state[i]) {
+        return 0;       /* not in the document, read already, or removed */
+    }
+
+    return ngx_http_llm_lazy_decode(L, lz, 1, i);
+}
+
+
+static int
+ngx_http_llm_lazy_newindex(lua_State *L)
+{
+    int                   i;
+    size_t                len;
+    const char           *key;
+    ngx_http_llm_lazy_t  *lz;
+
+    lz = lua_touserdata(L, lua_upvalueindex(1));
+
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        key = lua_tolstring(L, 2, &len);
+        i = ngx_http_llm_lazy_find(lz, key, len);
+
+        if (i >= 0) {
+            lz->state[i] = lua_isnil(L, 3) ? NGX_HTTP_LLM_LAZY_REMOVED
+                                           : NGX_HTTP_LLM_LAZY_SEEN;
+        }
+    }
+
+    if (!lua_isnil(L, 3)) {
+        lua_rawset(L, 1);
+    }
+
+    return 0;
+}
+
+
+/* pairs(): every member, decoded first */
+
+static int
+ngx_http_llm_lazy_pairs(lua_State *L)
+{
+    size_t                i;
+    ngx_http_llm_lazy_t  *lz;
+
+    lz = lua_touserdata(L, lua_upvalueindex(1));
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        if (lz->state[i] == 0) {
+            (void) ngx_http_llm_lazy_decode(L, lz, 1, (int) i);
+            lua_pop(L, 1);
+        }
+    }
+
+    lua_getglobal(L, "next");
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+
+    return 3;
+}
+
+
+/* decodes what was not read yet: before the table is encoded whole */
+
+void
+ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
+{
+    size_t                i;
+    ngx_http_llm_lazy_t  *lz;
+
+    idx = lua_absindex(L, idx);
+    lz = ngx_http_llm_lazy_of(L, idx);
+
+    if (lz == NULL) {
+        return;
+    }
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        if (lz->state[i] == 0) {
+            (void) ngx_http_llm_lazy_decode(L, lz, idx, (int) i);
+            lua_pop(L, 1);
+        }
+    }
+}
+
+
+static int
+ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p, size_t len)
+{
+    char    *d;
+    size_t   size;
+
+    if (o->size - o->len < len) {
+        size = o->size ? o->size : 256;
+
+        while (size - o->len < len) {
+            size *= 2;
+        }
+
+        d = realloc(o->data, size);
+        if (d == NULL) {
+            return -1;
+        }
+
+        o->data = d;
+        o->size = size;
+    }
+
+    memcpy(o->data + o->len, p, len);
+    o->len += len;
+
+    return 0;
+}
+
+
+typedef struct {
+    const char   *data;
+    size_t        len;
+} ngx_http_llm_lazy_key_t;
+
+
+static int
+ngx_http_llm_lazy_key_cmp(const void *a, const void *b)
+{
+    int                             rc;
+    const ngx_http_llm_lazy_key_t  *ka = a, *kb = b;
+
+    rc = memcmp(ka->data, kb->data, ka->len < kb->len ? ka->len : kb->len);
+
+    return rc ? rc : (ka->len > kb->len) - (ka->len < kb->len);
+}
+
+
+/*
+ * The document after the hook.  *out is NULL when nothing changed (the
+ * original bytes stand), else a malloc()ed text to free().  -1: cannot
+ * encode, *error says why.
+ */
+
+int
+ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
+    size_t *len, const char **error)
+{
+    int                           changed, same;
+    char                         *v, *c;
+    size_t                        i, vlen, clen, nkeys, k;
+    const char                   *s;
+    ngx_http_llm_lazy_t          *lz;
+    ngx_http_llm_lazy_out_t       o;
+    ngx_http_llm_lazy_key_t      *keys;
+    ngx_http_llm_jscan_member_t  *m;
+
+    idx = lua_absindex(L, idx);
+    lz = ngx_http_llm_lazy_of(L, idx);
+
+    *out = NULL;
+    *len = 0;
+
+    if (lz == NULL) {
+        *error = "not a lazy document";
+        return -1;
+    }
+
+    memset(&o, 0, sizeof(o));
+    changed = 0;
+
+    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0) {
+        goto nomem;
+    }
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        m = &lz->scan.members[i];
+
+        if (lz->state[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
+            changed = 1;
+            continue;
+        }
+
+        if (lz->state[i] == NGX_HTTP_LLM_LAZY_SEEN) {
+            lua_pushlstring(L, (const char *) lz->data + m->key, m->key_len);
+            lua_rawget(L, idx);
+
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                changed = 1;
+                continue;
+            }
+
+            if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
+                != 0)
+            {
+                lua_pop(L, 1);
+                free(o.data);
+                return -1;
+            }
+
+            lua_pop(L, 1);
+
+            /* the same as the original, or as the original re-encoded */
+
+            same = (vlen == (size_t) (m->value_end - m->value)
+                    && memcmp(v, lz->data + m->value, vlen) == 0);
+
+            if (!same
+                && ngx_http_llm_lua_json_decode(L, lz->data + m->value,
+                                                m->value_end - m->value,
+                                                error) == 0)
+            {
+                if (ngx_http_llm_lua_json_encode(L, -1, 0, &c, &clen, error)
+                    == 0)
+                {
+                    same = (clen == vlen && memcmp(c, v, vlen) == 0);
+                    free(c);
+                }
+
+                lua_pop(L, 1);
+            }
+
+            if (!same) {
+                changed = 1;
+
+                if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
+                    || ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+                                             m->key_len + 2) != 0
+                    || ngx_http_llm_lazy_add(&o, ":", 1) != 0
+                    || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
+                {
+                    free(v);
+                    goto nomem;
+                }
+
+                free(v);
+                continue;
+            }
+
+            free(v);
+        }
+
+        /* the original bytes, from the key's quote to the value's end */
+
+        if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
+            || ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+                                     m->value_end - (m->key - 1)) != 0)
+        {
+            goto nomem;
+        }
+    }
+
+    /* keys the hook added, sorted */
+
+    nkeys = 0;
+    lua_pushnil(L);
+
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            free(o.data);
+            *error = "an object key must be a string";
+            return -1;
+        }
+
+        s = lua_tolstring(L, -1, &vlen);
+
+        if (ngx_http_llm_lazy_find(lz, s, vlen) < 0) {
+            nkeys++;
+        }
+    }
+
+    if (nkeys) {
+        changed = 1;
+
+        keys = malloc(nkeys * sizeof(ngx_http_llm_lazy_key_t));
+        if (keys == NULL) {
+            goto nomem;
+        }
+
+        k = 0;
+        lua_pushnil(L);
+
+        /* the strings stay anchored: they are keys of the table */
+
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            s = lua_tolstring(L, -1, &vlen);
+
+            if (ngx_http_llm_lazy_find(lz, s, vlen) < 0 && k < nkeys) {
+                keys[k].data = s;
+                keys[k].len = vlen;
+                k++;
+            }
+        }
+
+        qsort(keys, k, sizeof(ngx_http_llm_lazy_key_t),
+              ngx_http_llm_lazy_key_cmp);
+
+        for (i = 0; i < k; i++) {
+            lua_pushlstring(L, keys[i].data, keys[i].len);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, idx);
+
+            if (ngx_http_llm_lua_json_encode(L, -2, 0, &c, &clen, error)
+                != 0
+                || ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
+                   != 0)
+            {
+                lua_pop(L, 2);
+                free(keys);
+                free(o.data);
+                return -1;
+            }
+
+            lua_pop(L, 2);
+
+            if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
+                || ngx_http_llm_lazy_add(&o, c, clen) != 0
+                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
+                || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
+            {
+                free(c);
+                free(v);
+                free(keys);
+                goto nomem;
+            }
+
+            free(c);
+            free(v);
+        }
+
+        free(keys);
+    }
+
+    if (!changed) {
+        free(o.data);
+        return 0;
+    }
+
+    if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
+        goto nomem;
+    }
+
+    *out = o.data;
+    *len = o.len;
+
+    return 0;
+
+nomem:
+
+    free(o.data);
+    *error = "out of memory";
+
+    return -1;
+}
