@@ -1003,7 +1003,6 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx)
 {
     const char               *engine;
-    ngx_pool_cleanup_t       *cln;
     ngx_http_llm_srv_conf_t  *lscf;
 
     lua_createtable(L, 0, 8);
@@ -1033,25 +1032,14 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     lua_pushcfunction(L, ngx_http_llm_ctx_var);
     lua_setfield(L, -2, "var");
 
-    /* ctx.state: one table for all the calls of this request */
-
-    if (ctx->lua_state_ref == 0) {
-        lua_createtable(L, 0, 4);
-        ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-        cln = ngx_pool_cleanup_add(r->pool, 0);
-        if (cln) {
-            cln->handler = ngx_http_llm_state_cleanup;
-            cln->data = ctx;
-        }
-    }
-
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
-    lua_setfield(L, -2, "state");
+    /* ctx.state, too, is made on first use (ngx_http_llm_ctx_index) */
 }
 
 
-/* ctx's __index: "headers", the request's headers, made on first use */
+/*
+ * ctx's __index: "headers" (the request's) and "state" (one table for the
+ * request's calls), made on first use
+ */
 
 static int
 ngx_http_llm_ctx_index(lua_State *L)
@@ -1061,17 +1049,48 @@ ngx_http_llm_ctx_index(lua_State *L)
     const char          *key;
     ngx_list_part_t     *part;
     ngx_table_elt_t     *h;
+    ngx_http_llm_ctx_t  *ctx;
+    ngx_pool_cleanup_t  *cln;
     ngx_http_request_t  *r;
 
     key = lua_tolstring(L, 2, &len);
 
-    if (key == NULL || len != 7 || ngx_strncmp(key, "headers", 7) != 0
-        || ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL)
+    if (key == NULL || ngx_http_llm_call == NULL
+        || ngx_http_llm_call->request == NULL)
     {
         return 0;
     }
 
     r = ngx_http_llm_call->request;
+
+    /* ctx.state: one table for all the calls of this request */
+
+    if (len == 5 && ngx_strncmp(key, "state", 5) == 0) {
+        ctx = ngx_http_llm_call->ctx;
+
+        if (ctx->lua_state_ref == 0) {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return luaL_error(L, "no memory");
+            }
+
+            lua_createtable(L, 0, 4);
+            ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+            cln->handler = ngx_http_llm_state_cleanup;
+            cln->data = ctx;
+        }
+
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 1, "state");
+
+        return 1;
+    }
+
+    if (len != 7 || ngx_strncmp(key, "headers", 7) != 0) {
+        return 0;
+    }
 
     lua_createtable(L, 0, 16);
 

@@ -363,7 +363,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     size_t *len, const char **error)
 {
     int                           changed, same;
-    char                         *v, *c;
+    char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        i, vlen, clen, nkeys, k;
     const char                   *s;
     ngx_http_llm_lazy_t          *lz;
@@ -383,11 +384,10 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     }
 
     memset(&o, 0, sizeof(o));
+    memset(enc, 0, sizeof(enc));
     changed = 0;
 
-    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0) {
-        goto nomem;
-    }
+    /* first what changed: members removed, or read and now different */
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
@@ -397,77 +397,58 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
             continue;
         }
 
-        if (lz->state[i] == NGX_HTTP_LLM_LAZY_SEEN) {
-            lua_pushlstring(L, (const char *) lz->data + m->key, m->key_len);
-            lua_rawget(L, idx);
+        if (lz->state[i] != NGX_HTTP_LLM_LAZY_SEEN) {
+            continue;
+        }
 
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                changed = 1;
-                continue;
-            }
+        lua_pushlstring(L, (const char *) lz->data + m->key, m->key_len);
+        lua_rawget(L, idx);
 
-            if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
-                != 0)
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lz->state[i] = NGX_HTTP_LLM_LAZY_REMOVED;
+            changed = 1;
+            continue;
+        }
+
+        if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error) != 0) {
+            lua_pop(L, 1);
+            goto failed;
+        }
+
+        lua_pop(L, 1);
+
+        /* the same as the original, or as the original re-encoded */
+
+        same = (vlen == (size_t) (m->value_end - m->value)
+                && memcmp(v, lz->data + m->value, vlen) == 0);
+
+        if (!same
+            && ngx_http_llm_lua_json_decode(L, lz->data + m->value,
+                                            m->value_end - m->value, error)
+               == 0)
+        {
+            if (ngx_http_llm_lua_json_encode(L, -1, 0, &c, &clen, error)
+                == 0)
             {
-                lua_pop(L, 1);
-                free(o.data);
-                return -1;
+                same = (clen == vlen && memcmp(c, v, vlen) == 0);
+                free(c);
             }
 
             lua_pop(L, 1);
+        }
 
-            /* the same as the original, or as the original re-encoded */
-
-            same = (vlen == (size_t) (m->value_end - m->value)
-                    && memcmp(v, lz->data + m->value, vlen) == 0);
-
-            if (!same
-                && ngx_http_llm_lua_json_decode(L, lz->data + m->value,
-                                                m->value_end - m->value,
-                                                error) == 0)
-            {
-                if (ngx_http_llm_lua_json_encode(L, -1, 0, &c, &clen, error)
-                    == 0)
-                {
-                    same = (clen == vlen && memcmp(c, v, vlen) == 0);
-                    free(c);
-                }
-
-                lua_pop(L, 1);
-            }
-
-            if (!same) {
-                changed = 1;
-
-                if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
-                    || ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
-                                             m->key_len + 2) != 0
-                    || ngx_http_llm_lazy_add(&o, ":", 1) != 0
-                    || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
-                {
-                    free(v);
-                    goto nomem;
-                }
-
-                free(v);
-                continue;
-            }
-
+        if (same) {
             free(v);
+            continue;
         }
 
-        /* the original bytes, from the key's quote to the value's end */
-
-        if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
-            || ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
-                                     m->value_end - (m->key - 1)) != 0)
-        {
-            goto nomem;
-        }
+        enc[i] = v;
+        enc_len[i] = vlen;
+        changed = 1;
     }
 
-    /* keys the hook added, sorted */
+    /* keys the hook added */
 
     nkeys = 0;
     lua_pushnil(L);
@@ -477,9 +458,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
 
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pop(L, 1);
-            free(o.data);
             *error = "an object key must be a string";
-            return -1;
+            goto failed;
         }
 
         s = lua_tolstring(L, -1, &vlen);
@@ -489,9 +469,51 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
         }
     }
 
-    if (nkeys) {
-        changed = 1;
+    if (!changed && nkeys == 0) {
+        return 0;
+    }
 
+    /* then the text: original bytes where nothing changed */
+
+    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0) {
+        goto nomem;
+    }
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        m = &lz->scan.members[i];
+
+        if (lz->state[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
+            continue;
+        }
+
+        if (o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0) {
+            goto nomem;
+        }
+
+        if (enc[i]) {
+            if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+                                      m->key_len + 2) != 0
+                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
+                || ngx_http_llm_lazy_add(&o, enc[i], enc_len[i]) != 0)
+            {
+                goto nomem;
+            }
+
+            continue;
+        }
+
+        /* from the key's quote to the value's end */
+
+        if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+                                  m->value_end - (m->key - 1)) != 0)
+        {
+            goto nomem;
+        }
+    }
+
+    /* the added keys, sorted */
+
+    if (nkeys) {
         keys = malloc(nkeys * sizeof(ngx_http_llm_lazy_key_t));
         if (keys == NULL) {
             goto nomem;
@@ -522,14 +544,20 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
             lua_rawget(L, idx);
 
             if (ngx_http_llm_lua_json_encode(L, -2, 0, &c, &clen, error)
-                != 0
-                || ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
-                   != 0)
+                != 0)
             {
                 lua_pop(L, 2);
                 free(keys);
-                free(o.data);
-                return -1;
+                goto failed;
+            }
+
+            if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
+                != 0)
+            {
+                lua_pop(L, 2);
+                free(c);
+                free(keys);
+                goto failed;
             }
 
             lua_pop(L, 2);
@@ -552,13 +580,12 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
         free(keys);
     }
 
-    if (!changed) {
-        free(o.data);
-        return 0;
-    }
-
     if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
         goto nomem;
+    }
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        free(enc[i]);
     }
 
     *out = o.data;
@@ -568,8 +595,15 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
 
 nomem:
 
-    free(o.data);
     *error = "out of memory";
+
+failed:
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        free(enc[i]);
+    }
+
+    free(o.data);
 
     return -1;
 }
