@@ -1002,43 +1002,18 @@ static void
 ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx)
 {
-    const char               *engine;
-    ngx_http_llm_srv_conf_t  *lscf;
+    /* every field is made when a hook first reads it */
 
-    lua_createtable(L, 0, 8);
-
-    lua_pushlstring(L, (char *) ctx->model.data, ctx->model.len);
-    lua_setfield(L, -2, "model");
-    lua_pushlstring(L, (char *) ctx->target.data, ctx->target.len);
-    lua_setfield(L, -2, "target");
-    lua_pushlstring(L, (char *) ctx->upstream.data, ctx->upstream.len);
-    lua_setfield(L, -2, "upstream");
-
-    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
-                                           ngx_http_llm_router_module);
-    engine = (lscf && lscf->engine) ? ngx_http_llm_engine_name(lscf->engine)
-                                    : "";
-    lua_pushstring(L, engine);
-    lua_setfield(L, -2, "engine");
-
-    lua_pushboolean(L, ctx->stream == 1);
-    lua_setfield(L, -2, "stream");
-
-    /* ctx.headers is made when a hook first reads it */
-
+    lua_createtable(L, 0, 4);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_ctx_mt_key);
     lua_setmetatable(L, -2);
-
-    lua_pushcfunction(L, ngx_http_llm_ctx_var);
-    lua_setfield(L, -2, "var");
-
-    /* ctx.state, too, is made on first use (ngx_http_llm_ctx_index) */
 }
 
 
 /*
- * ctx's __index: "headers" (the request's) and "state" (one table for the
- * request's calls), made on first use
+ * ctx's __index: model, target, upstream, engine, stream, var, headers
+ * (the request's) and state (one table for the request's calls), each
+ * made on first use and kept in ctx
  */
 
 static int
@@ -1049,9 +1024,10 @@ ngx_http_llm_ctx_index(lua_State *L)
     const char          *key;
     ngx_list_part_t     *part;
     ngx_table_elt_t     *h;
-    ngx_http_llm_ctx_t  *ctx;
-    ngx_pool_cleanup_t  *cln;
-    ngx_http_request_t  *r;
+    ngx_http_llm_ctx_t       *ctx;
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_request_t       *r;
+    ngx_http_llm_srv_conf_t  *lscf;
 
     key = lua_tolstring(L, 2, &len);
 
@@ -1062,12 +1038,44 @@ ngx_http_llm_ctx_index(lua_State *L)
     }
 
     r = ngx_http_llm_call->request;
+    ctx = ngx_http_llm_call->ctx;
+
+    if (len == 5 && ngx_strncmp(key, "model", 5) == 0) {
+        lua_pushlstring(L, (char *) ctx->model.data, ctx->model.len);
+        goto cache;
+    }
+
+    if (len == 6 && ngx_strncmp(key, "target", 6) == 0) {
+        lua_pushlstring(L, (char *) ctx->target.data, ctx->target.len);
+        goto cache;
+    }
+
+    if (len == 8 && ngx_strncmp(key, "upstream", 8) == 0) {
+        lua_pushlstring(L, (char *) ctx->upstream.data, ctx->upstream.len);
+        goto cache;
+    }
+
+    if (len == 6 && ngx_strncmp(key, "engine", 6) == 0) {
+        lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                               ngx_http_llm_router_module);
+        lua_pushstring(L, (lscf && lscf->engine)
+                          ? ngx_http_llm_engine_name(lscf->engine) : "");
+        goto cache;
+    }
+
+    if (len == 6 && ngx_strncmp(key, "stream", 6) == 0) {
+        lua_pushboolean(L, ctx->stream == 1);
+        goto cache;
+    }
+
+    if (len == 3 && ngx_strncmp(key, "var", 3) == 0) {
+        lua_pushcfunction(L, ngx_http_llm_ctx_var);
+        goto cache;
+    }
 
     /* ctx.state: one table for all the calls of this request */
 
     if (len == 5 && ngx_strncmp(key, "state", 5) == 0) {
-        ctx = ngx_http_llm_call->ctx;
-
         if (ctx->lua_state_ref == 0) {
             cln = ngx_pool_cleanup_add(r->pool, 0);
             if (cln == NULL) {
@@ -1119,6 +1127,14 @@ ngx_http_llm_ctx_index(lua_State *L)
 
     lua_pushvalue(L, -1);
     lua_setfield(L, 1, "headers");
+
+    return 1;
+
+cache:
+
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
 
     return 1;
 }

@@ -24,12 +24,19 @@
 #define NGX_HTTP_LLM_LAZY_REMOVED  2
 
 
+/* the members, as the scanner found them; the userdata ends with them */
+
 typedef struct {
-    const unsigned char   *data;
-    size_t                 len;
-    ngx_http_llm_jscan_t   scan;
-    unsigned char          state[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    const unsigned char          *data;
+    size_t                        len;
+    struct {
+        size_t                    nmembers;
+        ngx_http_llm_jscan_member_t  members[1];
+    } scan;
 } ngx_http_llm_lazy_t;
+
+#define ngx_http_llm_lazy_state(lz)                                           \
+    ((unsigned char *) &(lz)->scan.members[(lz)->scan.nmembers])
 
 
 typedef struct {
@@ -39,6 +46,7 @@ typedef struct {
 } ngx_http_llm_lazy_out_t;
 
 
+static ngx_http_llm_lazy_t *ngx_http_llm_lazy_of(lua_State *L, int idx);
 static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
     size_t len);
 static int ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz,
@@ -63,69 +71,70 @@ static const char  ngx_http_llm_lazy_key = 'z';
 int
 ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
 {
-    int                   table;
-    size_t                i, j;
-    ngx_http_llm_lazy_t  *lz;
+    int                    table;
+    size_t                 i, j, n;
+    ngx_http_llm_lazy_t   *lz;
+    ngx_http_llm_jscan_t   scan;
 
-    lz = lua_newuserdatauv(L, sizeof(ngx_http_llm_lazy_t), 0);
-    memset(lz->state, 0, sizeof(lz->state));
-    lz->data = p;
-    lz->len = len;
+    ngx_http_llm_jscan_init(&scan);
+    (void) ngx_http_llm_jscan_feed(&scan, p, len);
 
-    ngx_http_llm_jscan_init(&lz->scan);
-    (void) ngx_http_llm_jscan_feed(&lz->scan, p, len);
-
-    if (ngx_http_llm_jscan_finish(&lz->scan) != NGX_HTTP_LLM_JSCAN_OK) {
-        lua_pop(L, 1);
+    if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
         return -1;
     }
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        if (memchr(p + lz->scan.members[i].key, '\\',
-                   lz->scan.members[i].key_len))
-        {
-            lua_pop(L, 1);
+    n = scan.nmembers;
+
+    for (i = 0; i < n; i++) {
+        if (memchr(p + scan.members[i].key, '\\', scan.members[i].key_len)) {
             return -1;
         }
 
         for (j = 0; j < i; j++) {
-            if (lz->scan.members[i].key_len == lz->scan.members[j].key_len
-                && memcmp(p + lz->scan.members[i].key,
-                          p + lz->scan.members[j].key,
-                          lz->scan.members[i].key_len) == 0)
+            if (scan.members[i].key_len == scan.members[j].key_len
+                && memcmp(p + scan.members[i].key, p + scan.members[j].key,
+                          scan.members[i].key_len) == 0)
             {
-                lua_pop(L, 1);
                 return -1;
             }
         }
     }
+
+    /* the members and a state byte each, in one userdata */
+
+    lz = lua_newuserdatauv(L, sizeof(ngx_http_llm_lazy_t)
+                              + n * sizeof(ngx_http_llm_jscan_member_t)
+                              + n + 1, 0);
+    lz->data = p;
+    lz->len = len;
+    lz->scan.nmembers = n;
+    memcpy(lz->scan.members, scan.members,
+           n * sizeof(ngx_http_llm_jscan_member_t));
+    memset(ngx_http_llm_lazy_state(lz), 0, n + 1);
 
     /* the table, and its metatable: the object's keys, the methods */
 
     lua_createtable(L, 0, 4);
     table = lua_gettop(L);
 
-    lua_createtable(L, (int) lz->scan.nmembers, 5);
+    lua_createtable(L, (int) n, 5);
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        lua_pushlstring(L, (const char *) p + lz->scan.members[i].key,
-                        lz->scan.members[i].key_len);
+    for (i = 0; i < n; i++) {
+        lua_pushlstring(L, (const char *) p + scan.members[i].key,
+                        scan.members[i].key_len);
         lua_rawseti(L, -2, (lua_Integer) i + 1);
     }
 
     lua_pushliteral(L, "object");
     lua_setfield(L, -2, "__name");
 
-    lua_pushvalue(L, table - 1);
-    lua_pushcclosure(L, ngx_http_llm_lazy_index, 1);
+    lua_pushcfunction(L, ngx_http_llm_lazy_index);
     lua_setfield(L, -2, "__index");
 
-    lua_pushvalue(L, table - 1);
-    lua_pushcclosure(L, ngx_http_llm_lazy_newindex, 1);
+    lua_pushcfunction(L, ngx_http_llm_lazy_newindex);
     lua_setfield(L, -2, "__newindex");
 
-    lua_pushvalue(L, table - 1);
-    lua_pushcclosure(L, ngx_http_llm_lazy_pairs, 1);
+    lua_pushcfunction(L, ngx_http_llm_lazy_pairs);
     lua_setfield(L, -2, "__pairs");
 
     lua_pushvalue(L, table - 1);
@@ -133,7 +142,7 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
 
     lua_setmetatable(L, table);
 
-    lua_remove(L, table - 1);       /* the userdata lives in the closures */
+    lua_remove(L, table - 1);       /* the metatable keeps the userdata */
 
     return 0;
 }
@@ -193,7 +202,7 @@ ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
         return luaL_error(L, "cannot decode \"%s\": %s", "member", error);
     }
 
-    lz->state[i] = NGX_HTTP_LLM_LAZY_SEEN;
+    ngx_http_llm_lazy_state(lz)[i] = NGX_HTTP_LLM_LAZY_SEEN;
 
     lua_pushlstring(L, (const char *) lz->data + m->key, m->key_len);
     lua_pushvalue(L, -2);
@@ -211,16 +220,16 @@ ngx_http_llm_lazy_index(lua_State *L)
     const char           *key;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = lua_touserdata(L, lua_upvalueindex(1));
+    lz = ngx_http_llm_lazy_of(L, 1);
 
-    if (lua_type(L, 2) != LUA_TSTRING) {
+    if (lz == NULL || lua_type(L, 2) != LUA_TSTRING) {
         return 0;
     }
 
     key = lua_tolstring(L, 2, &len);
     i = ngx_http_llm_lazy_find(lz, key, len);
 
-    if (i < 0 || lz->state[i]) {
+    if (i < 0 || ngx_http_llm_lazy_state(lz)[i]) {
         return 0;       /* not in the document, read already, or removed */
     }
 
@@ -236,15 +245,16 @@ ngx_http_llm_lazy_newindex(lua_State *L)
     const char           *key;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = lua_touserdata(L, lua_upvalueindex(1));
+    lz = ngx_http_llm_lazy_of(L, 1);
 
-    if (lua_type(L, 2) == LUA_TSTRING) {
+    if (lz && lua_type(L, 2) == LUA_TSTRING) {
         key = lua_tolstring(L, 2, &len);
         i = ngx_http_llm_lazy_find(lz, key, len);
 
         if (i >= 0) {
-            lz->state[i] = lua_isnil(L, 3) ? NGX_HTTP_LLM_LAZY_REMOVED
-                                           : NGX_HTTP_LLM_LAZY_SEEN;
+            ngx_http_llm_lazy_state(lz)[i] = lua_isnil(L, 3)
+                                             ? NGX_HTTP_LLM_LAZY_REMOVED
+                                             : NGX_HTTP_LLM_LAZY_SEEN;
         }
     }
 
@@ -264,10 +274,10 @@ ngx_http_llm_lazy_pairs(lua_State *L)
     size_t                i;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = lua_touserdata(L, lua_upvalueindex(1));
+    lz = ngx_http_llm_lazy_of(L, 1);
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        if (lz->state[i] == 0) {
+    for (i = 0; lz && i < lz->scan.nmembers; i++) {
+        if (ngx_http_llm_lazy_state(lz)[i] == 0) {
             (void) ngx_http_llm_lazy_decode(L, lz, 1, (int) i);
             lua_pop(L, 1);
         }
@@ -297,7 +307,7 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
     }
 
     for (i = 0; i < lz->scan.nmembers; i++) {
-        if (lz->state[i] == 0) {
+        if (ngx_http_llm_lazy_state(lz)[i] == 0) {
             (void) ngx_http_llm_lazy_decode(L, lz, idx, (int) i);
             lua_pop(L, 1);
         }
@@ -392,12 +402,12 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
 
-        if (lz->state[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
+        if (ngx_http_llm_lazy_state(lz)[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
             changed = 1;
             continue;
         }
 
-        if (lz->state[i] != NGX_HTTP_LLM_LAZY_SEEN) {
+        if (ngx_http_llm_lazy_state(lz)[i] != NGX_HTTP_LLM_LAZY_SEEN) {
             continue;
         }
 
@@ -406,7 +416,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
 
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
-            lz->state[i] = NGX_HTTP_LLM_LAZY_REMOVED;
+            ngx_http_llm_lazy_state(lz)[i] = NGX_HTTP_LLM_LAZY_REMOVED;
             changed = 1;
             continue;
         }
@@ -482,7 +492,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
 
-        if (lz->state[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
+        if (ngx_http_llm_lazy_state(lz)[i] == NGX_HTTP_LLM_LAZY_REMOVED) {
             continue;
         }
 
