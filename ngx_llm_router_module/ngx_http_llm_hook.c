@@ -1440,9 +1440,14 @@ done:
 
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 
-    /* an aborted coroutine is left to the collector, not reused */
+    /*
+     * a coroutine that returned is ready again; one that was aborted or
+     * failed is left to the collector
+     */
 
-    if (status == LUA_YIELD || lua_resetthread(co) != LUA_OK) {
+    if (status == LUA_YIELD
+        || (status != LUA_OK && lua_resetthread(co) != LUA_OK))
+    {
         lua_pushnil(L);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key);
 
