@@ -128,18 +128,27 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         /* cf->args is the last directive's now: the name is model's */
 
-        if (model->glob || models[first].max_context == 0
-            || model->max_context == 0
+        if (model->glob
             || (model->name.len == 7
                 && ngx_strncmp(model->name.data, "default", 7) == 0))
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate llm_model \"%V\", first declared "
-                               "in %V:%ui (blocks of one exact name are "
-                               "variants: each needs \"max_context\")",
+                               "in %V:%ui (only blocks of one exact name "
+                               "can be variants)",
                                &model->name, &models[first].file,
                                models[first].line);
             return NGX_CONF_ERROR;
+        }
+
+        /* a variant without max_context learns it from its engines */
+
+        if (models[first].max_context == 0) {
+            models[first].max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
+        }
+
+        if (model->max_context == 0) {
+            model->max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
         }
     }
 

@@ -39,14 +39,14 @@ names upstream "127.0.0.1", which is not an upstream{} block
 
 
 
-=== TEST 3: the same model name twice
+=== TEST 3: the same glob twice
 --- http_config
 upstream a { server 127.0.0.1:1; }
-llm_model m { upstream a; }
-llm_model m { upstream a; }
+llm_model "m-*" { upstream a; }
+llm_model "m-*" { upstream a; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*duplicate llm_model "m", first declared in \S+nginx\.conf:\d+ \(blocks of one exact name are variants: each needs "max_context"\) in \S+nginx\.conf:\d+/
+qr/\[emerg\] .*duplicate llm_model "m-\*", first declared in \S+nginx\.conf:\d+ \(only blocks of one exact name can be variants\) in \S+nginx\.conf:\d+/
 
 
 

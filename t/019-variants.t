@@ -147,7 +147,7 @@ GET /v1/models
 
 
 
-=== TEST 11: a second block of a name without max_context is refused
+=== TEST 11: a variant without max_context learns it: its upstream needs an llm_engine
 --- http_config
 upstream p { server 127.0.0.1:1; }
 llm_model m { upstream p; }
@@ -156,7 +156,7 @@ llm_model m { upstream p; max_context 10; }
 GET /
 --- must_die
 --- error_log
-duplicate llm_model "m", first declared in
+"max_context auto" of llm_model "m" needs an llm_engine in upstream "p"
 
 
 
@@ -182,7 +182,7 @@ X-Mock-Echo: 1
 
 
 
-=== TEST 14: max_context auto: learned from each engine's dialect, used, shown in the status
+=== TEST 14: max_context auto (or none, in a variant): learned from each engine's dialect, used, shown in the status
 The mocks are told: short (llama.cpp /props) 2 slots of 150, long (TGI
 /info) 1200, mid (vLLM /v1/models) 600; the checks every 100 ms ask again.
 17 + 100 = 117 fits the short one.
@@ -192,7 +192,7 @@ upstream short_pool { llm_engine llamacpp; llm_check interval=100ms; server 127.
 upstream long_pool { llm_engine tgi; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK2_PORT; }
 upstream mid_pool { llm_engine vllm; llm_check interval=100ms; server 127.0.0.1:$TEST_NGINX_MOCK3_PORT; }
 llm_model llama { upstream long_pool; max_context auto; }
-llm_model llama { upstream short_pool; max_context auto; }
+llm_model llama { upstream short_pool; }
 llm_model llama { upstream mid_pool; max_context auto; }
 --- config
 location /v1/ {
