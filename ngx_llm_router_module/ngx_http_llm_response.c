@@ -100,6 +100,8 @@ static ngx_int_t ngx_http_llm_send_edited(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_send_engine_error(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_send_held(ngx_http_request_t *r,
+    ngx_buf_t *b);
 static ngx_buf_t *ngx_http_llm_response_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_buf_t *b);
 static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
@@ -696,9 +698,7 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     u_char                       *p;
     size_t                        i, len;
-    ngx_int_t                     rc;
     ngx_buf_t                    *b, *body;
-    ngx_chain_t                   out;
     ngx_http_llm_jscan_t          scan;
     ngx_http_llm_response_t      *resp;
     ngx_http_llm_jscan_member_t  *m, *model;
@@ -764,6 +764,18 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
             return NGX_ERROR;
         }
     }
+
+    return ngx_http_llm_send_held(r, b);
+}
+
+
+/* a held answer goes out: the headers, with its length, then b */
+
+static ngx_int_t
+ngx_http_llm_send_held(ngx_http_request_t *r, ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
 
     r->headers_out.content_length_n = b->last - b->pos;
 
@@ -853,10 +865,8 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     cJSON                    *json, *error, *item;
     u_char                   *copy;
     size_t                    len;
-    ngx_int_t                 rc;
     ngx_buf_t                *b, *body;
     ngx_str_t                 message;
-    ngx_chain_t               out;
     const char               *code, *type;
     ngx_http_llm_response_t  *resp;
 
@@ -987,26 +997,7 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
 send:
 
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    rc = ngx_http_next_header_filter(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_next_body_filter(r, &out);
+    return ngx_http_llm_send_held(r, b);
 }
 
 
