@@ -1220,11 +1220,13 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (!lazy
         && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
     {
+        /* an engine's broken answer or event goes on as it is */
+
         lua_pop(L, 1);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "llm hook: %V %s(): the document is not JSON: %s",
-                      &h->file, name, error);
-        return NGX_ERROR;
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "llm hook: %V %s() not called, the document is not "
+                      "JSON: %s", &h->file, name, error);
+        return NGX_OK;
     }
 
     doc_idx = lua_gettop(co);

@@ -412,3 +412,18 @@ POST /v1/chat/completions
 {"model":"m","drop_me":1,"messages":[{"role":"user","content":"x"}],"temperature": 0.50,"extra" : true}
 --- response_body chomp
 {"model":"engine-m","messages":[{"role":"user","content":"changed"}],"temperature": 0.50,"extra" : true,"count":4}
+
+
+
+=== TEST 33: an engine answer that is not JSON reaches the client as it is, the response hook not called
+--- model_hook: answer.lua
+--- no_echo: 1
+--- more_headers
+X-Mock-Malformed: 1
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body chomp
+{"id": "broken
+--- error_log
+response() not called, the document is not JSON
