@@ -435,6 +435,14 @@ ngx_http_llm_metrics_models(u_char *p, ngx_http_llm_main_conf_t *lmcf)
                 continue;
             }
 
+            /* variants of one name on one upstream share their counters */
+
+            for (k = 0; k < i && models[k].stats != st; k++) { /* void */ }
+
+            if (k < i) {
+                continue;
+            }
+
             lp = ngx_cpymem(labels, "model=", 6);
             lp = ngx_http_llm_metrics_label(lp, st->model);
             lp = ngx_cpymem(lp, ",upstream=", 10);

@@ -189,3 +189,26 @@ location = /metrics { llm_router_metrics; }
 --- error_log
 "llm_router_metrics" in
 needs "llm_router_zone"
+
+
+
+=== TEST 5: variants of one model on one upstream share one series, and the text stays valid
+--- http_config
+llm_router_zone llm 1m;
+upstream pool { llm_engine vllm; server 127.0.0.1:$TEST_NGINX_MOCK1_PORT; }
+llm_model m { upstream pool; max_context 100; }
+llm_model m { upstream pool; max_context 1000; }
+llm_model d { upstream pool; }
+llm_model "q\"uote" { upstream pool; }
+--- config
+location /v1/ { llm_router on; proxy_pass http://$llm_upstream; }
+location = /metrics { llm_router_metrics; }
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"max_tokens\":10}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"max_tokens\":500}",
+ "GET /metrics"]
+--- response_body_filters eval
+\&::summary
+--- response_body_like eval
+["chat.completion", "chat.completion",
+ qr/^m: 2xx=2 4xx=0 5xx=0 in_flight=0 duration=2 ttft=2 prompt=0 completion=8 aborts=0 failures=0\n/]
