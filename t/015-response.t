@@ -383,3 +383,25 @@ data: \[DONE\]
 --- wait: 0.2
 --- error_log eval
 qr/\{"time":"[^"]+","request_id":"[0-9a-f]{32}","client":"127\.0\.0\.1","uri":"\/v1\/chat\/completions","status":"200","model":"t","target":"engine-name","upstream":"pool","engine":"vllm","peer":"127\.0\.0\.1:\d+","stream":"1","prompt_tokens":"4","completion_tokens":"4","total_tokens":"8","ttft_ms":"\d+","events":"7","duration_s":"[\d.]+","upstream_time_s":"[\d.]+","error":""\}/
+
+
+
+=== TEST 25: over HTTP/2: a stream with the model restored and usage dropped, then [DONE]
+--- http2
+--- skip_eval: 2: $Test::Nginx::Util::VERSION && $Test::Nginx::Util::NginxVersion < 1.025001
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"su\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"su"[^\n]*\n\n){6}data: \[DONE\]\n\n$/
+
+
+
+=== TEST 26: over HTTP/2: an engine that breaks the stream off: the error event and [DONE]
+--- http2
+--- skip_eval: 2: $Test::Nginx::Util::VERSION && $Test::Nginx::Util::NginxVersion < 1.025001
+--- more_headers
+X-Mock-Close-After: 1
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
+--- response_body_like eval
+qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){2}data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
