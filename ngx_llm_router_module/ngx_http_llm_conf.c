@@ -41,6 +41,29 @@ static ngx_str_t  ngx_http_llm_default_name = ngx_string("default");
 static ngx_str_t  ngx_http_llm_no_name = ngx_null_string;
 
 
+/* the first of the models [0, before) named name, or NGX_CONF_UNSET_UINT */
+
+ngx_uint_t
+ngx_http_llm_first_model(ngx_http_llm_main_conf_t *lmcf, ngx_str_t *name,
+    ngx_uint_t before)
+{
+    ngx_uint_t             i;
+    ngx_http_llm_model_t  *models;
+
+    models = lmcf->models.elts;
+
+    for (i = 0; i < before && i < lmcf->models.nelts; i++) {
+        if (models[i].name.len == name->len
+            && ngx_strncmp(models[i].name.data, name->data, name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_CONF_UNSET_UINT;
+}
+
+
 char *
 ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -48,7 +71,7 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     char                  *rv;
     ngx_str_t             *value;
-    ngx_uint_t             i, n, first;
+    ngx_uint_t             n, first;
     ngx_conf_t             save;
     ngx_http_llm_model_t  *model, *models;
 
@@ -60,20 +83,8 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* a block of the same name again is a variant, checked below */
 
-    models = lmcf->models.elts;
-    first = NGX_CONF_UNSET_UINT;
-
-    for (i = 0; i < lmcf->models.nelts; i++) {
-        if (models[i].name.len == value[1].len
-            && ngx_strncmp(models[i].name.data, value[1].data,
-                           value[1].len) == 0)
-        {
-            first = i;
-            break;
-        }
-    }
-
     n = lmcf->models.nelts;
+    first = ngx_http_llm_first_model(lmcf, &value[1], n);
 
     model = ngx_array_push(&lmcf->models);
     if (model == NULL) {
@@ -751,17 +762,8 @@ ngx_http_llm_add_variant(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_route_t  **v;
 
     models = lmcf->models.elts;
-    first = &models[i];
-
-    for (k = 0; k < i; k++) {
-        if (models[k].name.len == models[i].name.len
-            && ngx_strncmp(models[k].name.data, models[i].name.data,
-                           models[i].name.len) == 0)
-        {
-            first = &models[k];
-            break;
-        }
-    }
+    k = ngx_http_llm_first_model(lmcf, &models[i].name, i);
+    first = (k == NGX_CONF_UNSET_UINT) ? &models[i] : &models[k];
 
     if (first->variants == NULL) {
         first->variants = ngx_array_create(cf->pool, 2,

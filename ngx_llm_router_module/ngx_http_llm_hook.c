@@ -1165,8 +1165,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_str_t *out, ngx_uint_t *drop)
 {
     int                       status, nres, doc_idx, ref, lazy;
-    char                     *before, *after;
-    size_t                    before_len, after_len, len;
+    char                     *after;
+    size_t                    after_len, len;
     const char               *s;
     ngx_int_t                 rc;
     lua_State                *L, *co;
@@ -1230,7 +1230,6 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     doc_idx = lua_gettop(co);
-    before = NULL;
 
     /*
      * the coroutine's stack must hold just the function and its arguments
@@ -1360,68 +1359,39 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
         doc_idx = lua_gettop(co);
 
-        if (lazy) {
+    } else {
+        lazy = 0;       /* a table the hook returned is encoded whole */
+    }
 
-            /* only what the hook read or wrote is encoded again */
+    /* the new text, or NULL when the document did not change */
 
-            if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, &after,
-                                                  &after_len, &error)
-                != 0)
-            {
-                rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
-                goto done;
-            }
-
-            if (after) {
-                out->data = ngx_pnalloc(r->pool, after_len);
-
-                if (out->data == NULL) {
-                    free(after);
-                    rc = NGX_ERROR;
-                    goto done;
-                }
-
-                ngx_memcpy(out->data, after, after_len);
-                out->len = after_len;
-                free(after);
-            }
-
+    if (lazy) {
+        if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, &after,
+                                              &after_len, &error)
+            != 0)
+        {
+            rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
             goto done;
+        }
+
+    } else {
+        if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,
+                                         &after_len, &error)
+            != 0)
+        {
+            rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+            goto done;
+        }
+
+        if (ngx_http_llm_lua_json_same(co, after, after_len, doc->data,
+                                       doc->len))
+        {
+            free(after);
+            after = NULL;
         }
     }
 
-    if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,
-                                     &after_len, &error)
-        != 0)
-    {
-        rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
-        goto done;
-    }
-
-    /*
-     * Unchanged?  The text is the original one (a compact body), or the
-     * original decoded and encoded again gives the same text.
-     */
-
-    if (after_len == doc->len && ngx_memcmp(after, doc->data, after_len) == 0)
-    {
-        free(after);
-        goto done;
-    }
-
-    if (ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0
-        || ngx_http_llm_lua_json_encode(co, -1, doc->len + 256, &before,
-                                        &before_len, &error)
-           != 0)
-    {
-        free(after);
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    if (after_len != before_len
-        || ngx_memcmp(after, before, after_len) != 0)
-    {
+    if (after) {
         out->data = ngx_pnalloc(r->pool, after_len);
 
         if (out->data == NULL) {
@@ -1432,13 +1402,10 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         ngx_memcpy(out->data, after, after_len);
         out->len = after_len;
+        free(after);
     }
 
-    free(after);
-
 done:
-
-    free(before);
 
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 

@@ -1151,3 +1151,40 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 
     return ngx_http_llm_jenc_add(e, "}", 1);
 }
+
+
+/*
+ * 1 when the text v is the JSON raw, or what raw gives decoded and encoded
+ * again: the document did not change, only its spelling would.
+ */
+
+int
+ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
+    const unsigned char *raw, size_t rawlen)
+{
+    int          same;
+    char        *c;
+    size_t       clen;
+    const char  *error;
+
+    if (vlen == rawlen && memcmp(v, raw, vlen) == 0) {
+        return 1;
+    }
+
+    if (ngx_http_llm_lua_json_decode(L, raw, rawlen, &error) != 0) {
+        return 0;
+    }
+
+    same = 0;
+
+    if (ngx_http_llm_lua_json_encode(L, -1, rawlen + 256, &c, &clen, &error)
+        == 0)
+    {
+        same = (clen == vlen && memcmp(c, v, vlen) == 0);
+        free(c);
+    }
+
+    lua_pop(L, 1);
+
+    return same;
+}

@@ -25,6 +25,9 @@ int ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
 int ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint,
     char **out, size_t *len, const char **error);
 
+int ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
+    const unsigned char *raw, size_t rawlen);
+
 /* ngx_http_llm_lua_lazy.c */
 int ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p,
     size_t len);

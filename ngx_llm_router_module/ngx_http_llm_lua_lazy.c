@@ -372,7 +372,7 @@ int
 ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     size_t *len, const char **error)
 {
-    int                           changed, same;
+    int                           changed;
     char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        i, vlen, clen, nkeys, k;
@@ -428,27 +428,9 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
 
         lua_pop(L, 1);
 
-        /* the same as the original, or as the original re-encoded */
-
-        same = (vlen == (size_t) (m->value_end - m->value)
-                && memcmp(v, lz->data + m->value, vlen) == 0);
-
-        if (!same
-            && ngx_http_llm_lua_json_decode(L, lz->data + m->value,
-                                            m->value_end - m->value, error)
-               == 0)
+        if (ngx_http_llm_lua_json_same(L, v, vlen, lz->data + m->value,
+                                       m->value_end - m->value))
         {
-            if (ngx_http_llm_lua_json_encode(L, -1, 0, &c, &clen, error)
-                == 0)
-            {
-                same = (clen == vlen && memcmp(c, v, vlen) == 0);
-                free(c);
-            }
-
-            lua_pop(L, 1);
-        }
-
-        if (same) {
             free(v);
             continue;
         }

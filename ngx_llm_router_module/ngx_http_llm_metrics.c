@@ -237,7 +237,6 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
 {
     ngx_uint_t                   status;
     ngx_msec_int_t               ms;
-    ngx_time_t                  *tp;
     ngx_http_llm_ctx_t          *ctx;
     ngx_http_llm_model_stats_t  *st;
 
@@ -270,9 +269,7 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&st->requests[status / 100 - 1], 1);
     }
 
-    tp = ngx_timeofday();
-    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
-                           + (tp->msec - r->start_msec));
+    ms = ngx_http_llm_elapsed(r);
 
     ngx_http_llm_observe(st->duration, &st->duration_sum,
                          ngx_http_llm_duration_bounds,

@@ -32,7 +32,7 @@ ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     char                  *text;
     cJSON                 *root, *data;
     time_t                 created;
-    ngx_uint_t             i, k;
+    ngx_uint_t             i;
     ngx_http_llm_alias_t  *aliases;
     ngx_http_llm_model_t  *models;
 
@@ -67,16 +67,9 @@ ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 
         /* variants after the first share its name */
 
-        for (k = 0; k < i; k++) {
-            if (models[k].name.len == models[i].name.len
-                && ngx_strncmp(models[k].name.data, models[i].name.data,
-                               models[i].name.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (k < i) {
+        if (ngx_http_llm_first_model(lmcf, &models[i].name, i)
+            != NGX_CONF_UNSET_UINT)
+        {
             continue;
         }
 

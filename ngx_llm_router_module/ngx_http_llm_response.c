@@ -87,7 +87,6 @@ static ngx_int_t ngx_http_llm_response_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_restore_wanted(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llm_keep(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
 static void ngx_http_llm_observe_json(ngx_http_request_t *r,
@@ -129,6 +128,8 @@ static ngx_int_t ngx_http_llm_out_flush(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, ngx_uint_t flush, ngx_uint_t last);
 static ngx_int_t ngx_http_llm_stream_error_text(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_str_t *text);
+static ngx_int_t ngx_http_llm_error_event(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t status, ngx_str_t *text);
 static void ngx_http_llm_stream_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_int_t rc);
 static void ngx_http_llm_upstream_finalize(ngx_http_request_t *r,
@@ -307,7 +308,9 @@ ngx_http_llm_restore_wanted(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 }
 
 
-static ngx_msec_int_t
+/* ms since the request came in */
+
+ngx_msec_int_t
 ngx_http_llm_elapsed(ngx_http_request_t *r)
 {
     ngx_time_t      *tp;
@@ -1674,18 +1677,29 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
 }
 
 
-/* data: {"error":{...}}, then data: [DONE] */
+/* the error event of a broken stream: a timeout, or a 502 */
 
 static ngx_int_t
 ngx_http_llm_stream_error_text(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_str_t *text)
 {
+    return ngx_http_llm_error_event(r, ctx,
+                                    (ctx->stream_failed == 2)
+                                    ? NGX_HTTP_GATEWAY_TIME_OUT
+                                    : NGX_HTTP_BAD_GATEWAY, text);
+}
+
+
+/* data: {"error":{...}}, then data: [DONE] */
+
+static ngx_int_t
+ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *text)
+{
     u_char     *p;
     ngx_buf_t  *b;
 
-    b = ngx_http_llm_error_body(r, ctx->stream_failed == 2
-                                   ? NGX_HTTP_GATEWAY_TIME_OUT
-                                   : NGX_HTTP_BAD_GATEWAY, ctx);
+    b = ngx_http_llm_error_body(r, status, ctx);
     if (b == NULL) {
         return NGX_ERROR;
     }
@@ -1853,7 +1867,7 @@ static ngx_int_t
 ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_chain_t *in)
 {
-    ngx_buf_t                *b;
+    ngx_str_t                 text;
     ngx_chain_t              *cl;
     ngx_http_llm_response_t  *resp;
 
@@ -1863,15 +1877,8 @@ ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         cl->buf->pos = cl->buf->last;
     }
 
-    b = ngx_http_llm_error_body(r, ctx->hook_status, ctx);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_llm_out(r, resp, (u_char *) "data: ", 6) != NGX_OK
-        || ngx_http_llm_out(r, resp, b->pos, b->last - b->pos - 1) != NGX_OK
-        || ngx_http_llm_out(r, resp, (u_char *) "\n\ndata: [DONE]\n\n", 16)
-           != NGX_OK)
+    if (ngx_http_llm_error_event(r, ctx, ctx->hook_status, &text) != NGX_OK
+        || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -320,7 +320,7 @@ typedef struct {
     ngx_int_t                      prompt_tokens;      /* -1: unknown */
     ngx_int_t                      completion_tokens;
     ngx_int_t                      total_tokens;
-    ngx_msec_int_t                 ttft;               /* -1: unknown */
+    ngx_int_t                      ttft;       /* ms; -1: unknown */
     ngx_int_t                      events;     /* SSE data events */
     ngx_int_t                      estimated_tokens;   /* -1: none */
     ngx_int_t                      exact_tokens;   /* /tokenize, -1: none */
@@ -356,6 +356,8 @@ ngx_int_t ngx_http_llm_send_buffer(ngx_http_request_t *r, ngx_uint_t status,
 char *ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_llm_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_uint_t ngx_http_llm_first_model(ngx_http_llm_main_conf_t *lmcf,
+    ngx_str_t *name, ngx_uint_t before);
 ngx_int_t ngx_http_llm_init_routes(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 
@@ -445,6 +447,7 @@ char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* response filters (ngx_http_llm_response.c) */
 ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
+ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
 ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
     size_t len);
 

@@ -19,8 +19,6 @@ static ngx_int_t ngx_http_llm_peer_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_int_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_llm_ttft_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_engine_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -63,8 +61,8 @@ static ngx_http_variable_t  ngx_http_llm_vars[] = {
       offsetof(ngx_http_llm_ctx_t, total_tokens), NGX_HTTP_VAR_NOCACHEABLE,
       0 },
 
-    { ngx_string("llm_ttft"), NULL, ngx_http_llm_ttft_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("llm_ttft"), NULL, ngx_http_llm_int_variable,
+      offsetof(ngx_http_llm_ctx_t, ttft), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("llm_estimated_tokens"), NULL, ngx_http_llm_int_variable,
       offsetof(ngx_http_llm_ctx_t, estimated_tokens),
@@ -209,37 +207,6 @@ ngx_http_llm_int_variable(ngx_http_request_t *r,
     }
 
     v->len = ngx_sprintf(p, "%i", n) - p;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = p;
-
-    return NGX_OK;
-}
-
-
-/* milliseconds to the first content event, or to the response header */
-
-static ngx_int_t
-ngx_http_llm_ttft_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char              *p;
-    ngx_http_llm_ctx_t  *ctx;
-
-    ctx = ngx_http_llm_find_ctx(r->main);
-
-    if (ctx == NULL || ctx->ttft < 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    v->len = ngx_sprintf(p, "%M", (ngx_msec_t) ctx->ttft) - p;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
