@@ -16,6 +16,10 @@
 #include "ngx_http_llm_router.h"
 
 
+/* an edited body up to a page long is copied into one buffer */
+#define NGX_HTTP_LLM_FLAT_BODY  4096
+
+
 /* the body as nginx read it: memory buffers, or a file read into one */
 typedef struct {
     ngx_chain_t                   *bufs;
@@ -83,6 +87,8 @@ static ngx_int_t ngx_http_llm_flat_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
     ngx_str_t *doc);
+static ngx_int_t ngx_http_llm_body_length(ngx_http_request_t *r,
+    off_t size);
 static ngx_int_t ngx_http_llm_hook_reroute(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
@@ -863,7 +869,7 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         case NGX_HTTP_LLM_RULE_SET:
             if (m == NULL) {
-                len += rule[i].field.len + rule[i].value.len + 8;
+                len += rule[i].member.len + 1;
                 break;
             }
 
@@ -965,7 +971,7 @@ insert:
             *p++ = ',';
         }
 
-        p = ngx_sprintf(p, "\"%V\":%V", &rule[i].field, &rule[i].value);
+        p = ngx_cpymem(p, rule[i].member.data, rule[i].member.len);
     }
 
     if (usage.len) {
@@ -1308,8 +1314,10 @@ ngx_http_llm_add_edit(ngx_array_t *edits, off_t start, off_t end,
 
 
 /*
- * Replaces the request body with the kept spans of its buffers, uncopied,
- * and the edited pieces between them.
+ * Replaces the request body with the kept spans of its buffers and the
+ * edited pieces between them.  A body of up to NGX_HTTP_LLM_FLAT_BODY
+ * bytes is copied into one buffer: one short copy costs less than the proxy
+ * handling a buffer per piece.  A larger one is linked uncopied.
  */
 
 static ngx_int_t
@@ -1317,28 +1325,51 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_array_t *edits)
 {
     off_t                 pos, stop, start, size, from, to;
+    u_char               *flat, *p;
+    ngx_str_t             doc;
     ngx_buf_t            *b;
     ngx_uint_t            i, n;
     ngx_chain_t          *cl, *src, *links;
-    ngx_table_elt_t      *h;
     ngx_http_llm_edit_t  *e;
 
-    /* at most a piece of every buffer and an edit after each edit */
-
-    n = 2 * edits->nelts + 1;
-
-    for (src = body->bufs; src; src = src->next) {
-        n++;
-    }
-
-    b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
-    links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
-
-    if (b == NULL || links == NULL) {
-        return NGX_ERROR;
-    }
-
     e = edits->elts;
+    size = body->len;
+
+    for (i = 0; i < edits->nelts; i++) {
+        size += (off_t) e[i].data.len - (e[i].end - e[i].start);
+    }
+
+    flat = NULL;
+    p = NULL;
+    b = NULL;
+    links = NULL;
+
+    if (size <= NGX_HTTP_LLM_FLAT_BODY) {
+        flat = ngx_pnalloc(r->pool, (size_t) size);
+        if (flat == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = flat;
+
+    } else {
+
+        /* at most a piece of every buffer and an edit after each edit */
+
+        n = 2 * edits->nelts + 1;
+
+        for (src = body->bufs; src; src = src->next) {
+            n++;
+        }
+
+        b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+        links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+        if (b == NULL || links == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     cl = links;
     src = body->bufs;
     start = 0;
@@ -1362,8 +1393,14 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             from = pos - start;
             to = ngx_min(stop, start + size) - start;
 
-            ngx_http_llm_body_link(cl++, b++, src->buf->pos + from,
-                                   src->buf->pos + to);
+            if (flat) {
+                p = ngx_cpymem(p, src->buf->pos + from, (size_t) (to - from));
+
+            } else {
+                ngx_http_llm_body_link(cl++, b++, src->buf->pos + from,
+                                       src->buf->pos + to);
+            }
+
             pos = start + to;
         }
 
@@ -1372,11 +1409,23 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
         }
 
         if (e[i].data.len) {
-            ngx_http_llm_body_link(cl++, b++, e[i].data.data,
-                                   e[i].data.data + e[i].data.len);
+            if (flat) {
+                p = ngx_cpymem(p, e[i].data.data, e[i].data.len);
+
+            } else {
+                ngx_http_llm_body_link(cl++, b++, e[i].data.data,
+                                       e[i].data.data + e[i].data.len);
+            }
         }
 
         pos = e[i].end;
+    }
+
+    if (flat) {
+        doc.data = flat;
+        doc.len = p - flat;
+
+        return ngx_http_llm_set_body(r, &doc);
     }
 
     if (cl == links) {
@@ -1394,23 +1443,8 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     }
 
     r->request_body->bufs = links;
-    r->headers_in.content_length_n = size;
 
-    /* $content_length and anything else reading the header stay right */
-
-    h = r->headers_in.content_length;
-
-    if (h) {
-        h->value.data = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->value.len = ngx_sprintf(h->value.data, "%O", size)
-                       - h->value.data;
-    }
-
-    return NGX_OK;
+    return ngx_http_llm_body_length(r, size);
 }
 
 
@@ -2080,9 +2114,8 @@ ngx_http_llm_flat_body(ngx_http_request_t *r, ngx_str_t *doc)
 static ngx_int_t
 ngx_http_llm_set_body(ngx_http_request_t *r, ngx_str_t *doc)
 {
-    ngx_buf_t        *b;
-    ngx_chain_t      *cl;
-    ngx_table_elt_t  *h;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     b = ngx_calloc_buf(r->pool);
     cl = ngx_alloc_chain_link(r->pool);
@@ -2097,19 +2130,44 @@ ngx_http_llm_set_body(ngx_http_request_t *r, ngx_str_t *doc)
     b->last_in_chain = 1;
 
     r->request_body->bufs = cl;
-    r->headers_in.content_length_n = doc->len;
+
+    return ngx_http_llm_body_length(r, (off_t) doc->len);
+}
+
+
+/* the body's new length; $content_length and the header stay right */
+
+static ngx_int_t
+ngx_http_llm_body_length(ngx_http_request_t *r, off_t size)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    r->headers_in.content_length_n = size;
 
     h = r->headers_in.content_length;
 
-    if (h) {
-        h->value.data = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->value.len = ngx_sprintf(h->value.data, "%uz", doc->len)
-                       - h->value.data;
+    if (h == NULL) {
+        return NGX_OK;
     }
+
+    /* the digits right to left: ngx_sprintf() would cost more than that */
+
+    last = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+    if (last == NULL) {
+        return NGX_ERROR;
+    }
+
+    last += NGX_OFF_T_LEN;
+    p = last;
+
+    do {
+        *--p = (u_char) ('0' + size % 10);
+        size /= 10;
+    } while (size);
+
+    h->value.data = p;
+    h->value.len = last - p;
 
     return NGX_OK;
 }

@@ -541,6 +541,18 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
         ngx_memcpy(rule->value.data, text, rule->value.len);
         cJSON_free(text);
 
+        /* the member a request without the field gets, built once */
+
+        rule->member.len = rule->field.len + rule->value.len + 3;
+        rule->member.data = ngx_pnalloc(cf->pool, rule->member.len);
+
+        if (rule->member.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(rule->member.data, "\"%V\":%V", &rule->field,
+                    &rule->value);
+
     } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
         if (ngx_http_llm_json_number(value[2].data, value[2].len,
                                      &rule->limit)

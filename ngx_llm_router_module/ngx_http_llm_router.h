@@ -59,6 +59,7 @@ typedef struct {
     ngx_uint_t                     op;
     ngx_str_t                      field;
     ngx_str_t                      value;      /* JSON text (set, clamp) */
+    ngx_str_t                      member;     /* set: "field":value */
     double                         limit;      /* clamp */
 } ngx_http_llm_rule_t;
 

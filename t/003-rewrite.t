@@ -191,3 +191,29 @@ location /v1/ {
  "POST /v1/chat/completions\n{\"x\":1,\"model\":\"llama3-8b\",\"y\":2}"]
 --- response_body eval
 ["{\"model\":\"served-name\",\"y\":2}", "{\"model\":\"served-name\",\"y\":2}"]
+
+
+
+=== TEST 12: an edited body of one page is copied, one byte more is linked: both exact
+Up to 4096 bytes the edited body is copied into one buffer; past that the
+kept spans of the client's buffers are linked.  Both sides of the line,
+with edits at the start and at the end.
+--- http_config
+upstream pool_a { server 127.0.0.1:$TEST_NGINX_MOCK1_PORT; }
+llm_model llama3-8b { upstream pool_a; target served; set temperature 0.7; }
+--- request eval
+my $head = '{"model":"llama3-8b","messages":[{"role":"user","content":"';
+my $fill = 4096 - length('{"model":"served","messages":[{"role":"user",'
+    . '"content":""}],"temperature":0.7}');
+[map { "POST /v1/chat/completions\n" . $head . ("\\\"" x 5) . ("x" x $_)
+       . '"}]}' } ($fill - 10, $fill - 9)]
+--- response_headers eval
+["X-Mock-Req-Content-Length: 4096", "X-Mock-Req-Content-Length: 4097"]
+--- response_body eval
+my $fill = 4096 - length('{"model":"served","messages":[{"role":"user",'
+    . '"content":""}],"temperature":0.7}');
+[map { '{"model":"served","messages":[{"role":"user","content":"'
+       . ("\\\"" x 5) . ("x" x $_) . '"}],"temperature":0.7}' }
+     ($fill - 10, $fill - 9)]
+--- no_error_log
+[error]

@@ -153,6 +153,50 @@ check_member(const char *doc, size_t k, const char *key, const char *value,
 }
 
 
+/*
+ * Strings around the scanner's 16- and 32-byte steps: runs of 0 to 80
+ * bytes holding an escaped quote, an escaped backslash, or neither, at
+ * every position; whole and at every split, with the value's offsets.
+ */
+
+static void
+check_long_strings(void)
+{
+    char    doc[320], value[128], quoted[132];
+    size_t  len, pos, kind, vlen;
+
+    for (len = 0; len <= 80; len++) {
+        for (pos = 0; pos <= len; pos++) {
+            for (kind = 0; kind < 3; kind++) {
+                memset(value, 'x', len);
+                vlen = len;
+
+                if (kind) {
+                    memmove(value + pos + 2, value + pos, len - pos);
+                    value[pos] = '\\';
+                    value[pos + 1] = (kind == 1) ? '"' : '\\';
+                    vlen += 2;
+                }
+
+                value[vlen] = '\0';
+
+                snprintf(doc, sizeof(doc), "{\"a\":\"%s\",\"b\":\"%s\"}",
+                         value, value);
+                check_splits(doc, NGX_HTTP_LLM_JSCAN_OK);
+
+                snprintf(quoted, sizeof(quoted), "\"%s\"", value);
+                check_member(doc, 1, "b", quoted, NGX_HTTP_LLM_JSON_STRING);
+
+                /* the closing quote escaped: the string never ends */
+
+                snprintf(doc, sizeof(doc), "{\"a\":\"%s\\\"}", value);
+                check_splits(doc, NGX_HTTP_LLM_JSCAN_INVALID);
+            }
+        }
+    }
+}
+
+
 static const char  *valid[] = {
     "{}",
     " { } ",
@@ -240,6 +284,8 @@ main(void)
     check_member(valid[9], 1, "b", "\"x\"", NGX_HTTP_LLM_JSON_STRING);
     check_member(valid[4], 3, "d", "{\"e\":{\"f\":[1,2,{}]}}",
                  NGX_HTTP_LLM_JSON_OBJECT);
+
+    check_long_strings();
 
     scan(&s, "{ }", 3, 0);
     CHECK(s.obj_start == 0 && s.obj_end == 3, "object offsets");
