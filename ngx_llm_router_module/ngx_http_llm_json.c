@@ -157,6 +157,12 @@ ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
 
     *p++ = '"';
 
+    if (len == in->len + 2) {
+        p = ngx_cpymem(p, in->data, in->len);   /* nothing to escape */
+        *p = '"';
+        return NGX_OK;
+    }
+
     for (i = 0; i < in->len; i++) {
         c = in->data[i];
 
@@ -202,4 +208,57 @@ ngx_http_llm_json_number(u_char *p, size_t len, double *out)
     *out = strtod(buf, &last);
 
     return (last == buf + len) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * A count (a token count): a JSON number that is not negative, its
+ * fraction dropped; -1 if it is negative, too big or not a number.
+ */
+
+ngx_int_t
+ngx_http_llm_json_count(u_char *p, size_t len)
+{
+    u_char     *last;
+    double      d;
+    ngx_int_t   n;
+
+    last = p + len;
+    n = 0;
+
+    for ( /* void */ ; p < last && *p >= '0' && *p <= '9'; p++) {
+        if (n >= NGX_MAX_INT_T_VALUE / 10) {
+            return -1;
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    if (p == last - len) {
+        return -1;              /* no digits: "-", or not a number */
+    }
+
+    if (p == last) {
+        return n;
+    }
+
+    if (*p == '.') {
+        for (p++; p < last && *p >= '0' && *p <= '9'; p++) { /* void */ }
+
+        if (p == last) {
+            return n;
+        }
+    }
+
+    /* an exponent: rare enough for strtod() */
+
+    p = last - len;
+
+    if (ngx_http_llm_json_number(p, len, &d) != NGX_OK
+        || d < 0 || d >= (double) NGX_MAX_INT_T_VALUE)
+    {
+        return -1;
+    }
+
+    return (ngx_int_t) d;
 }

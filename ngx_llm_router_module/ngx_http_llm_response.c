@@ -392,9 +392,12 @@ ngx_http_llm_keep(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
     b = resp->body;
 
     if (b == NULL) {
+
+        /* the length the engine announced, else room for the tail */
+
         size = NGX_HTTP_LLM_JSON_TAIL;
 
-        if (r->headers_out.content_length_n > (off_t) size) {
+        if (r->headers_out.content_length_n > 0) {
             size = (size_t) ngx_min(r->headers_out.content_length_n,
                                     (off_t) resp->limit);
         }
@@ -425,6 +428,16 @@ ngx_http_llm_keep(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
 
         } else {
             resp->tail = 1;
+
+            if ((size_t) (b->end - b->start) < NGX_HTTP_LLM_JSON_TAIL) {
+                b = ngx_create_temp_buf(r->pool, NGX_HTTP_LLM_JSON_TAIL);
+                if (b == NULL) {
+                    return NGX_ERROR;
+                }
+
+                b->last = ngx_cpymem(b->pos, resp->body->pos, have);
+                resp->body = b;
+            }
         }
     }
 
@@ -552,46 +565,68 @@ ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
 
 /*
  * Reads {"prompt_tokens":N,"completion_tokens":N,"total_tokens":N}; what
- * follows the object is ignored.
+ * follows the object is ignored.  The scanner finds the members: no tree,
+ * no allocation, once per answer or stream.
  */
 
 ngx_int_t
 ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
 {
-    cJSON       *json, *item;
-    const char  *end;
+    size_t                        i;
+    ngx_int_t                     n, *count;
+    ngx_uint_t                    total;
+    ngx_http_llm_jscan_t          scan;
+    ngx_http_llm_jscan_member_t  *m;
 
-    json = cJSON_ParseWithLengthOpts((const char *) p, len, &end, 0);
+    ngx_http_llm_jscan_init(&scan);
+    (void) ngx_http_llm_jscan_feed(&scan, p, len);
 
-    if (json == NULL) {
+    /* the object closed, whatever came after it */
+
+    if (scan.obj_start != 0 || scan.obj_end == 0) {
         return NGX_DECLINED;
     }
 
-    if (!cJSON_IsObject(json)) {
-        cJSON_Delete(json);
-        return NGX_DECLINED;
+    total = 0;
+
+    for (i = 0; i < scan.nmembers; i++) {
+        m = &scan.members[i];
+
+        if (m->type != NGX_HTTP_LLM_JSON_NUMBER) {
+            continue;
+        }
+
+        if (m->key_len == 13
+            && ngx_strncmp(p + m->key, "prompt_tokens", 13) == 0)
+        {
+            count = &ctx->prompt_tokens;
+
+        } else if (m->key_len == 17
+                   && ngx_strncmp(p + m->key, "completion_tokens", 17) == 0)
+        {
+            count = &ctx->completion_tokens;
+
+        } else if (m->key_len == 12
+                   && ngx_strncmp(p + m->key, "total_tokens", 12) == 0)
+        {
+            count = &ctx->total_tokens;
+
+        } else {
+            continue;
+        }
+
+        n = ngx_http_llm_json_count(p + m->value, m->value_end - m->value);
+
+        if (n >= 0) {
+            *count = n;
+            total |= (count == &ctx->total_tokens);
+        }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(json, "prompt_tokens");
-    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
-        ctx->prompt_tokens = (ngx_int_t) item->valuedouble;
-    }
-
-    item = cJSON_GetObjectItemCaseSensitive(json, "completion_tokens");
-    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
-        ctx->completion_tokens = (ngx_int_t) item->valuedouble;
-    }
-
-    item = cJSON_GetObjectItemCaseSensitive(json, "total_tokens");
-    if (cJSON_IsNumber(item) && item->valuedouble >= 0) {
-        ctx->total_tokens = (ngx_int_t) item->valuedouble;
-
-    } else if (ctx->prompt_tokens >= 0) {
+    if (!total && ctx->prompt_tokens >= 0) {
         ctx->total_tokens = ctx->prompt_tokens
                             + ngx_max(ctx->completion_tokens, 0);
     }
-
-    cJSON_Delete(json);
 
     return NGX_OK;
 }
@@ -686,7 +721,11 @@ ngx_http_llm_release_held(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         resp->mode = NGX_HTTP_LLM_MODE_NONE;
 
     } else {
+
+        /* what is kept from here on is not the whole answer: its tail */
+
         resp->mode = NGX_HTTP_LLM_MODE_OBSERVE;
+        resp->tail = 1;
         ngx_http_llm_observe_json(r, ctx, cl);
     }
 

@@ -377,6 +377,7 @@ ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
 ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
+ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
 
 /* request body (ngx_http_llm_body.c) */
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);

@@ -52,6 +52,9 @@ server {
         if (\$http_x_err = tgi) {
             return 422 '{"error":"Input validation error","error_type":"validation"}';
         }
+        if (\$http_x_err = numbers) {
+            return 200 '{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7.0,"completion_tokens":3e1,"total_tokens":-5,"extra":{"prompt_tokens":9}},"tail":[1]}';
+        }
         if (\$http_x_err = openai) {
             return 429 '{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}';
         }
@@ -405,3 +408,33 @@ X-Mock-Close-After: 1
 "POST /v1/chat/completions\n{\"model\":\"t\",\"stream\":true,$::chat}"
 --- response_body_like eval
 qr/^(data: \{[^\n]*"model":"t"[^\n]*\n\n){2}data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 27: usage counts written 7.0 and 3e1 are read; a negative total is not
+The total is then the sum, and a nested "prompt_tokens" is not the usage's.
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- more_headers
+X-Err: numbers
+--- response_body chomp
+{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7.0,"completion_tokens":3e1,"total_tokens":-5,"extra":{"prompt_tokens":9}},"tail":[1]}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"e",.*"prompt":"7","completion":"30","total":"37"/
+
+
+
+=== TEST 28: an answer over 1 MB goes out whole; its usage is read from the tail
+--- request
+POST /v1/chat/completions
+{"model":"t","messages":[{"role":"user","content":"hi"}]}
+--- more_headers
+X-Mock-Tokens: 220000
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+".*"model":"engine-name",.*"content":"tok0 tok1 .* tok219999 ".*"usage":\{"prompt_tokens":\d+,"completion_tokens":220000,"total_tokens":\d+\}\}$
+--- wait: 0.2
+--- error_log eval
+[qr/AUDIT \{"model":"t",.*"completion":"220000"/,
+ qr/the answer is over 1048576 bytes, passed on as the engine sent it/]
