@@ -7,11 +7,15 @@
 #   bash bench/cost.sh [MODULE.so]      (./build.sh cost builds first)
 #
 # The third column adds a trivial Lua request hook (bench/trivial_hook.lua)
-# to the router.  For each body size the front nginx (master_process off, under callgrind)
-# serves N1 and then N2 requests on one keep-alive connection; the
-# difference divided by N2 - N1 is the cost of one request, start-up and
-# first-request effects cancelled.  Only user-space instructions of the
-# nginx process count: the kernel's share of a request is not included.
+# to the router.  As in bench/run.sh, plain, router and hook are three
+# servers of one front, asked for the same URI, and the backend answers the
+# bench's JSON chat completion (so the router restores its model name and
+# reads its usage).  For each body size the front nginx (master_process
+# off, under callgrind) serves N1 and then N2 requests on one keep-alive
+# connection; the difference divided by N2 - N1 is the cost of one
+# request, start-up and first-request effects cancelled.  Only user-space
+# instructions of the nginx process count: the kernel's share of a request
+# is not included.
 
 set -euo pipefail
 
@@ -51,7 +55,11 @@ http {
     client_max_body_size 2m;
     server {
         listen 127.0.0.1:$BASE_PORT;
-        location / { return 200 '{"object":"chat.completion","choices":[]}'; }
+        location / {
+            default_type application/json;
+            return 200 '$(sed -n "s/.*return 200 '\\(.*\\)';/\\1/p" \
+                          "$ROOT/bench/backend.conf.in")';
+        }
     }
 }
 CONF
@@ -75,12 +83,15 @@ http {
     }
     server {
         listen 127.0.0.1:$((BASE_PORT + 1));
-        location /plain/ {
+        location /v1/ {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
         }
+    }
+    server {
+        listen 127.0.0.1:$((BASE_PORT + 2));
         location /v1/ {
             llm_router on;
             proxy_pass http://\$llm_upstream;
@@ -88,7 +99,10 @@ http {
             proxy_set_header Connection "";
             proxy_buffering off;
         }
-        location /hook/ {
+    }
+    server {
+        listen 127.0.0.1:$((BASE_PORT + 3));
+        location /v1/ {
             llm_router on;
             llm_hook $ROOT/bench/trivial_hook.lua;
             proxy_pass http://\$llm_upstream;
@@ -116,7 +130,7 @@ PY
 "$NGINX" -p "$WORK/be/" -c "$WORK/be/nginx.conf"
 
 # instructions of a front that served n requests
-count() {   # path body n
+count() {   # port body n
     local out=$WORK/cg.out
     rm -f "$out"
     valgrind --tool=callgrind --callgrind-out-file="$out" \
@@ -125,14 +139,14 @@ count() {   # path body n
         (exec 3<>/dev/tcp/127.0.0.1/$((BASE_PORT + 1))) 2>/dev/null && break
         sleep 0.1
     done
-    python3 "$WORK/client.py" $((BASE_PORT + 1)) "$1" "$2" "$3"
+    python3 "$WORK/client.py" "$1" /v1/chat/completions "$2" "$3"
     kill -QUIT "$(cat "$WORK/fe/logs/nginx.pid")"
     wait
     callgrind_annotate "$out" 2>/dev/null |
         awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
 }
 
-per_request() {   # path body
+per_request() {   # port body
     local a b
     a=$(count "$1" "$2" "$N1")
     b=$(count "$1" "$2" "$N2")
@@ -145,9 +159,9 @@ printf '|---:|---:|---:|---:|---:|---:|\n'
 
 for size in $SIZES; do
     python3 "$ROOT/bench/gen_body.py" "$size" bench-model "$WORK/body"
-    plain=$(per_request /plain/x "$WORK/body")
-    router=$(per_request /v1/chat/completions "$WORK/body")
-    hook=$(per_request /hook/x "$WORK/body")
+    plain=$(per_request $((BASE_PORT + 1)) "$WORK/body")
+    router=$(per_request $((BASE_PORT + 2)) "$WORK/body")
+    hook=$(per_request $((BASE_PORT + 3)) "$WORK/body")
     printf '| %s | %s | %s | +%s (+%s%%) | %s | +%s |\n' "$size" "$plain" \
         "$router" $((router - plain)) $(( (router - plain) * 100 / plain )) \
         "$hook" $((hook - router))

@@ -40,34 +40,7 @@ static const char  *ngx_http_llm_jscan_literals[] = { "true", "false", "null" };
 
 static int ngx_http_llm_jscan_fail(ngx_http_llm_jscan_t *s, off_t offset,
     const char *error);
-static int ngx_http_llm_jscan_value_start(ngx_http_llm_jscan_t *s,
-    unsigned char c, off_t offset);
-static void ngx_http_llm_jscan_value_end(ngx_http_llm_jscan_t *s,
-    off_t offset);
-static const unsigned char *ngx_http_llm_jscan_string(
-    ngx_http_llm_jscan_t *s, const unsigned char *p,
-    const unsigned char *end, off_t offset);
 static int ngx_http_llm_jscan_number(unsigned *sub, unsigned char c);
-
-
-#define ngx_http_llm_jscan_ws(c)                                              \
-    ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
-
-#define ngx_http_llm_jscan_push(s, object)                                    \
-    if ((object)) {                                                           \
-        (s)->stack[(s)->depth >> 3] |= (unsigned char) (1 << ((s)->depth & 7));\
-    } else {                                                                  \
-        (s)->stack[(s)->depth >> 3] &=                                        \
-                                  (unsigned char) ~(1 << ((s)->depth & 7));   \
-    }                                                                         \
-    (s)->depth++
-
-#define ngx_http_llm_jscan_in_object(s)                                       \
-    ((s)->stack[((s)->depth - 1) >> 3] & (1 << (((s)->depth - 1) & 7)))
-
-/* members of the top-level object are values at depth 1 */
-#define ngx_http_llm_jscan_top_member(s)                                      \
-    ((s)->depth == 1 && !(s)->not_object)
 
 
 void
@@ -95,39 +68,154 @@ ngx_http_llm_jscan_fail(ngx_http_llm_jscan_t *s, off_t offset,
 }
 
 
+/*
+ * The hot loop keeps the state, the depth and the member count in locals
+ * (stores into the members would otherwise make the compiler reload them
+ * for every byte), runs over digits and whitespace without going back to
+ * the switch, and skips a string from quote to quote with memchr().
+ */
+
 int
 ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
     size_t len)
 {
-    unsigned char         c;
-    const char           *word;
-    const unsigned char  *start, *end;
+    int                           rc;
+    off_t                         base;
+    size_t                        depth, nmembers;
+    unsigned                      state, top, sub;
+    const char                   *error, *word;
+    unsigned char                 c;
+    const unsigned char          *start, *end, *q, *b;
+    ngx_http_llm_jscan_member_t  *m;
+
+    if (s->state == ST_DONE) {
+        return s->result;
+    }
 
     start = p;
     end = p + len;
+    base = s->offset;
 
-#define pos  (s->offset + (p - start))
+    state = s->state;
+    depth = s->depth;
+    nmembers = s->nmembers;
+    sub = s->sub;
+
+    /* a member of the top-level object is a value at depth 1 */
+
+#define pos         (base + (p - start))
+#define at_top      (depth == 1 && !s->not_object)
+#define in_object   (s->stack[(depth - 1) >> 3] & (1 << ((depth - 1) & 7)))
+
+    if (s->escape && p < end && (state == ST_KEY || state == ST_STRING)) {
+        s->escape = 0;
+        p++;
+    }
 
     while (p < end) {
 
-        if (s->state == ST_DONE) {
-            return s->result;
-        }
+        switch (state) {
 
-        if (s->state == ST_KEY || s->state == ST_STRING) {
-            p = ngx_http_llm_jscan_string(s, p, end, pos);
+        case ST_KEY:
+        case ST_STRING:
+            q = memchr(p, '"', end - p);
+
+            if (q == NULL) {
+
+                /* an odd run of backslashes at the end escapes what follows */
+
+                for (b = end; b > p && b[-1] == '\\'; b--) { /* void */ }
+
+                s->escape = (end - b) & 1;
+                p = end;
+                continue;
+            }
+
+            if (q > p && q[-1] == '\\') {
+                for (b = q - 1; b > p && b[-1] == '\\'; b--) { /* void */ }
+
+                if ((q - b) & 1) {
+                    p = q + 1;          /* an escaped quote */
+                    continue;
+                }
+            }
+
+            p = q;
+
+            if (state == ST_KEY) {
+                if (at_top) {
+                    m = &s->members[nmembers - 1];
+                    m->key_len = (size_t) (pos - m->key);
+                }
+
+                state = ST_COLON;
+                p++;
+                continue;
+            }
+
+            if (at_top) {
+                s->members[nmembers - 1].value_end = pos + 1;
+            }
+
+            state = ST_AFTER;
+            p++;
             continue;
+
+        case ST_NUMBER:
+            c = *p;
+
+            if (c >= '0' && c <= '9'
+                && (sub == NUM_INT || sub == NUM_FRAC || sub == NUM_EXP))
+            {
+                for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+                    /* void */
+                }
+
+                continue;
+            }
+
+            if (ngx_http_llm_jscan_number(&sub, c)) {
+                p++;
+                continue;
+            }
+
+            if (sub != NUM_ZERO && sub != NUM_INT
+                && sub != NUM_FRAC && sub != NUM_EXP)
+            {
+                error = "invalid number";
+                goto failed;
+            }
+
+            if (at_top) {
+                s->members[nmembers - 1].value_end = pos;
+            }
+
+            state = ST_AFTER;
+            continue;
+
+        default:
+            break;
         }
 
         c = *p;
 
-        switch (s->state) {
-
-        case ST_BEGIN:
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+            if (state == ST_LITERAL) {
+                error = "invalid literal";
+                goto failed;
             }
 
+            if (state == ST_AFTER && depth == 0) {
+                state = ST_END;
+            }
+
+            p++;
+            continue;
+        }
+
+        switch (state) {
+
+        case ST_BEGIN:
             if (c == '{') {
                 s->obj_start = pos;
 
@@ -135,294 +223,205 @@ ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
                 s->not_object = 1;
             }
 
-            s->state = ST_VALUE;
+            state = ST_VALUE;
             continue;
 
         case ST_VALUE:
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
+            top = at_top;
+
+            if (top) {
+                s->members[nmembers - 1].value = pos;
             }
 
-            if (ngx_http_llm_jscan_value_start(s, c, pos) != 0) {
-                return s->result;
+            switch (c) {
+
+            case '"':
+                if (top) {
+                    s->members[nmembers - 1].type = NGX_HTTP_LLM_JSON_STRING;
+                }
+
+                state = ST_STRING;
+                break;
+
+            case '{':
+            case '[':
+                if (depth == NGX_HTTP_LLM_JSCAN_MAX_DEPTH) {
+                    error = "nesting too deep";
+                    goto failed;
+                }
+
+                if (top) {
+                    s->members[nmembers - 1].type = (c == '{')
+                                                    ? NGX_HTTP_LLM_JSON_OBJECT
+                                                    : NGX_HTTP_LLM_JSON_ARRAY;
+                }
+
+                if (c == '{') {
+                    s->stack[depth >> 3] |= (unsigned char) (1 << (depth & 7));
+                    state = ST_OBJ_FIRST;
+
+                } else {
+                    s->stack[depth >> 3] &=
+                                       (unsigned char) ~(1 << (depth & 7));
+                    state = ST_ARR_FIRST;
+                }
+
+                depth++;
+                break;
+
+            case 't':
+            case 'f':
+            case 'n':
+                s->literal = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
+
+                if (top) {
+                    s->members[nmembers - 1].type = NGX_HTTP_LLM_JSON_TRUE
+                                                    + s->literal;
+                }
+
+                state = ST_LITERAL;
+                sub = 1;
+                break;
+
+            default:
+                if (c != '-' && (c < '0' || c > '9')) {
+                    error = "unexpected character";
+                    goto failed;
+                }
+
+                if (top) {
+                    s->members[nmembers - 1].type = NGX_HTTP_LLM_JSON_NUMBER;
+                }
+
+                state = ST_NUMBER;
+                sub = (c == '-') ? NUM_MINUS : (c == '0') ? NUM_ZERO : NUM_INT;
+                break;
             }
 
             break;
 
         case ST_OBJ_FIRST:
         case ST_KEY_NEXT:
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
-            }
-
-            if (c == '}' && s->state == ST_OBJ_FIRST) {
-                s->state = ST_AFTER;
+            if (c == '}' && state == ST_OBJ_FIRST) {
+                state = ST_AFTER;
                 continue;
             }
 
             if (c != '"') {
-                return ngx_http_llm_jscan_fail(s, pos,
-                                               "expected a string key");
+                error = "expected a string key";
+                goto failed;
             }
 
-            if (ngx_http_llm_jscan_top_member(s)) {
-                if (s->nmembers == NGX_HTTP_LLM_JSCAN_MAX_MEMBERS) {
+            if (at_top) {
+                if (nmembers == NGX_HTTP_LLM_JSCAN_MAX_MEMBERS) {
                     s->error = "too many top-level fields";
                     s->error_offset = pos;
-                    s->state = ST_DONE;
                     s->result = NGX_HTTP_LLM_JSCAN_TOO_MANY;
-                    return s->result;
+                    goto done;
                 }
 
-                s->members[s->nmembers].key = pos + 1;
-                s->nmembers++;
+                s->members[nmembers].key = pos + 1;
+                nmembers++;
             }
 
-            s->state = ST_KEY;
+            state = ST_KEY;
             break;
 
         case ST_ARR_FIRST:
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
-            }
-
-            if (c == ']') {
-                s->state = ST_AFTER;
-                continue;
-            }
-
-            s->state = ST_VALUE;
+            state = (c == ']') ? ST_AFTER : ST_VALUE;
             continue;
 
         case ST_COLON:
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
-            }
-
             if (c != ':') {
-                return ngx_http_llm_jscan_fail(s, pos,
-                                               "expected ':' after a key");
+                error = "expected ':' after a key";
+                goto failed;
             }
 
-            s->state = ST_VALUE;
+            state = ST_VALUE;
             break;
-
-        case ST_NUMBER:
-            if (ngx_http_llm_jscan_number(&s->sub, c)) {
-                break;
-            }
-
-            if (s->sub != NUM_ZERO && s->sub != NUM_INT
-                && s->sub != NUM_FRAC && s->sub != NUM_EXP)
-            {
-                return ngx_http_llm_jscan_fail(s, pos, "invalid number");
-            }
-
-            ngx_http_llm_jscan_value_end(s, pos);
-            continue;
 
         case ST_LITERAL:
             word = ngx_http_llm_jscan_literals[s->literal];
 
-            if (c != (unsigned char) word[s->sub]) {
-                return ngx_http_llm_jscan_fail(s, pos, "invalid literal");
+            if (c != (unsigned char) word[sub]) {
+                error = "invalid literal";
+                goto failed;
             }
 
-            if (word[++s->sub] == '\0') {
-                ngx_http_llm_jscan_value_end(s, pos + 1);
+            if (word[++sub] == '\0') {
+                if (at_top) {
+                    s->members[nmembers - 1].value_end = pos + 1;
+                }
+
+                state = ST_AFTER;
             }
 
             break;
 
         case ST_AFTER:
-            if (s->depth == 0) {
-                s->state = ST_END;
+            if (depth == 0) {
+                state = ST_END;
                 continue;
             }
 
-            if (ngx_http_llm_jscan_ws(c)) {
-                break;
-            }
-
             if (c == ',') {
-                s->state = ngx_http_llm_jscan_in_object(s) ? ST_KEY_NEXT
-                                                           : ST_VALUE;
+                state = in_object ? ST_KEY_NEXT : ST_VALUE;
                 break;
             }
 
-            if (c == (ngx_http_llm_jscan_in_object(s) ? '}' : ']')) {
-                s->depth--;
+            if (c == (in_object ? '}' : ']')) {
+                depth--;
 
-                if (s->depth == 0 && !s->not_object) {
+                if (depth == 0 && !s->not_object) {
                     s->obj_end = pos + 1;
                 }
 
-                ngx_http_llm_jscan_value_end(s, pos + 1);
+                if (at_top) {
+                    s->members[nmembers - 1].value_end = pos + 1;
+                }
+
                 break;
             }
 
-            return ngx_http_llm_jscan_fail(s, pos,
-                                           "expected ',' or a closing "
-                                           "bracket");
+            error = "expected ',' or a closing bracket";
+            goto failed;
 
         default: /* ST_END */
-            if (!ngx_http_llm_jscan_ws(c)) {
-                return ngx_http_llm_jscan_fail(s, pos,
-                                               "trailing data after the "
-                                               "document");
-            }
-
-            break;
+            error = "trailing data after the document";
+            goto failed;
         }
 
         p++;
     }
 
+#undef pos
+#undef at_top
+#undef in_object
+
+    s->offset += len;
+    s->state = state;
+    s->depth = depth;
+    s->nmembers = nmembers;
+    s->sub = sub;
+
+    return NGX_HTTP_LLM_JSCAN_AGAIN;
+
+failed:
+
+    s->error = error;
+    s->error_offset = base + (p - start);
+    s->result = NGX_HTTP_LLM_JSCAN_INVALID;
+
+done:
+
+    rc = s->result;
+
+    s->state = ST_DONE;
+    s->depth = depth;
+    s->nmembers = nmembers;
     s->offset += len;
 
-#undef pos
-
-    return s->state == ST_DONE ? s->result : NGX_HTTP_LLM_JSCAN_AGAIN;
-}
-
-
-static int
-ngx_http_llm_jscan_value_start(ngx_http_llm_jscan_t *s, unsigned char c,
-    off_t offset)
-{
-    unsigned  type;
-
-    switch (c) {
-
-    case '{':
-    case '[':
-        if (s->depth == NGX_HTTP_LLM_JSCAN_MAX_DEPTH) {
-            return ngx_http_llm_jscan_fail(s, offset, "nesting too deep");
-        }
-
-        type = (c == '{') ? NGX_HTTP_LLM_JSON_OBJECT : NGX_HTTP_LLM_JSON_ARRAY;
-        break;
-
-    case '"':
-        type = NGX_HTTP_LLM_JSON_STRING;
-        break;
-
-    case 't':
-    case 'f':
-    case 'n':
-        type = (c == 't') ? NGX_HTTP_LLM_JSON_TRUE
-               : (c == 'f') ? NGX_HTTP_LLM_JSON_FALSE
-               : NGX_HTTP_LLM_JSON_NULL;
-        break;
-
-    default:
-        if (c != '-' && (c < '0' || c > '9')) {
-            return ngx_http_llm_jscan_fail(s, offset, "unexpected character");
-        }
-
-        type = NGX_HTTP_LLM_JSON_NUMBER;
-        break;
-    }
-
-    if (ngx_http_llm_jscan_top_member(s)) {
-        s->members[s->nmembers - 1].value = offset;
-        s->members[s->nmembers - 1].type = type;
-    }
-
-    switch (type) {
-
-    case NGX_HTTP_LLM_JSON_OBJECT:
-    case NGX_HTTP_LLM_JSON_ARRAY:
-        ngx_http_llm_jscan_push(s, c == '{');
-        s->state = (c == '{') ? ST_OBJ_FIRST : ST_ARR_FIRST;
-        break;
-
-    case NGX_HTTP_LLM_JSON_STRING:
-        s->state = ST_STRING;
-        break;
-
-    case NGX_HTTP_LLM_JSON_NUMBER:
-        s->state = ST_NUMBER;
-        s->sub = (c == '-') ? NUM_MINUS : (c == '0') ? NUM_ZERO : NUM_INT;
-        break;
-
-    default:
-        s->state = ST_LITERAL;
-        s->literal = type - NGX_HTTP_LLM_JSON_TRUE;
-        s->sub = 1;
-        break;
-    }
-
-    return 0;
-}
-
-
-/* a value ended at offset: record it if it is a top-level member's */
-
-static void
-ngx_http_llm_jscan_value_end(ngx_http_llm_jscan_t *s, off_t offset)
-{
-    if (ngx_http_llm_jscan_top_member(s)) {
-        s->members[s->nmembers - 1].value_end = offset;
-    }
-
-    s->state = ST_AFTER;
-}
-
-
-/* inside a key or a string value, p at offset: finds the closing quote */
-
-static const unsigned char *
-ngx_http_llm_jscan_string(ngx_http_llm_jscan_t *s, const unsigned char *p,
-    const unsigned char *end, off_t offset)
-{
-    size_t                        n;
-    const unsigned char          *q, *b, *start;
-    ngx_http_llm_jscan_member_t  *m;
-
-    if (s->escape) {
-        s->escape = 0;
-        return p + 1;
-    }
-
-    start = p;
-
-    for ( ;; ) {
-        q = memchr(p, '"', end - p);
-
-        /* the quote, or the piece's end, after an odd run of backslashes */
-
-        for (b = (q ? q : end); b > p && b[-1] == '\\'; b--) { /* void */ }
-
-        n = (q ? q : end) - b;
-
-        if (q == NULL) {
-            s->escape = n & 1;
-            return end;
-        }
-
-        if ((n & 1) == 0) {
-            break;
-        }
-
-        p = q + 1;
-    }
-
-    offset += q - start;
-
-    if (s->state == ST_KEY) {
-        if (ngx_http_llm_jscan_top_member(s)) {
-            m = &s->members[s->nmembers - 1];
-            m->key_len = (size_t) (offset - m->key);
-        }
-
-        s->state = ST_COLON;
-        return q + 1;
-    }
-
-    ngx_http_llm_jscan_value_end(s, offset + 1);
-
-    return q + 1;
+    return rc;
 }
 
 
@@ -512,7 +511,11 @@ ngx_http_llm_jscan_finish(ngx_http_llm_jscan_t *s)
             return ngx_http_llm_jscan_fail(s, s->offset, "invalid number");
         }
 
-        ngx_http_llm_jscan_value_end(s, s->offset);
+        if (s->depth == 1 && !s->not_object) {
+            s->members[s->nmembers - 1].value_end = s->offset;
+        }
+
+        s->state = ST_AFTER;
     }
 
     if (s->state == ST_BEGIN) {
