@@ -26,6 +26,7 @@ typedef struct {
     off_t                          len;
     ngx_chain_t                    flat;
     ngx_str_t                     *keys;     /* of the top-level members */
+    uint64_t                       escaped;  /* bit k: key k has a '\\' */
 } ngx_http_llm_body_t;
 
 
@@ -537,6 +538,8 @@ ngx_http_llm_body_keys(ngx_http_request_t *r, ngx_http_llm_body_t *body,
         return NGX_ERROR;
     }
 
+    body->escaped = 0;
+
     for (i = 0; i < scan->nmembers; i++) {
         m = &scan->members[i];
 
@@ -545,6 +548,10 @@ ngx_http_llm_body_keys(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             != NGX_OK)
         {
             return NGX_ERROR;
+        }
+
+        if (memchr(body->keys[i].data, '\\', body->keys[i].len)) {
+            body->escaped |= (uint64_t) 1 << i;
         }
     }
 
@@ -568,19 +575,26 @@ ngx_http_llm_find_member(ngx_http_llm_body_t *body,
     for (i = 0; i < scan->nmembers; i++) {
         key = &body->keys[i];
 
-        /* an escaped key is at most 6 bytes a character */
+        if (!(body->escaped & ((uint64_t) 1 << i))) {
+            if (key->len != name->len
+                || ngx_strncmp(key->data, name->data, name->len) != 0)
+            {
+                continue;
+            }
 
-        if (key->len < name->len || key->len > 6 * name->len) {
+        } else if (key->len < name->len || key->len > 6 * name->len
+                   || !ngx_http_llm_json_key_equals(key->data, key->len,
+                                                    name))
+        {
+            /* an escaped key is at most 6 bytes a character */
             continue;
         }
 
-        if (ngx_http_llm_json_key_equals(key->data, key->len, name)) {
-            if (found == NGX_DECLINED) {
-                found = i;
-            }
-
-            (*count)++;
+        if (found == NGX_DECLINED) {
+            found = i;
         }
+
+        (*count)++;
     }
 
     return found;
