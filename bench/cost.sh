@@ -6,11 +6,13 @@
 #
 #   bash bench/cost.sh [MODULE.so]      (./build.sh cost builds first)
 #
-# The third column adds a trivial Lua request hook (bench/trivial_hook.lua)
-# to the router.  As in bench/run.sh, plain, router and hook are three
-# servers of one front, asked for the same URI, and the backend answers the
-# bench's JSON chat completion (so the router restores its model name and
-# reads its usage).  For each body size the front nginx (master_process
+# The router column is "proxy_pass http://llm_chosen;" to an llm_dispatch
+# block, as bench/run.sh runs it; the next one is the same router with
+# "proxy_pass http://$llm_upstream;".  The last ones add a trivial Lua
+# request hook (bench/trivial_hook.lua) to the router.  As in bench/run.sh,
+# each is a server of one front, asked for the same URI; the backend
+# answers the bench's JSON chat completion (so the router restores its
+# model name and reads its usage).  For each body size the front nginx (master_process
 # off, under callgrind) serves N1 and then N2 requests on one keep-alive
 # connection; the difference divided by N2 - N1 is the cost of one
 # request, start-up and first-request effects cancelled.  Only user-space
@@ -76,6 +78,7 @@ http {
     client_body_buffer_size 16k; client_max_body_size 2m;
     keepalive_requests 100000;
     upstream backend { server 127.0.0.1:$BASE_PORT; keepalive 8; }
+    upstream llm_chosen { llm_dispatch; }
     llm_model bench-model {
         upstream backend;
         target   bench-target-model;
@@ -94,6 +97,16 @@ http {
         listen 127.0.0.1:$((BASE_PORT + 2));
         location /v1/ {
             llm_router on;
+            proxy_pass http://llm_chosen;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+    server {
+        listen 127.0.0.1:$((BASE_PORT + 4));
+        location /v1/ {
+            llm_router on;
             proxy_pass http://\$llm_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -105,7 +118,7 @@ http {
         location /v1/ {
             llm_router on;
             llm_hook $ROOT/bench/trivial_hook.lua;
-            proxy_pass http://\$llm_upstream;
+            proxy_pass http://llm_chosen;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
@@ -154,15 +167,17 @@ per_request() {   # port body
 }
 
 printf '| body | plain instr/req | router instr/req | router extra |'
-printf ' router + trivial Lua hook | hook extra |\n'
-printf '|---:|---:|---:|---:|---:|---:|\n'
+printf ' router, $llm_upstream | router + trivial Lua hook | hook extra |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|\n'
 
 for size in $SIZES; do
     python3 "$ROOT/bench/gen_body.py" "$size" bench-model "$WORK/body"
     plain=$(per_request $((BASE_PORT + 1)) "$WORK/body")
     router=$(per_request $((BASE_PORT + 2)) "$WORK/body")
     hook=$(per_request $((BASE_PORT + 3)) "$WORK/body")
-    printf '| %s | %s | %s | +%s (+%s%%) | %s | +%s |\n' "$size" "$plain" \
-        "$router" $((router - plain)) $(( (router - plain) * 100 / plain )) \
-        "$hook" $((hook - router))
+    variable=$(per_request $((BASE_PORT + 4)) "$WORK/body")
+    printf '| %s | %s | %s | +%s (+%s%%) | %s (+%s) | %s | +%s |\n' \
+        "$size" "$plain" "$router" $((router - plain)) \
+        $(( (router - plain) * 100 / plain )) "$variable" \
+        $((variable - plain)) "$hook" $((hook - router))
 done

@@ -125,6 +125,13 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llm_dispatch"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      ngx_http_llm_dispatch,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llm_scrape"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_llm_scrape,

@@ -143,6 +143,7 @@ typedef struct {
     ngx_uint_t                     profile;    /* NGX_HTTP_LLM_PROFILE_* */
     ngx_uint_t                     balance;
     unsigned                       balance_set:1;
+    unsigned                       dispatch:1;      /* llm_dispatch */
     ngx_http_complex_value_t      *session_key;     /* session */
     size_t                         prefix_length;   /* prefix */
     double                         factor;          /* load bound */
@@ -417,6 +418,7 @@ ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
 
 /* balancing (ngx_http_llm_balance.c) */
 char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_llm_dispatch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 const char *ngx_http_llm_balance_name(ngx_uint_t balance);
 ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
