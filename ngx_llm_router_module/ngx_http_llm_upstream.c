@@ -71,6 +71,7 @@ static ngx_int_t ngx_http_llm_dispatch_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_dispatch_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_check_dispatch(ngx_conf_t *cf);
 
 static ngx_int_t ngx_http_llm_get_peer(ngx_peer_connection_t *pc,
     void *data);
@@ -439,6 +440,10 @@ ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
 char *
 ngx_http_llm_upstream_directive(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
 {
+    if (lscf->dispatch) {
+        return "cannot be in an \"llm_dispatch\" block";
+    }
+
     if (ngx_http_llm_register_upstream(cf, lscf) == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -514,6 +519,43 @@ ngx_http_llm_dispatch_init_upstream(ngx_conf_t *cf,
     }
 
     us->peer.init = ngx_http_llm_dispatch_init_peer;
+
+    return NGX_OK;
+}
+
+
+/* a balancer or keepalive after llm_dispatch would wrap it: refused */
+
+static ngx_int_t
+ngx_http_llm_check_dispatch(ngx_conf_t *cf)
+{
+    ngx_uint_t                      i;
+    ngx_http_llm_srv_conf_t        *lscf;
+    ngx_http_upstream_srv_conf_t  **uscfp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;       /* an implicit upstream of a proxy_pass */
+        }
+
+        lscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
+                                               ngx_http_llm_router_module);
+
+        if (lscf->dispatch
+            && uscfp[i]->peer.init != ngx_http_llm_dispatch_init_peer)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" has \"llm_dispatch\": it "
+                          "cannot have a balancer or keepalive, in %s:%ui",
+                          &uscfp[i]->host, uscfp[i]->file_name,
+                          uscfp[i]->line);
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -596,6 +638,10 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     ngx_http_llm_model_t      *models;
     ngx_http_llm_engine_t     *e;
     ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+
+    if (ngx_http_llm_check_dispatch(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* the engines of "max_context auto" models are asked for it */
 

@@ -143,3 +143,21 @@ llm_model llama3-8b { upstream llm_chosen; }
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*llm_model "llama3-8b" cannot use upstream "llm_chosen": it has "llm_dispatch", in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 9: nothing may wrap llm_dispatch: keepalive after it
+--- http_config
+upstream llm_chosen { llm_dispatch; keepalive 4; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*upstream "llm_chosen" has "llm_dispatch": it cannot have a balancer or keepalive, in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 10: nor an llm_* directive of an upstream
+--- http_config
+upstream llm_chosen { llm_dispatch; llm_balance least_conn; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"llm_balance" directive cannot be in an "llm_dispatch" block in \S+nginx\.conf:\d+/
