@@ -34,6 +34,7 @@
 
 #define NGX_HTTP_LLM_JSON_KEEP      (1024 * 1024)  /* JSON body kept */
 #define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past that */
+#define NGX_HTTP_LLM_MODEL_SCAN     128    /* answer bytes scanned at once */
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_EVENT_MAX      (32 * 1024)    /* event data parsed */
 #define NGX_HTTP_LLM_OUT_SIZE       4096
@@ -93,6 +94,10 @@ static void ngx_http_llm_observe_json(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static void ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_response_t *resp);
+static void ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start,
+    u_char *last);
+static ngx_http_llm_jscan_member_t *ngx_http_llm_answer_model(
+    ngx_http_llm_ctx_t *ctx, ngx_buf_t *body, ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_held_body(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_send_edited(ngx_http_request_t *r,
@@ -498,67 +503,45 @@ static void
 ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_response_t *resp)
 {
-    u_char                       *p, *last, *found;
-    size_t                        i;
-    ngx_buf_t                    *b;
-    ngx_http_llm_jscan_t          scan;
-    ngx_http_llm_jscan_member_t  *m;
-
-    b = resp->body;
-
-    if (b == NULL) {
-        return;
+    if (resp->body) {
+        ngx_http_llm_tail_usage(ctx, resp->body->pos, resp->body->last);
     }
+}
 
-    if (!resp->tail) {
-        ngx_http_llm_jscan_init(&scan);
-        (void) ngx_http_llm_jscan_feed(&scan, b->pos, b->last - b->pos);
 
-        if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+/*
+ * The last "usage": {...} of an answer, found from its end: engines put it
+ * last or nearly (llama.cpp adds "timings" after it), and no other object
+ * of a completion has such a key, so the answer is not scanned whole.  A
+ * "usage" inside a string cannot match: its quotes would be escaped.
+ */
+
+static void
+ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start, u_char *last)
+{
+    u_char      *p, *q;
+    ngx_uint_t   colon;
+
+    for (q = last - 1; q - start >= 6; q--) {
+
+        if (*q != '"' || q[-1] != 'e' || q[-6] != '"'
+            || ngx_strncmp(q - 5, "usage", 5) != 0)
+        {
+            continue;
+        }
+
+        colon = 0;
+
+        for (p = q + 1; p < last && (*p == ' ' || *p == '\n' || *p == '\r'
+                                     || *p == '\t' || *p == ':'); p++)
+        {
+            colon += (*p == ':');
+        }
+
+        if (p < last && *p == '{' && colon == 1) {
+            (void) ngx_http_llm_read_usage(ctx, p, last - p);
             return;
         }
-
-        for (i = 0; i < scan.nmembers; i++) {
-            m = &scan.members[i];
-
-            if (m->key_len == 5
-                && ngx_strncmp(b->pos + m->key, "usage", 5) == 0
-                && m->type == NGX_HTTP_LLM_JSON_OBJECT)
-            {
-                (void) ngx_http_llm_read_usage(ctx, b->pos + m->value,
-                                               m->value_end - m->value);
-            }
-        }
-
-        return;
-    }
-
-    /* the last "usage": {...} in the tail */
-
-    found = NULL;
-    last = b->last;
-
-    for (p = b->pos; p + 8 < last; p++) {
-        p = ngx_strlcasestrn(p, last, (u_char *) "\"usage\"", 7 - 1);
-        if (p == NULL) {
-            break;
-        }
-
-        found = p;
-    }
-
-    if (found == NULL) {
-        return;
-    }
-
-    for (p = found + 7; p < last && (*p == ' ' || *p == ':' || *p == '\n'
-                                     || *p == '\r' || *p == '\t'); p++)
-    {
-        /* void */
-    }
-
-    if (p < last && *p == '{') {
-        (void) ngx_http_llm_read_usage(ctx, p, last - p);
     }
 }
 
@@ -733,17 +716,91 @@ ngx_http_llm_release_held(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
+/*
+ * The answer's top-level "model" string, scanned for only as far as it
+ * takes: engines send it among the first members.  A member is known to
+ * be whole once the next one has begun, or the document has ended.
+ */
+
+static ngx_http_llm_jscan_member_t *
+ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx, ngx_buf_t *body,
+    ngx_http_llm_jscan_t *scan)
+{
+    int                           rc;
+    size_t                        i, whole, off, len, n;
+    ngx_http_llm_jscan_member_t  *m, *model;
+
+    ngx_http_llm_jscan_init(scan);
+
+    len = body->last - body->pos;
+    model = NULL;
+    i = 0;
+    rc = NGX_HTTP_LLM_JSCAN_AGAIN;
+
+    for (off = 0; off < len && model == NULL; off += n) {
+        n = ngx_min(len - off, NGX_HTTP_LLM_MODEL_SCAN);
+
+        rc = ngx_http_llm_jscan_feed(scan, body->pos + off, n);
+
+        if (off + n == len && rc == NGX_HTTP_LLM_JSCAN_AGAIN) {
+            rc = ngx_http_llm_jscan_finish(scan);
+        }
+
+        if (rc != NGX_HTTP_LLM_JSCAN_AGAIN && rc != NGX_HTTP_LLM_JSCAN_OK) {
+            return NULL;
+        }
+
+        whole = (rc == NGX_HTTP_LLM_JSCAN_OK || scan->nmembers == 0)
+                ? scan->nmembers : scan->nmembers - 1;
+
+        for ( /* void */ ; i < whole; i++) {
+            m = &scan->members[i];
+
+            if (m->key_len == 5
+                && ngx_strncmp(body->pos + m->key, "model", 5) == 0
+                && m->type == NGX_HTTP_LLM_JSON_STRING)
+            {
+                model = m;
+                break;
+            }
+        }
+    }
+
+    if (rc != NGX_HTTP_LLM_JSCAN_OK) {
+
+        /* the scan stopped at the model: "usage" is looked for from the end */
+
+        ngx_http_llm_tail_usage(ctx, body->pos, body->last);
+        return model;
+    }
+
+    for (i = 0; i < scan->nmembers; i++) {
+        m = &scan->members[i];
+
+        if (m->key_len == 5
+            && ngx_strncmp(body->pos + m->key, "usage", 5) == 0
+            && m->type == NGX_HTTP_LLM_JSON_OBJECT)
+        {
+            (void) ngx_http_llm_read_usage(ctx, body->pos + m->value,
+                                           m->value_end - m->value);
+        }
+    }
+
+    return model;
+}
+
+
 /* the whole JSON answer is in: usage read, model restored, all sent */
 
 static ngx_int_t
 ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     u_char                       *p;
-    size_t                        i, len;
+    size_t                        len;
     ngx_buf_t                    *b, *body;
     ngx_http_llm_jscan_t          scan;
     ngx_http_llm_response_t      *resp;
-    ngx_http_llm_jscan_member_t  *m, *model;
+    ngx_http_llm_jscan_member_t  *model;
 
     resp = ctx->response;
     resp->ended = 1;
@@ -757,31 +814,7 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         }
     }
 
-    model = NULL;
-
-    ngx_http_llm_jscan_init(&scan);
-    (void) ngx_http_llm_jscan_feed(&scan, body->pos, body->last - body->pos);
-
-    if (ngx_http_llm_jscan_finish(&scan) == NGX_HTTP_LLM_JSCAN_OK) {
-
-        for (i = 0; i < scan.nmembers; i++) {
-            m = &scan.members[i];
-
-            if (m->key_len == 5
-                && ngx_strncmp(body->pos + m->key, "model", 5) == 0
-                && m->type == NGX_HTTP_LLM_JSON_STRING)
-            {
-                model = m;
-
-            } else if (m->key_len == 5
-                       && ngx_strncmp(body->pos + m->key, "usage", 5) == 0
-                       && m->type == NGX_HTTP_LLM_JSON_OBJECT)
-            {
-                (void) ngx_http_llm_read_usage(ctx, body->pos + m->value,
-                                               m->value_end - m->value);
-            }
-        }
-    }
+    model = ngx_http_llm_answer_model(ctx, body, &scan);
 
     b = body;
 
