@@ -39,6 +39,7 @@ llm_model m { upstream pool; }
 llm_model t { upstream pool; target "engine-name"; }
 llm_model su { upstream pool; target engine-su; stream_usage on; }
 llm_model e { upstream errs; }
+llm_model et { upstream errs; target "engine-et"; }
 $audit
 log_format audit escape=json 'AUDIT {"model":"\$llm_model","target":"\$llm_target_model","upstream":"\$llm_upstream","engine":"\$llm_engine","peer":"\$llm_peer","status":"\$status","stream":"\$llm_stream","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","ttft":"\$llm_ttft","events":"\$llm_stream_events","error":"\$llm_error"}';
 server {
@@ -51,6 +52,12 @@ server {
         }
         if (\$http_x_err = tgi) {
             return 422 '{"error":"Input validation error","error_type":"validation"}';
+        }
+        if (\$http_x_err = llamacpp) {
+            return 200 '{"choices":[{"index":0,"message":{"role":"assistant","content":"a \\\\\\\"usage\\\\\\\": {\\\\\\\"prompt_tokens\\\\\\\":99} b"}}],"created":1,"model":"engine-et","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":6,"total_tokens":11},"id":"chatcmpl-x","timings":{"note":"a \\\\\\\"usage\\\\\\\": {\\\\\\\"prompt_tokens\\\\\\\":99}","prompt_n":6,"predicted_n":5,"usage":1}}';
+        }
+        if (\$http_x_err = last) {
+            return 200 '{"id":"chatcmpl-x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"a longer answer, so that the scan of the answer goes past its first piece"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5},"model":"engine-et"}';
         }
         if (\$http_x_err = numbers) {
             return 200 '{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7.0,"completion_tokens":3e1,"total_tokens":-5,"extra":{"prompt_tokens":9}},"tail":[1]}';
@@ -438,3 +445,32 @@ X-Mock-Tokens: 220000
 --- error_log eval
 [qr/AUDIT \{"model":"t",.*"completion":"220000"/,
  qr/the answer is over 1048576 bytes, passed on as the engine sent it/]
+
+
+
+=== TEST 29: llama.cpp's order (model after choices, "timings" after usage): model restored, usage read
+A "usage" written inside a string, before or after the real one, is not the usage.
+--- request
+POST /v1/chat/completions
+{"model":"et"}
+--- more_headers
+X-Err: llamacpp
+--- response_body chomp
+{"choices":[{"index":0,"message":{"role":"assistant","content":"a \"usage\": {\"prompt_tokens\":99} b"}}],"created":1,"model":"et","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":6,"total_tokens":11},"id":"chatcmpl-x","timings":{"note":"a \"usage\": {\"prompt_tokens\":99}","prompt_n":6,"predicted_n":5,"usage":1}}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"et",.*"prompt":"6","completion":"5","total":"11"/
+
+
+
+=== TEST 30: the model as the last member of a long answer: restored, usage read
+--- request
+POST /v1/chat/completions
+{"model":"et"}
+--- more_headers
+X-Err: last
+--- response_body chomp
+{"id":"chatcmpl-x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"a longer answer, so that the scan of the answer goes past its first piece"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5},"model":"et"}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"et",.*"prompt":"2","completion":"3","total":"5"/
