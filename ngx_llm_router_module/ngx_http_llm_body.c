@@ -673,6 +673,8 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    ctx->model_json = raw;
+
     rc = ngx_http_llm_json_string_value(r->pool, &raw, &ctx->model);
 
     if (rc == NGX_ERROR) {

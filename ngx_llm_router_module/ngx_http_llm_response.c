@@ -205,10 +205,12 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     status = r->headers_out.status;
     type = &r->headers_out.content_type;
 
-    sse = (type->len >= 17
+    /* the first letter picks the one comparison worth making */
+
+    sse = (type->len >= 17 && (type->data[0] | 0x20) == 't'
            && ngx_strncasecmp(type->data, (u_char *) "text/event-stream", 17)
               == 0);
-    json = (type->len >= 16
+    json = (!sse && type->len >= 16 && (type->data[0] | 0x20) == 'a'
             && ngx_strncasecmp(type->data, (u_char *) "application/json", 16)
                == 0);
 
@@ -232,11 +234,18 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     ctx->response = resp;
     resp->last_out = &resp->out;
 
-    if (ngx_http_llm_restore_wanted(r, ctx)
-        && ngx_http_llm_json_quote(r->pool, &ctx->model, &resp->model_json)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
+    /* the name goes back to the client as the client wrote it */
+
+    if (ngx_http_llm_restore_wanted(r, ctx)) {
+        resp->model_json = ctx->model_json;
+
+        if (resp->model_json.len == 0
+            && ngx_http_llm_json_quote(r->pool, &ctx->model,
+                                       &resp->model_json)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     r->main_filter_need_in_memory = 1;

@@ -306,6 +306,7 @@ typedef struct ngx_http_llm_response_s  ngx_http_llm_response_t;
 typedef struct {
     ngx_int_t                      status;     /* phase handler result */
     ngx_str_t                      model;      /* as asked */
+    ngx_str_t                      model_json; /* as written: "..." */
     ngx_str_t                      target;     /* as sent */
     ngx_str_t                      upstream;
     ngx_int_t                      stream;     /* -1: absent */

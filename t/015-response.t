@@ -474,3 +474,15 @@ X-Err: last
 --- wait: 0.2
 --- error_log eval
 qr/AUDIT \{"model":"et",.*"prompt":"2","completion":"3","total":"5"/
+
+
+
+=== TEST 31: the model name goes back as the client wrote it, escapes included
+--- request
+POST /v1/chat/completions
+{"model":"\u0074","messages":[{"role":"user","content":"hi"}]}
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+","object":"chat.completion","created":\d+,"model":"\\u0074",
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"t","target":"engine-name"/
