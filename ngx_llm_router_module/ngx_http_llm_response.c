@@ -205,14 +205,21 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     status = r->headers_out.status;
     type = &r->headers_out.content_type;
 
-    /* the first letter picks the one comparison worth making */
+    /*
+     * The first letter picks the one comparison worth making; engines
+     * write the type in lower case, which ngx_strncmp() checks faster.
+     */
 
     sse = (type->len >= 17 && (type->data[0] | 0x20) == 't'
-           && ngx_strncasecmp(type->data, (u_char *) "text/event-stream", 17)
-              == 0);
+           && (ngx_strncmp(type->data, "text/event-stream", 17) == 0
+               || ngx_strncasecmp(type->data,
+                                  (u_char *) "text/event-stream", 17)
+                  == 0));
     json = (!sse && type->len >= 16 && (type->data[0] | 0x20) == 'a'
-            && ngx_strncasecmp(type->data, (u_char *) "application/json", 16)
-               == 0);
+            && (ngx_strncmp(type->data, "application/json", 16) == 0
+                || ngx_strncasecmp(type->data,
+                                   (u_char *) "application/json", 16)
+                   == 0));
 
     if (!sse) {
         ctx->ttft = ngx_http_llm_elapsed(r);

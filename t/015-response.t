@@ -44,6 +44,10 @@ $audit
 log_format audit escape=json 'AUDIT {"model":"\$llm_model","target":"\$llm_target_model","upstream":"\$llm_upstream","engine":"\$llm_engine","peer":"\$llm_peer","status":"\$status","stream":"\$llm_stream","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","ttft":"\$llm_ttft","events":"\$llm_stream_events","error":"\$llm_error"}';
 server {
     listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
+    location /v1/upper {
+        default_type "Application/JSON; charset=utf-8";
+        return 200 '{"id":"x","model":"engine-et","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}';
+    }
     location / {
         default_type application/json;
         if (\$http_x_err = html) { return 503; }
@@ -486,3 +490,17 @@ POST /v1/chat/completions
 --- wait: 0.2
 --- error_log eval
 qr/AUDIT \{"model":"t","target":"engine-name"/
+
+
+
+=== TEST 32: a content type in capitals is JSON all the same: model restored, usage read
+--- request
+POST /v1/upper
+{"model":"et"}
+--- response_headers
+Content-Type: Application/JSON; charset=utf-8
+--- response_body chomp
+{"id":"x","model":"et","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"et",.*"prompt":"1","completion":"2","total":"3"/
