@@ -79,7 +79,6 @@ int
 ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
     size_t len)
 {
-    int                           rc;
     off_t                         base;
     size_t                        depth, nmembers;
     unsigned                      state, top, sub;
@@ -408,20 +407,18 @@ ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
 
 failed:
 
-    s->error = error;
-    s->error_offset = base + (p - start);
-    s->result = NGX_HTTP_LLM_JSCAN_INVALID;
+    s->depth = depth;
+    s->nmembers = nmembers;
+
+    return ngx_http_llm_jscan_fail(s, base + (p - start), error);
 
 done:
-
-    rc = s->result;
 
     s->state = ST_DONE;
     s->depth = depth;
     s->nmembers = nmembers;
-    s->offset += len;
 
-    return rc;
+    return s->result;
 }
 
 
