@@ -57,6 +57,8 @@ static int ngx_http_llm_lazy_pairs(lua_State *L);
 static int ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p,
     size_t len);
 static int ngx_http_llm_lazy_key_cmp(const void *a, const void *b);
+static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
+    const unsigned char *raw, size_t len);
 
 
 static const char  ngx_http_llm_lazy_key = 'z';
@@ -363,6 +365,26 @@ ngx_http_llm_lazy_key_cmp(const void *a, const void *b)
 
 
 /*
+ * A string member read and left as it was, without encoding it again: its
+ * JSON has no escape, and the Lua string has the same bytes.
+ */
+
+static int
+ngx_http_llm_lazy_same_string(lua_State *L, int idx, const unsigned char *raw,
+    size_t len)
+{
+    size_t       n;
+    const char  *s;
+
+    s = lua_tolstring(L, idx, &n);
+
+    return len == n + 2
+           && memchr(raw + 1, '\\', n) == NULL
+           && memcmp(raw + 1, s, n) == 0;
+}
+
+
+/*
  * The document after the hook.  *out is NULL when nothing changed (the
  * original bytes stand), else a malloc()ed text to free().  -1: cannot
  * encode, *error says why.
@@ -418,6 +440,15 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
             lua_pop(L, 1);
             ngx_http_llm_lazy_state(lz)[i] = NGX_HTTP_LLM_LAZY_REMOVED;
             changed = 1;
+            continue;
+        }
+
+        if (m->type == NGX_HTTP_LLM_JSON_STRING
+            && lua_type(L, -1) == LUA_TSTRING
+            && ngx_http_llm_lazy_same_string(L, -1, lz->data + m->value,
+                                             m->value_end - m->value))
+        {
+            lua_pop(L, 1);
             continue;
         }
 

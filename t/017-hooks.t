@@ -415,7 +415,17 @@ POST /v1/chat/completions
 
 
 
-=== TEST 33: an engine answer that is not JSON reaches the client as it is, the response hook not called
+=== TEST 33: string members: left, changed in place, assigned back, escaped: only the change is encoded
+--- model_hook: strings.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","same":"keep me","swap":"wxyz","again":"x y","esc":"\u0041"}
+--- response_body chomp
+{"model":"engine-m","same":"keep me","swap":"abcd","again":"x y","esc":"\u0041","seen":"keep me/A"}
+
+
+
+=== TEST 34: an engine answer that is not JSON reaches the client as it is, the response hook not called
 --- model_hook: answer.lua
 --- no_echo: 1
 --- more_headers
