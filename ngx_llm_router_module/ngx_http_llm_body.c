@@ -71,7 +71,9 @@ static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
 static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
     u_char *start, u_char *end);
 static ngx_int_t ngx_http_llm_request_hook(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_jscan_t *scan, ngx_array_t *edits);
+static ngx_int_t ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
+    ngx_array_t *edits, ngx_http_llm_jscan_t *out);
 static ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route);
@@ -358,7 +360,7 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     }
 
     if (ngx_http_llm_hook_kinds(r, ctx) & (1 << NGX_HTTP_LLM_HOOK_REQUEST)) {
-        status = ngx_http_llm_request_hook(r, ctx);
+        status = ngx_http_llm_request_hook(r, ctx, scan, &edits);
         if (status != NGX_OK) {
             return status;
         }
@@ -1961,17 +1963,30 @@ ngx_http_llm_text_bytes_parts(cJSON *parts)
  */
 
 static ngx_int_t
-ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_jscan_t *scan, ngx_array_t *edits)
 {
-    ngx_int_t   rc;
-    ngx_str_t   doc;
-    ngx_uint_t  drop;
+    ngx_int_t             rc;
+    ngx_str_t             doc;
+    ngx_uint_t            drop;
+    ngx_http_llm_jscan_t  edited;
 
     if (ngx_http_llm_flat_body(r, &doc) != NGX_OK) {
         return NGX_ERROR;
     }
 
+    /* the hook gets the members of the body as edited without a new scan */
+
+    if (edits->nelts == 0) {
+        ctx->body_scan = scan;
+
+    } else if (ngx_http_llm_scan_edited(scan, edits, &edited) == NGX_OK) {
+        ctx->body_scan = &edited;
+    }
+
     rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_REQUEST, &doc, &drop);
+
+    ctx->body_scan = NULL;
 
     if (rc == NGX_DECLINED) {
         return ctx->hook_status;
@@ -1997,6 +2012,140 @@ ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
 
 /* llm.route(name): the request goes to that model, under its target */
+
+/*
+ * The top-level members of the body after the edits, from those of the
+ * body before them: a member whose key an edit covers was dropped, a value
+ * an edit replaces whole takes the edit's place and type, the rest move by
+ * the lengths the edits before them changed, and the members an edit
+ * inserts are scanned from its text alone.  NGX_DECLINED for any other
+ * shape of edit: the hook scans the body then.
+ */
+
+static ngx_int_t
+ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
+    ngx_http_llm_jscan_t *out)
+{
+    u_char                        c;
+    off_t                         shift, at[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    size_t                        lead;
+    ngx_uint_t                    i, k, n, moved;
+    ngx_http_llm_edit_t          *e;
+    ngx_http_llm_jscan_t          part;
+    ngx_http_llm_jscan_member_t  *m, *o;
+
+    e = edits->elts;
+    n = edits->nelts;
+
+    if (n > NGX_HTTP_LLM_JSCAN_MAX_MEMBERS) {
+        return NGX_DECLINED;
+    }
+
+    /* where each edit's text starts in the edited body */
+
+    shift = 0;
+
+    for (k = 0; k < n; k++) {
+        at[k] = e[k].start + shift;
+        shift += (off_t) e[k].data.len - (e[k].end - e[k].start);
+    }
+
+    out->nmembers = 0;
+    out->obj_start = scan->obj_start;
+    out->obj_end = scan->obj_end + shift;
+
+    for (i = 0; i < scan->nmembers; i++) {
+        m = &scan->members[i];
+        shift = 0;
+        moved = 0;
+
+        for (k = 0; k < n; k++) {
+            if (e[k].start <= m->key - 1 && m->key - 1 < e[k].end) {
+                break;                                  /* dropped */
+            }
+
+            if (e[k].start == m->value && e[k].end == m->value_end) {
+                moved = k + 1;                          /* replaced */
+                continue;
+            }
+
+            if (e[k].end <= m->key - 1) {
+                shift += (off_t) e[k].data.len - (e[k].end - e[k].start);
+                continue;
+            }
+
+            if (e[k].start >= m->value_end) {
+                continue;
+            }
+
+            return NGX_DECLINED;      /* an edit inside the member */
+        }
+
+        if (k < n) {
+            continue;
+        }
+
+        o = &out->members[out->nmembers++];
+        *o = *m;
+        o->key += shift;
+
+        if (moved) {
+            k = moved - 1;
+            o->value = at[k];
+            o->value_end = at[k] + e[k].data.len;
+
+            c = e[k].data.len ? e[k].data.data[0] : 0;
+            o->type = (c == '"') ? NGX_HTTP_LLM_JSON_STRING
+                      : (c == '{') ? NGX_HTTP_LLM_JSON_OBJECT
+                      : (c == '[') ? NGX_HTTP_LLM_JSON_ARRAY
+                      : (c == 't') ? NGX_HTTP_LLM_JSON_TRUE
+                      : (c == 'f') ? NGX_HTTP_LLM_JSON_FALSE
+                      : (c == 'n') ? NGX_HTTP_LLM_JSON_NULL
+                      : NGX_HTTP_LLM_JSON_NUMBER;
+
+        } else {
+            o->value += shift;
+            o->value_end += shift;
+        }
+    }
+
+    /* members inserted: ,"a":1,"b":2 scanned as the object {"a":1,"b":2} */
+
+    for (k = 0; k < n; k++) {
+        if (e[k].start != e[k].end || e[k].data.len == 0) {
+            continue;
+        }
+
+        lead = (e[k].data.data[0] == ',');
+
+        ngx_http_llm_jscan_init(&part);
+        (void) ngx_http_llm_jscan_feed(&part, (u_char *) "{", 1);
+        (void) ngx_http_llm_jscan_feed(&part, e[k].data.data + lead,
+                                       e[k].data.len - lead);
+        (void) ngx_http_llm_jscan_feed(&part, (u_char *) "}", 1);
+
+        if (ngx_http_llm_jscan_finish(&part) != NGX_HTTP_LLM_JSCAN_OK
+            || out->nmembers + part.nmembers > NGX_HTTP_LLM_JSCAN_MAX_MEMBERS)
+        {
+            return NGX_DECLINED;
+        }
+
+        /* byte 1 of the scan is byte "lead" of the edit's text */
+
+        shift = at[k] + (off_t) lead - 1;
+
+        for (i = 0; i < part.nmembers; i++) {
+            o = &out->members[out->nmembers++];
+            *o = part.members[i];
+            o->key += shift;
+            o->value += shift;
+            o->value_end += shift;
+        }
+    }
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_http_llm_hook_reroute(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,

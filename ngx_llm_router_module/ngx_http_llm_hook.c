@@ -1213,9 +1213,20 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     lua_replace(co, 1);
     lua_settop(co, 1);
 
-    /* an object member by member; anything else whole */
+    /*
+     * an object member by member; anything else whole.  The first request
+     * hook gets the members the router found, not a second scan
+     */
 
-    lazy = (ngx_http_llm_lua_json_lazy(co, doc->data, doc->len) == 0);
+    if (ctx->body_scan) {
+        lazy = (ngx_http_llm_lua_json_lazy_scanned(co, doc->data, doc->len,
+                                                   ctx->body_scan)
+                == 0);
+        ctx->body_scan = NULL;
+
+    } else {
+        lazy = (ngx_http_llm_lua_json_lazy(co, doc->data, doc->len) == 0);
+    }
 
     if (!lazy
         && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)

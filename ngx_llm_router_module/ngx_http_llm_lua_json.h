@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_jscan.h"
 
 
 #define NGX_HTTP_LLM_LUA_NUMBER  "llm.number"
@@ -31,6 +32,8 @@ int ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
 /* ngx_http_llm_lua_lazy.c */
 int ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p,
     size_t len);
+int ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
+    size_t len, const ngx_http_llm_jscan_t *scan);
 void ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     size_t *len, const char **error);

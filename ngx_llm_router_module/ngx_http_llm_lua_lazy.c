@@ -73,10 +73,7 @@ static const char  ngx_http_llm_lazy_key = 'z';
 int
 ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
 {
-    int                    table;
-    size_t                 i, j, n;
-    ngx_http_llm_lazy_t   *lz;
-    ngx_http_llm_jscan_t   scan;
+    ngx_http_llm_jscan_t  scan;
 
     ngx_http_llm_jscan_init(&scan);
     (void) ngx_http_llm_jscan_feed(&scan, p, len);
@@ -85,17 +82,33 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
         return -1;
     }
 
-    n = scan.nmembers;
+    return ngx_http_llm_lua_json_lazy_scanned(L, p, len, &scan);
+}
+
+
+/* the same, for an object whose members are known already */
+
+int
+ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
+    size_t len, const ngx_http_llm_jscan_t *scan)
+{
+    int                    table;
+    size_t                 i, j, n;
+    ngx_http_llm_lazy_t   *lz;
+
+    n = scan->nmembers;
 
     for (i = 0; i < n; i++) {
-        if (memchr(p + scan.members[i].key, '\\', scan.members[i].key_len)) {
+        if (memchr(p + scan->members[i].key, '\\',
+                   scan->members[i].key_len))
+        {
             return -1;
         }
 
         for (j = 0; j < i; j++) {
-            if (scan.members[i].key_len == scan.members[j].key_len
-                && memcmp(p + scan.members[i].key, p + scan.members[j].key,
-                          scan.members[i].key_len) == 0)
+            if (scan->members[i].key_len == scan->members[j].key_len
+                && memcmp(p + scan->members[i].key, p + scan->members[j].key,
+                          scan->members[i].key_len) == 0)
             {
                 return -1;
             }
@@ -110,7 +123,7 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
     lz->data = p;
     lz->len = len;
     lz->scan.nmembers = n;
-    memcpy(lz->scan.members, scan.members,
+    memcpy(lz->scan.members, scan->members,
            n * sizeof(ngx_http_llm_jscan_member_t));
     memset(ngx_http_llm_lazy_state(lz), 0, n + 1);
 
@@ -122,8 +135,8 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
     lua_createtable(L, (int) n, 5);
 
     for (i = 0; i < n; i++) {
-        lua_pushlstring(L, (const char *) p + scan.members[i].key,
-                        scan.members[i].key_len);
+        lua_pushlstring(L, (const char *) p + scan->members[i].key,
+                        scan->members[i].key_len);
         lua_rawseti(L, -2, (lua_Integer) i + 1);
     }
 

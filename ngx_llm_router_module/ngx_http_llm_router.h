@@ -328,6 +328,7 @@ typedef struct {
     ngx_int_t                      estimated_tokens;   /* -1: none */
     ngx_int_t                      exact_tokens;   /* /tokenize, -1: none */
 
+    ngx_http_llm_jscan_t          *body_scan;  /* for the first hook call */
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */
     int                            lua_state_ref;  /* ctx.state, 0: none */

@@ -425,7 +425,36 @@ POST /v1/chat/completions
 
 
 
-=== TEST 34: an engine answer that is not JSON reaches the client as it is, the response hook not called
+=== TEST 34: after the router's edits (target, clamp, drop, set) the hook sees the body as edited
+The hook gets the members of the edited body without scanning it again:
+a replaced value, a dropped member, members added at the end, and the
+others moved.
+--- http_config
+upstream pool { llm_engine vllm; server 127.0.0.1:$TEST_NGINX_MOCK1_PORT; }
+llm_model m {
+    upstream pool;
+    target   engine-m;
+    clamp    max_tokens 100;
+    drop     seed logit_bias;
+    set      temperature 0.7;
+    set      top_p 1;
+    stream_usage on;
+    hook     $TEST_NGINX_HOOKS/members.lua;
+}
+--- request eval
+["POST /v1/chat/completions\n{\"seed\":1,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"model\":\"m\",\"max_tokens\":500,\"logit_bias\":{},\"top_p\":0.5,\"user\":\"u\"}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"seed\":1,\"stream\":false,\"n\":2}",
+ "POST /v1/chat/completions\n{\"logit_bias\":{\"1\":2},\"model\":\"m\"}"]
+--- response_body eval
+["{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"model\":\"engine-m\",\"max_tokens\":100,\"top_p\":0.5,\"user\":\"u\",\"temperature\":0.7,\"seen\":\"max_tokens=100,messages=table,model=engine-m,temperature=0.7,top_p=0.5,user=u\"}",
+ "{\"model\":\"engine-m\",\"stream\":false,\"n\":2,\"temperature\":0.7,\"top_p\":1,\"seen\":\"model=engine-m,n=2,stream=false,temperature=0.7,top_p=1\"}",
+ "{\"model\":\"engine-m\",\"temperature\":0.7,\"top_p\":1,\"seen\":\"model=engine-m,temperature=0.7,top_p=1\"}"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 35: an engine answer that is not JSON reaches the client as it is, the response hook not called
 --- model_hook: answer.lua
 --- no_echo: 1
 --- more_headers
