@@ -127,18 +127,15 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
            n * sizeof(ngx_http_llm_jscan_member_t));
     memset(ngx_http_llm_lazy_state(lz), 0, n + 1);
 
-    /* the table, and its metatable: the object's keys, the methods */
+    /*
+     * the table, and its metatable: the methods, and the object's keys in
+     * order, listed only when the whole object is encoded (lazy_all)
+     */
 
     lua_createtable(L, 0, 4);
     table = lua_gettop(L);
 
-    lua_createtable(L, (int) n, 5);
-
-    for (i = 0; i < n; i++) {
-        lua_pushlstring(L, (const char *) p + scan->members[i].key,
-                        scan->members[i].key_len);
-        lua_rawseti(L, -2, (lua_Integer) i + 1);
-    }
+    lua_createtable(L, 0, 5);
 
     lua_pushliteral(L, "object");
     lua_setfield(L, -2, "__name");
@@ -327,6 +324,21 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
             lua_pop(L, 1);
         }
     }
+
+    /* the key list the encoder writes the members by */
+
+    lua_getmetatable(L, idx);
+
+    if (lua_rawlen(L, -1) == 0) {
+        for (i = 0; i < lz->scan.nmembers; i++) {
+            lua_pushlstring(L, (const char *) lz->data
+                               + lz->scan.members[i].key,
+                            lz->scan.members[i].key_len);
+            lua_rawseti(L, -2, (lua_Integer) i + 1);
+        }
+    }
+
+    lua_pop(L, 1);
 }
 
 
