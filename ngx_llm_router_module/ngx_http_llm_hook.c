@@ -58,6 +58,9 @@ static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
 static lua_State *ngx_http_llm_lua_new(void);
 static void *ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize,
     size_t nsize);
+static void *ngx_http_llm_lua_block(size_t size);
+static void ngx_http_llm_lua_unblock(void *p, size_t size);
+static void ngx_http_llm_lua_close(lua_State *L);
 static void ngx_http_llm_lua_sandbox(lua_State *L);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
@@ -84,9 +87,18 @@ static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     const char *why);
 
 
+/* the blocks the allocator keeps: up to 256 bytes, 16-byte classes */
+#define NGX_HTTP_LLM_LUA_SMALL  256
+#define NGX_HTTP_LLM_LUA_KEEP   512     /* blocks kept per class, at most */
+
+
 static lua_State            *ngx_http_llm_lua;       /* of this worker */
 static size_t                ngx_http_llm_lua_memory;
 static ngx_http_llm_call_t  *ngx_http_llm_call;
+static void                 *ngx_http_llm_lua_free[
+                                 NGX_HTTP_LLM_LUA_SMALL / 16 + 1];
+static ngx_uint_t            ngx_http_llm_lua_nfree[
+                                 NGX_HTTP_LLM_LUA_SMALL / 16 + 1];
 
 static const char  ngx_http_llm_hooks_key = 'h';
 static const char  ngx_http_llm_ctx_mt_key = 'c';
@@ -308,11 +320,11 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     }
 
     if (ngx_http_llm_lua_load(L, h, cf->log, 1) != NGX_OK) {
-        lua_close(L);
+        ngx_http_llm_lua_close(L);
         return NGX_CONF_ERROR;
     }
 
-    lua_close(L);
+    ngx_http_llm_lua_close(L);
 
     hooks = ngx_array_push(&lmcf->hooks);
     if (hooks == NULL) {
@@ -366,7 +378,10 @@ ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     old = ptr ? osize : 0;
 
     if (nsize == 0) {
-        free(ptr);
+        if (ptr) {
+            ngx_http_llm_lua_unblock(ptr, old);
+        }
+
         ngx_http_llm_lua_memory -= old;
         return NULL;
     }
@@ -383,13 +398,106 @@ ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
 
-    p = realloc(ptr, nsize);
+    if (ptr == NULL) {
+        p = ngx_http_llm_lua_block(nsize);
+
+    } else if (old > NGX_HTTP_LLM_LUA_SMALL
+               && nsize > NGX_HTTP_LLM_LUA_SMALL)
+    {
+        p = realloc(ptr, nsize);
+
+    } else if (old <= NGX_HTTP_LLM_LUA_SMALL && nsize <= NGX_HTTP_LLM_LUA_SMALL
+               && (old + 15) >> 4 == (nsize + 15) >> 4)
+    {
+        p = ptr;                /* the block has room already */
+
+    } else {
+        p = ngx_http_llm_lua_block(nsize);
+
+        if (p) {
+            memcpy(p, ptr, ngx_min(old, nsize));
+            ngx_http_llm_lua_unblock(ptr, old);
+        }
+    }
 
     if (p) {
         ngx_http_llm_lua_memory += nsize - old;
     }
 
     return p;
+}
+
+
+/*
+ * A call makes and drops the same small objects (tables, strings, the
+ * document's userdata) every time: blocks of up to NGX_HTTP_LLM_LUA_SMALL
+ * bytes, in 16-byte classes, are kept on free lists for the next call
+ * instead of going back to malloc().  One state per worker, one thread:
+ * the lists need no lock.  They are emptied when a state is closed.
+ */
+
+static void *
+ngx_http_llm_lua_block(size_t size)
+{
+    void        *p;
+    ngx_uint_t   c;
+
+    if (size > NGX_HTTP_LLM_LUA_SMALL) {
+        return malloc(size);
+    }
+
+    c = (size + 15) >> 4;
+    p = ngx_http_llm_lua_free[c];
+
+    if (p) {
+        ngx_http_llm_lua_free[c] = *(void **) p;
+        ngx_http_llm_lua_nfree[c]--;
+        return p;
+    }
+
+    return malloc(c << 4);
+}
+
+
+static void
+ngx_http_llm_lua_unblock(void *p, size_t size)
+{
+    ngx_uint_t  c;
+
+    c = (size + 15) >> 4;
+
+    if (size > NGX_HTTP_LLM_LUA_SMALL
+        || ngx_http_llm_lua_nfree[c] >= NGX_HTTP_LLM_LUA_KEEP)
+    {
+        free(p);
+        return;
+    }
+
+    *(void **) p = ngx_http_llm_lua_free[c];
+    ngx_http_llm_lua_free[c] = p;
+    ngx_http_llm_lua_nfree[c]++;
+}
+
+
+/* closes a state, and gives its kept blocks back */
+
+static void
+ngx_http_llm_lua_close(lua_State *L)
+{
+    void        *p;
+    ngx_uint_t   c;
+
+    lua_close(L);
+
+    for (c = 0; c <= NGX_HTTP_LLM_LUA_SMALL >> 4; c++) {
+        while (ngx_http_llm_lua_free[c]) {
+            p = ngx_http_llm_lua_free[c];
+            ngx_http_llm_lua_free[c] = *(void **) p;
+            free(p);
+        }
+
+        ngx_http_llm_lua_nfree[c] = 0;
+    }
 }
 
 
@@ -657,7 +765,7 @@ ngx_http_llm_hook_init_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < lmcf->hooks.nelts; i++) {
         if (ngx_http_llm_lua_load(L, hooks[i], cycle->log, 0) != NGX_OK) {
-            lua_close(L);
+            ngx_http_llm_lua_close(L);
             return NGX_ERROR;
         }
     }
@@ -672,7 +780,7 @@ void
 ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle)
 {
     if (ngx_http_llm_lua) {
-        lua_close(ngx_http_llm_lua);
+        ngx_http_llm_lua_close(ngx_http_llm_lua);
         ngx_http_llm_lua = NULL;
     }
 }
