@@ -2026,7 +2026,6 @@ static ngx_int_t
 ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
     ngx_http_llm_jscan_t *out)
 {
-    u_char                        c;
     off_t                         shift, at[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        lead;
     ngx_uint_t                    i, k, n, moved;
@@ -2094,14 +2093,8 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
             o->value = at[k];
             o->value_end = at[k] + e[k].data.len;
 
-            c = e[k].data.len ? e[k].data.data[0] : 0;
-            o->type = (c == '"') ? NGX_HTTP_LLM_JSON_STRING
-                      : (c == '{') ? NGX_HTTP_LLM_JSON_OBJECT
-                      : (c == '[') ? NGX_HTTP_LLM_JSON_ARRAY
-                      : (c == 't') ? NGX_HTTP_LLM_JSON_TRUE
-                      : (c == 'f') ? NGX_HTTP_LLM_JSON_FALSE
-                      : (c == 'n') ? NGX_HTTP_LLM_JSON_NULL
-                      : NGX_HTTP_LLM_JSON_NUMBER;
+            o->type = ngx_http_llm_jscan_type(e[k].data.len
+                                              ? e[k].data.data[0] : 0);
 
         } else {
             o->value += shift;

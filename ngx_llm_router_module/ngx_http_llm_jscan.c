@@ -556,3 +556,27 @@ ngx_http_llm_jscan_is_number(const unsigned char *p, size_t len)
     return sub == NUM_ZERO || sub == NUM_INT || sub == NUM_FRAC
            || sub == NUM_EXP;
 }
+
+
+/* the type of a valid value that begins with c */
+
+unsigned
+ngx_http_llm_jscan_type(unsigned char c)
+{
+    switch (c) {
+    case '"':
+        return NGX_HTTP_LLM_JSON_STRING;
+    case '{':
+        return NGX_HTTP_LLM_JSON_OBJECT;
+    case '[':
+        return NGX_HTTP_LLM_JSON_ARRAY;
+    case 't':
+        return NGX_HTTP_LLM_JSON_TRUE;
+    case 'f':
+        return NGX_HTTP_LLM_JSON_FALSE;
+    case 'n':
+        return NGX_HTTP_LLM_JSON_NULL;
+    default:
+        return NGX_HTTP_LLM_JSON_NUMBER;
+    }
+}

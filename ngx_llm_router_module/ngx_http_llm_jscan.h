@@ -80,6 +80,7 @@ int ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
     size_t len);
 int ngx_http_llm_jscan_finish(ngx_http_llm_jscan_t *s);
 int ngx_http_llm_jscan_is_number(const unsigned char *p, size_t len);
+unsigned ngx_http_llm_jscan_type(unsigned char c);
 
 
 #endif /* _NGX_HTTP_LLM_JSCAN_H_INCLUDED_ */

@@ -35,6 +35,12 @@
 #define NGX_HTTP_LLM_JSON_KEEP      (1024 * 1024)  /* JSON body kept */
 #define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past that */
 #define NGX_HTTP_LLM_MODEL_SCAN     128    /* answer bytes scanned at once */
+
+
+/* the top-level member m of the document at data is named name */
+#define ngx_http_llm_member_is(data, m, name)                                 \
+    ((m)->key_len == sizeof(name) - 1                                         \
+     && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_EVENT_MAX      (32 * 1024)    /* event data parsed */
 #define NGX_HTTP_LLM_OUT_SIZE       4096
@@ -92,8 +98,6 @@ static ngx_int_t ngx_http_llm_keep(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
 static void ngx_http_llm_observe_json(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
-static void ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_response_t *resp);
 static void ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start,
     u_char *last);
 static ngx_http_llm_jscan_member_t *ngx_http_llm_answer_model(
@@ -506,21 +510,13 @@ ngx_http_llm_observe_json(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
 
         if (cl->buf->last_buf) {
-            ngx_http_llm_json_usage(ctx, resp);
+            if (resp->body) {
+                ngx_http_llm_tail_usage(ctx, resp->body->pos,
+                                        resp->body->last);
+            }
+
             resp->mode = NGX_HTTP_LLM_MODE_NONE;
         }
-    }
-}
-
-
-/* "usage" of a kept JSON answer, whole or only its tail */
-
-static void
-ngx_http_llm_json_usage(ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_response_t *resp)
-{
-    if (resp->body) {
-        ngx_http_llm_tail_usage(ctx, resp->body->pos, resp->body->last);
     }
 }
 
@@ -595,19 +591,13 @@ ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
             continue;
         }
 
-        if (m->key_len == 13
-            && ngx_strncmp(p + m->key, "prompt_tokens", 13) == 0)
-        {
+        if (ngx_http_llm_member_is(p, m, "prompt_tokens")) {
             count = &ctx->prompt_tokens;
 
-        } else if (m->key_len == 17
-                   && ngx_strncmp(p + m->key, "completion_tokens", 17) == 0)
-        {
+        } else if (ngx_http_llm_member_is(p, m, "completion_tokens")) {
             count = &ctx->completion_tokens;
 
-        } else if (m->key_len == 12
-                   && ngx_strncmp(p + m->key, "total_tokens", 12) == 0)
-        {
+        } else if (ngx_http_llm_member_is(p, m, "total_tokens")) {
             count = &ctx->total_tokens;
 
         } else {
@@ -772,8 +762,7 @@ ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx, ngx_buf_t *body,
         for ( /* void */ ; i < whole; i++) {
             m = &scan->members[i];
 
-            if (m->key_len == 5
-                && ngx_strncmp(body->pos + m->key, "model", 5) == 0
+            if (ngx_http_llm_member_is(body->pos, m, "model")
                 && m->type == NGX_HTTP_LLM_JSON_STRING)
             {
                 model = m;
@@ -793,8 +782,7 @@ ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx, ngx_buf_t *body,
     for (i = 0; i < scan->nmembers; i++) {
         m = &scan->members[i];
 
-        if (m->key_len == 5
-            && ngx_strncmp(body->pos + m->key, "usage", 5) == 0
+        if (ngx_http_llm_member_is(body->pos, m, "usage")
             && m->type == NGX_HTTP_LLM_JSON_OBJECT)
         {
             (void) ngx_http_llm_read_usage(ctx, body->pos + m->value,
@@ -1497,17 +1485,13 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     for (i = 0; i < scan.nmembers; i++) {
         m = &scan.members[i];
 
-        if (m->key_len == 5 && ngx_strncmp(data + m->key, "usage", 5) == 0) {
+        if (ngx_http_llm_member_is(data, m, "usage")) {
             usage = m;
 
-        } else if (m->key_len == 5
-                   && ngx_strncmp(data + m->key, "model", 5) == 0)
-        {
+        } else if (ngx_http_llm_member_is(data, m, "model")) {
             model = m;
 
-        } else if (m->key_len == 7
-                   && ngx_strncmp(data + m->key, "choices", 7) == 0)
-        {
+        } else if (ngx_http_llm_member_is(data, m, "choices")) {
             choices = m;
         }
     }

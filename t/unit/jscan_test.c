@@ -287,6 +287,16 @@ main(void)
 
     check_long_strings();
 
+    CHECK(ngx_http_llm_jscan_type('"') == NGX_HTTP_LLM_JSON_STRING
+          && ngx_http_llm_jscan_type('{') == NGX_HTTP_LLM_JSON_OBJECT
+          && ngx_http_llm_jscan_type('[') == NGX_HTTP_LLM_JSON_ARRAY
+          && ngx_http_llm_jscan_type('t') == NGX_HTTP_LLM_JSON_TRUE
+          && ngx_http_llm_jscan_type('f') == NGX_HTTP_LLM_JSON_FALSE
+          && ngx_http_llm_jscan_type('n') == NGX_HTTP_LLM_JSON_NULL
+          && ngx_http_llm_jscan_type('-') == NGX_HTTP_LLM_JSON_NUMBER
+          && ngx_http_llm_jscan_type('7') == NGX_HTTP_LLM_JSON_NUMBER,
+          "value types by their first byte");
+
     scan(&s, "{ }", 3, 0);
     CHECK(s.obj_start == 0 && s.obj_end == 3, "object offsets");
 
