@@ -41,6 +41,12 @@ static const char  *ngx_http_llm_jscan_literals[] = { "true", "false", "null" };
 static int ngx_http_llm_jscan_fail(ngx_http_llm_jscan_t *s, off_t offset,
     const char *error);
 static int ngx_http_llm_jscan_number(unsigned *sub, unsigned char c);
+static const unsigned char *ngx_http_llm_jskim_space(const unsigned char *p,
+    const unsigned char *last);
+static const unsigned char *ngx_http_llm_jskim_string(const unsigned char *p,
+    const unsigned char *last);
+static const unsigned char *ngx_http_llm_jskim_value(const unsigned char *p,
+    const unsigned char *last);
 
 
 void
@@ -579,4 +585,202 @@ ngx_http_llm_jscan_type(unsigned char c)
     default:
         return NGX_HTTP_LLM_JSON_NUMBER;
     }
+}
+
+
+/* 1 if p, after whitespace, opens an object; its members follow */
+
+int
+ngx_http_llm_jskim_open(ngx_http_llm_jskim_t *k, const unsigned char *p,
+    size_t len)
+{
+    k->last = p + len;
+    k->pos = ngx_http_llm_jskim_space(p, k->last);
+
+    if (k->pos == k->last || *k->pos != '{') {
+        return 0;
+    }
+
+    k->pos++;
+
+    return 1;
+}
+
+
+/*
+ * The next member: its key and its whole value.  A value is delimited,
+ * not checked: a string from quote to quote, an object or an array by
+ * counting brackets outside strings, anything else up to ',', a bracket
+ * or whitespace.
+ */
+
+int
+ngx_http_llm_jskim_next(ngx_http_llm_jskim_t *k)
+{
+    const unsigned char  *p, *last;
+
+    last = k->last;
+    p = ngx_http_llm_jskim_space(k->pos, last);
+
+    if (p < last && *p == '}') {
+        k->pos = p;
+        return NGX_HTTP_LLM_JSKIM_END;
+    }
+
+    if (p == last || *p != '"') {
+        goto broken;
+    }
+
+    k->key = p + 1;
+
+    p = ngx_http_llm_jskim_string(p + 1, last);
+    if (p == NULL) {
+        goto broken;
+    }
+
+    k->key_len = (size_t) (p - 1 - k->key);
+
+    p = ngx_http_llm_jskim_space(p, last);
+
+    if (p == last || *p != ':') {
+        goto broken;
+    }
+
+    p = ngx_http_llm_jskim_space(p + 1, last);
+    k->value = p;
+
+    p = ngx_http_llm_jskim_value(p, last);
+    if (p == NULL || p == k->value) {
+        goto broken;
+    }
+
+    k->value_end = p;
+
+    p = ngx_http_llm_jskim_space(p, last);
+
+    if (p < last && *p == ',') {
+        p++;
+
+    } else if (p == last || *p != '}') {
+        p = last;               /* the next call says it is broken */
+    }
+
+    k->pos = p;
+
+    return NGX_HTTP_LLM_JSKIM_MEMBER;
+
+broken:
+
+    k->pos = last;
+
+    return NGX_HTTP_LLM_JSKIM_BROKEN;
+}
+
+
+static const unsigned char *
+ngx_http_llm_jskim_space(const unsigned char *p, const unsigned char *last)
+{
+    /* compact JSON has none: one test for the byte that is not a space */
+
+    for ( /* void */ ; p < last && *p <= ' '; p++) {
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+            break;
+        }
+    }
+
+    return p;
+}
+
+
+/* p follows an opening quote: one past the closing quote, or NULL */
+
+static const unsigned char *
+ngx_http_llm_jskim_string(const unsigned char *p, const unsigned char *last)
+{
+    const unsigned char  *q, *b;
+
+    for ( ;; ) {
+        q = memchr(p, '"', last - p);
+
+        if (q == NULL) {
+            return NULL;
+        }
+
+        /* the byte before p is a quote: backslashes are counted up to it */
+
+        for (b = q; b > p && b[-1] == '\\'; b--) { /* void */ }
+
+        if (((q - b) & 1) == 0) {
+            return q + 1;
+        }
+
+        p = q + 1;
+    }
+}
+
+
+/* one past the value that begins at p, or NULL if it is cut short */
+
+static const unsigned char *
+ngx_http_llm_jskim_value(const unsigned char *p, const unsigned char *last)
+{
+    size_t         depth;
+    unsigned char  c;
+
+    if (p < last && *p == '"') {
+        return ngx_http_llm_jskim_string(p + 1, last);
+    }
+
+    if (p < last && *p != '{' && *p != '[') {
+
+        /* a number or a literal: up to a delimiter or the end */
+
+        for ( /* void */ ; p < last; p++) {
+            c = *p;
+
+            if (c == ',' || c == '}' || c == ']' || c <= ' ') {
+                break;
+            }
+        }
+
+        return p;
+    }
+
+    depth = 0;
+
+    while (p < last) {
+        c = *p;
+
+        switch (c) {
+
+        case '"':
+            p = ngx_http_llm_jskim_string(p + 1, last);
+
+            if (p == NULL) {
+                return NULL;
+            }
+
+            continue;
+
+        case '{':
+        case '[':
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+
+        default:
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
 }

@@ -75,12 +75,36 @@ typedef struct {
 } ngx_http_llm_jscan_t;
 
 
+/*
+ * The members of an object one after another, the grammar not checked: an
+ * engine's answer goes to the client whatever it holds, and the router only
+ * looks for a member or two in it ("model", the counts of "usage").
+ */
+typedef struct {
+    const unsigned char  *pos;        /* where the next member begins */
+    const unsigned char  *last;
+    const unsigned char  *key;        /* the member found: the raw key */
+    size_t                key_len;
+    const unsigned char  *value;      /* its value, whole */
+    const unsigned char  *value_end;
+} ngx_http_llm_jskim_t;
+
+/* ngx_http_llm_jskim_next() */
+#define NGX_HTTP_LLM_JSKIM_MEMBER       1
+#define NGX_HTTP_LLM_JSKIM_END          0   /* the object's '}' */
+#define NGX_HTTP_LLM_JSKIM_BROKEN       -1  /* cut short or not JSON */
+
+
 void ngx_http_llm_jscan_init(ngx_http_llm_jscan_t *s);
 int ngx_http_llm_jscan_feed(ngx_http_llm_jscan_t *s, const unsigned char *p,
     size_t len);
 int ngx_http_llm_jscan_finish(ngx_http_llm_jscan_t *s);
 int ngx_http_llm_jscan_is_number(const unsigned char *p, size_t len);
 unsigned ngx_http_llm_jscan_type(unsigned char c);
+
+int ngx_http_llm_jskim_open(ngx_http_llm_jskim_t *k, const unsigned char *p,
+    size_t len);
+int ngx_http_llm_jskim_next(ngx_http_llm_jskim_t *k);
 
 
 #endif /* _NGX_HTTP_LLM_JSCAN_H_INCLUDED_ */

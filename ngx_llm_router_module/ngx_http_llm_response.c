@@ -34,8 +34,10 @@
 
 #define NGX_HTTP_LLM_JSON_KEEP      (1024 * 1024)  /* JSON body kept */
 #define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past that */
-#define NGX_HTTP_LLM_MODEL_SCAN     128    /* answer bytes scanned at once */
 
+
+#define ngx_http_llm_is_space(c)                                              \
+    ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
 
 /* the top-level member m of the document at data is named name */
 #define ngx_http_llm_member_is(data, m, name)                                 \
@@ -100,8 +102,8 @@ static void ngx_http_llm_observe_json(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static void ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start,
     u_char *last);
-static ngx_http_llm_jscan_member_t *ngx_http_llm_answer_model(
-    ngx_http_llm_ctx_t *ctx, ngx_buf_t *body, ngx_http_llm_jscan_t *scan);
+static ngx_int_t ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx,
+    ngx_buf_t *body, ngx_http_llm_jskim_t *k);
 static ngx_int_t ngx_http_llm_held_body(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_send_edited(ngx_http_request_t *r,
@@ -531,27 +533,33 @@ ngx_http_llm_observe_json(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 static void
 ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start, u_char *last)
 {
-    u_char      *p, *q;
-    ngx_uint_t   colon;
+    u_char  *brace, *q;
 
-    for (q = last - 1; q - start >= 6; q--) {
+    /* from each '{', the last first, back over ':' to "usage" */
 
-        if (*q != '"' || q[-1] != 'e' || q[-6] != '"'
-            || ngx_strncmp(q - 5, "usage", 5) != 0)
-        {
+    for (brace = last; /* void */ ; /* void */ ) {
+
+        brace = memrchr(start, '{', brace - start);
+        if (brace == NULL) {
+            return;
+        }
+
+        for (q = brace; q > start && ngx_http_llm_is_space(q[-1]); q--) {
+            /* void */
+        }
+
+        if (q == start || q[-1] != ':') {
             continue;
         }
 
-        colon = 0;
-
-        for (p = q + 1; p < last && (*p == ' ' || *p == '\n' || *p == '\r'
-                                     || *p == '\t' || *p == ':'); p++)
-        {
-            colon += (*p == ':');
+        for (q--; q > start && ngx_http_llm_is_space(q[-1]); q--) {
+            /* void */
         }
 
-        if (p < last && *p == '{' && colon == 1) {
-            (void) ngx_http_llm_read_usage(ctx, p, last - p);
+        if (q - start >= 7 && q[-1] == '"' && q[-7] == '"'
+            && ngx_strncmp(q - 6, "usage", 5) == 0)
+        {
+            (void) ngx_http_llm_read_usage(ctx, brace, last - brace);
             return;
         }
     }
@@ -560,59 +568,68 @@ ngx_http_llm_tail_usage(ngx_http_llm_ctx_t *ctx, u_char *start, u_char *last)
 
 /*
  * Reads {"prompt_tokens":N,"completion_tokens":N,"total_tokens":N}; what
- * follows the object is ignored.  The scanner finds the members: no tree,
- * no allocation, once per answer or stream.
+ * follows the object is ignored.  Its members are skimmed, not checked:
+ * no tree, no allocation, once per answer or stream.  The counts are kept
+ * only if the object closes.
  */
 
 ngx_int_t
 ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
 {
-    size_t                        i;
-    ngx_int_t                     n, *count;
-    ngx_uint_t                    total;
-    ngx_http_llm_jscan_t          scan;
-    ngx_http_llm_jscan_member_t  *m;
+    int                    rc;
+    ngx_int_t              n, counts[3];
+    ngx_uint_t             i;
+    ngx_http_llm_jskim_t   k;
 
-    ngx_http_llm_jscan_init(&scan);
-    (void) ngx_http_llm_jscan_feed(&scan, p, len);
+    static ngx_str_t       names[] = {
+        ngx_string("prompt_tokens"),
+        ngx_string("completion_tokens"),
+        ngx_string("total_tokens")
+    };
 
-    /* the object closed, whatever came after it */
-
-    if (scan.obj_start != 0 || scan.obj_end == 0) {
+    if (!ngx_http_llm_jskim_open(&k, p, len)) {
         return NGX_DECLINED;
     }
 
-    total = 0;
+    counts[0] = -1;
+    counts[1] = -1;
+    counts[2] = -1;
 
-    for (i = 0; i < scan.nmembers; i++) {
-        m = &scan.members[i];
+    while ((rc = ngx_http_llm_jskim_next(&k)) == NGX_HTTP_LLM_JSKIM_MEMBER) {
 
-        if (m->type != NGX_HTTP_LLM_JSON_NUMBER) {
-            continue;
+        for (i = 0; i < 3; i++) {
+            if (k.key_len == names[i].len
+                && ngx_strncmp(k.key, names[i].data, names[i].len) == 0)
+            {
+                break;
+            }
         }
 
-        if (ngx_http_llm_member_is(p, m, "prompt_tokens")) {
-            count = &ctx->prompt_tokens;
-
-        } else if (ngx_http_llm_member_is(p, m, "completion_tokens")) {
-            count = &ctx->completion_tokens;
-
-        } else if (ngx_http_llm_member_is(p, m, "total_tokens")) {
-            count = &ctx->total_tokens;
-
-        } else {
-            continue;
-        }
-
-        n = ngx_http_llm_json_count(p + m->value, m->value_end - m->value);
-
-        if (n >= 0) {
-            *count = n;
-            total |= (count == &ctx->total_tokens);
+        if (i < 3) {
+            n = ngx_http_llm_json_count((u_char *) k.value,
+                                        k.value_end - k.value);
+            if (n >= 0) {
+                counts[i] = n;
+            }
         }
     }
 
-    if (!total && ctx->prompt_tokens >= 0) {
+    if (rc != NGX_HTTP_LLM_JSKIM_END) {
+        return NGX_DECLINED;
+    }
+
+    if (counts[0] >= 0) {
+        ctx->prompt_tokens = counts[0];
+    }
+
+    if (counts[1] >= 0) {
+        ctx->completion_tokens = counts[1];
+    }
+
+    if (counts[2] >= 0) {
+        ctx->total_tokens = counts[2];
+
+    } else if (ctx->prompt_tokens >= 0) {
         ctx->total_tokens = ctx->prompt_tokens
                             + ngx_max(ctx->completion_tokens, 0);
     }
@@ -723,74 +740,34 @@ ngx_http_llm_release_held(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 
 /*
- * The answer's top-level "model" string, scanned for only as far as it
- * takes: engines send it among the first members.  A member is known to
- * be whole once the next one has begun, or the document has ended.
+ * The answer's top-level "model" string, looked for among its members
+ * from the first: engines send it early.  The answer is skimmed, not
+ * checked, only as far as the model; "usage" is looked for from the end.
  */
 
-static ngx_http_llm_jscan_member_t *
+static ngx_int_t
 ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx, ngx_buf_t *body,
-    ngx_http_llm_jscan_t *scan)
+    ngx_http_llm_jskim_t *k)
 {
-    int                           rc;
-    size_t                        i, whole, off, len, n;
-    ngx_http_llm_jscan_member_t  *m, *model;
+    ngx_int_t  rc;
 
-    ngx_http_llm_jscan_init(scan);
+    rc = NGX_DECLINED;
 
-    len = body->last - body->pos;
-    model = NULL;
-    i = 0;
-    rc = NGX_HTTP_LLM_JSCAN_AGAIN;
+    if (ngx_http_llm_jskim_open(k, body->pos, body->last - body->pos)) {
 
-    for (off = 0; off < len && model == NULL; off += n) {
-        n = ngx_min(len - off, NGX_HTTP_LLM_MODEL_SCAN);
-
-        rc = ngx_http_llm_jscan_feed(scan, body->pos + off, n);
-
-        if (off + n == len && rc == NGX_HTTP_LLM_JSCAN_AGAIN) {
-            rc = ngx_http_llm_jscan_finish(scan);
-        }
-
-        if (rc != NGX_HTTP_LLM_JSCAN_AGAIN && rc != NGX_HTTP_LLM_JSCAN_OK) {
-            return NULL;
-        }
-
-        whole = (rc == NGX_HTTP_LLM_JSCAN_OK || scan->nmembers == 0)
-                ? scan->nmembers : scan->nmembers - 1;
-
-        for ( /* void */ ; i < whole; i++) {
-            m = &scan->members[i];
-
-            if (ngx_http_llm_member_is(body->pos, m, "model")
-                && m->type == NGX_HTTP_LLM_JSON_STRING)
+        while (ngx_http_llm_jskim_next(k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
+            if (k->key_len == 5 && ngx_strncmp(k->key, "model", 5) == 0
+                && *k->value == '"')
             {
-                model = m;
+                rc = NGX_OK;
                 break;
             }
         }
     }
 
-    if (rc != NGX_HTTP_LLM_JSCAN_OK) {
+    ngx_http_llm_tail_usage(ctx, body->pos, body->last);
 
-        /* the scan stopped at the model: "usage" is looked for from the end */
-
-        ngx_http_llm_tail_usage(ctx, body->pos, body->last);
-        return model;
-    }
-
-    for (i = 0; i < scan->nmembers; i++) {
-        m = &scan->members[i];
-
-        if (ngx_http_llm_member_is(body->pos, m, "usage")
-            && m->type == NGX_HTTP_LLM_JSON_OBJECT)
-        {
-            (void) ngx_http_llm_read_usage(ctx, body->pos + m->value,
-                                           m->value_end - m->value);
-        }
-    }
-
-    return model;
+    return rc;
 }
 
 
@@ -799,12 +776,11 @@ ngx_http_llm_answer_model(ngx_http_llm_ctx_t *ctx, ngx_buf_t *body,
 static ngx_int_t
 ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
-    u_char                       *p;
-    size_t                        len;
-    ngx_buf_t                    *b, *body;
-    ngx_http_llm_jscan_t          scan;
-    ngx_http_llm_response_t      *resp;
-    ngx_http_llm_jscan_member_t  *model;
+    u_char                   *p;
+    size_t                    len, head, tail;
+    ngx_buf_t                *b, *body;
+    ngx_http_llm_jskim_t      k;
+    ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
     resp->ended = 1;
@@ -818,23 +794,21 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         }
     }
 
-    model = ngx_http_llm_answer_model(ctx, body, &scan);
-
     b = body;
 
-    if (model) {
-        len = (body->last - body->pos) - (model->value_end - model->value)
-              + resp->model_json.len;
+    if (ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK) {
+        head = k.value - body->pos;
+        tail = body->last - k.value_end;
+        len = head + resp->model_json.len + tail;
 
         b = ngx_create_temp_buf(r->pool, len);
         if (b == NULL) {
             return NGX_ERROR;
         }
 
-        p = ngx_cpymem(b->pos, body->pos, model->value);
+        p = ngx_cpymem(b->pos, body->pos, head);
         p = ngx_cpymem(p, resp->model_json.data, resp->model_json.len);
-        b->last = ngx_cpymem(p, body->pos + model->value_end,
-                             (body->last - body->pos) - model->value_end);
+        b->last = ngx_cpymem(p, k.value_end, tail);
     }
 
     if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_RESPONSE)) {

@@ -66,6 +66,12 @@ server {
         if (\$http_x_err = numbers) {
             return 200 '{"id":"x","model":"e","choices":[],"usage":{"prompt_tokens":7.0,"completion_tokens":3e1,"total_tokens":-5,"extra":{"prompt_tokens":9}},"tail":[1]}';
         }
+        if (\$http_x_err = broken) {
+            return 200 '{"id":"x" , "model" : "engine-et","choices":[{"index":0,,],"usage":{"prompt_tokens":4,"completion_tokens":1}';
+        }
+        if (\$http_x_err = cut) {
+            return 200 '{"id":"x","choices":[{"model":"engine-et"}],"usage":{"prompt_tokens":4,"completion_tokens":';
+        }
         if (\$http_x_err = openai) {
             return 429 '{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}';
         }
@@ -504,3 +510,31 @@ Content-Type: Application/JSON; charset=utf-8
 --- wait: 0.2
 --- error_log eval
 qr/AUDIT \{"model":"et",.*"prompt":"1","completion":"2","total":"3"/
+
+
+
+=== TEST 33: an answer broken after its model: the model restored, the rest as it came, the usage read
+--- request
+POST /v1/chat/completions
+{"model":"et"}
+--- more_headers
+X-Err: broken
+--- response_body chomp
+{"id":"x" , "model" : "et","choices":[{"index":0,,],"usage":{"prompt_tokens":4,"completion_tokens":1}
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"et",.*"prompt":"4","completion":"1","total":"5"/
+
+
+
+=== TEST 34: an answer cut short: a nested "model" is not the model, a usage object cut off is not read
+--- request
+POST /v1/chat/completions
+{"model":"et"}
+--- more_headers
+X-Err: cut
+--- response_body chomp
+{"id":"x","choices":[{"model":"engine-et"}],"usage":{"prompt_tokens":4,"completion_tokens":
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"et",.*"prompt":"","completion":"","total":""/

@@ -252,6 +252,107 @@ static const char  *not_object[] = {
 };
 
 
+/*
+ * The skim finds the members the scanner finds in a valid document, then
+ * the end; cut anywhere before its last '}', it never says the object
+ * ended and never reads past the cut (each cut is its own allocation, for
+ * ASan).
+ */
+
+static void
+check_skim(const char *doc)
+{
+    int                           rc;
+    size_t                        len, cut, i;
+    unsigned char                *buf;
+    ngx_http_llm_jskim_t          k;
+    ngx_http_llm_jscan_t         *s;
+    ngx_http_llm_jscan_member_t  *m;
+
+    len = strlen(doc);
+
+    s = malloc(sizeof(ngx_http_llm_jscan_t));
+    buf = malloc(len + 1);
+    if (s == NULL || buf == NULL) {
+        exit(2);
+    }
+
+    memcpy(buf, doc, len);
+    scan(s, doc, len, 0);
+
+    CHECK(ngx_http_llm_jskim_open(&k, buf, len), "skim opens %s", doc);
+
+    for (i = 0; i < s->nmembers; i++) {
+        m = &s->members[i];
+        rc = ngx_http_llm_jskim_next(&k);
+
+        CHECK(rc == NGX_HTTP_LLM_JSKIM_MEMBER
+              && k.key == buf + m->key && k.key_len == m->key_len
+              && k.value == buf + m->value
+              && k.value_end == buf + m->value_end,
+              "skim member %zu of %s", i, doc);
+    }
+
+    CHECK(ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_END,
+          "skim ends %s", doc);
+    free(buf);
+
+    for (cut = 0; cut < (size_t) s->obj_end - 1; cut++) {
+        buf = malloc(cut ? cut : 1);
+        if (buf == NULL) {
+            exit(2);
+        }
+
+        memcpy(buf, doc, cut);
+
+        if (ngx_http_llm_jskim_open(&k, buf, cut)) {
+            do {
+                rc = ngx_http_llm_jskim_next(&k);
+            } while (rc == NGX_HTTP_LLM_JSKIM_MEMBER
+                     && k.value_end <= buf + cut);
+
+            CHECK(rc == NGX_HTTP_LLM_JSKIM_BROKEN,
+                  "skim of %s cut at %zu: %d", doc, cut, rc);
+        }
+
+        free(buf);
+    }
+
+    free(s);
+}
+
+
+static void
+check_skim_cases(void)
+{
+    unsigned char         *p;
+    ngx_http_llm_jskim_t   k;
+
+    p = (unsigned char *) "[1]";
+    CHECK(!ngx_http_llm_jskim_open(&k, p, 3), "skim: not an object");
+
+    p = (unsigned char *) "{\"a\" 1}";
+    CHECK(ngx_http_llm_jskim_open(&k, p, strlen((char *) p))
+          && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_BROKEN,
+          "skim: no colon");
+
+    /* not checked: a member is delimited, what follows it is not judged */
+
+    p = (unsigned char *) "{\"a\":tru,\"b\":[{},";
+    CHECK(ngx_http_llm_jskim_open(&k, p, strlen((char *) p))
+          && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER
+          && k.value_end - k.value == 3
+          && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_BROKEN,
+          "skim: a bad literal delimited, an unclosed array broken");
+
+    p = (unsigned char *) "{\"a\":1 x";
+    CHECK(ngx_http_llm_jskim_open(&k, p, strlen((char *) p))
+          && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER
+          && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_BROKEN,
+          "skim: garbage after a member");
+}
+
+
 int
 main(void)
 {
@@ -286,6 +387,12 @@ main(void)
                  NGX_HTTP_LLM_JSON_OBJECT);
 
     check_long_strings();
+
+    for (i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        check_skim(valid[i]);
+    }
+
+    check_skim_cases();
 
     CHECK(ngx_http_llm_jscan_type('"') == NGX_HTTP_LLM_JSON_STRING
           && ngx_http_llm_jscan_type('{') == NGX_HTTP_LLM_JSON_OBJECT
