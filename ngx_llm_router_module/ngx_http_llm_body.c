@@ -2018,7 +2018,7 @@ ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
  * body before them: a member whose key an edit covers was dropped, a value
  * an edit replaces whole takes the edit's place and type, the rest move by
  * the lengths the edits before them changed, and the members an edit
- * inserts are scanned from its text alone.  NGX_DECLINED for any other
+ * inserts are skimmed from its text alone.  NGX_DECLINED for any other
  * shape of edit: the hook scans the body then.
  */
 
@@ -2030,7 +2030,8 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
     size_t                        lead;
     ngx_uint_t                    i, k, n, moved;
     ngx_http_llm_edit_t          *e;
-    ngx_http_llm_jscan_t          part;
+    ngx_http_llm_jskim_t          part;
+    const u_char                 *from;
     ngx_http_llm_jscan_member_t  *m, *o;
 
     e = edits->elts;
@@ -2102,7 +2103,7 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
         }
     }
 
-    /* members inserted: ,"a":1,"b":2 scanned as the object {"a":1,"b":2} */
+    /* members inserted: ,"a":1,"b":2, the router's own valid text, skimmed */
 
     for (k = 0; k < n; k++) {
         if (e[k].start != e[k].end || e[k].data.len == 0) {
@@ -2111,28 +2112,30 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
 
         lead = (e[k].data.data[0] == ',');
 
-        ngx_http_llm_jscan_init(&part);
-        (void) ngx_http_llm_jscan_feed(&part, (u_char *) "{", 1);
-        (void) ngx_http_llm_jscan_feed(&part, e[k].data.data + lead,
-                                       e[k].data.len - lead);
-        (void) ngx_http_llm_jscan_feed(&part, (u_char *) "}", 1);
+        part.pos = e[k].data.data + lead;
+        part.last = e[k].data.data + e[k].data.len;
 
-        if (ngx_http_llm_jscan_finish(&part) != NGX_HTTP_LLM_JSCAN_OK
-            || out->nmembers + part.nmembers > NGX_HTTP_LLM_JSCAN_MAX_MEMBERS)
-        {
-            return NGX_DECLINED;
+        for ( ;; ) {
+            from = part.pos;
+
+            if (ngx_http_llm_jskim_next(&part) != NGX_HTTP_LLM_JSKIM_MEMBER) {
+                break;
+            }
+
+            if (out->nmembers == NGX_HTTP_LLM_JSCAN_MAX_MEMBERS) {
+                return NGX_DECLINED;
+            }
+
+            o = &out->members[out->nmembers++];
+            o->key = at[k] + (part.key - e[k].data.data);
+            o->key_len = part.key_len;
+            o->value = at[k] + (part.value - e[k].data.data);
+            o->value_end = at[k] + (part.value_end - e[k].data.data);
+            o->type = ngx_http_llm_jscan_type(*part.value);
         }
 
-        /* byte 1 of the scan is byte "lead" of the edit's text */
-
-        shift = at[k] + (off_t) lead - 1;
-
-        for (i = 0; i < part.nmembers; i++) {
-            o = &out->members[out->nmembers++];
-            *o = part.members[i];
-            o->key += shift;
-            o->value += shift;
-            o->value_end += shift;
+        if (from != part.last) {
+            return NGX_DECLINED;     /* not members to the end of the text */
         }
     }
 
