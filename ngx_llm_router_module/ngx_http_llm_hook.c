@@ -1272,7 +1272,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t *h, const char *name, ngx_str_t *doc,
     ngx_str_t *out, ngx_uint_t *drop)
 {
-    int                       status, nres, doc_idx, ref, lazy;
+    int                       status, nres, doc_idx, ref, lazy, given_lazy;
     char                     *after;
     size_t                    after_len, len;
     const char               *s;
@@ -1286,6 +1286,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_str_null(out);
     *drop = 0;
     ref = LUA_NOREF;
+    given_lazy = 0;
 
     if (L == NULL) {
         return NGX_OK;
@@ -1349,6 +1350,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     doc_idx = lua_gettop(co);
+    given_lazy = lazy;
 
     /*
      * the coroutine's stack must hold just the function and its arguments
@@ -1525,6 +1527,14 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
 done:
+
+    /* the document's bytes are the request's or the event's: no later read */
+
+    if (given_lazy) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        ngx_http_llm_lua_json_lazy_done(L, -1);
+        lua_pop(L, 1);
+    }
 
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 

@@ -17,6 +17,10 @@
 
 #define NGX_HTTP_LLM_LUA_NUMBER  "llm.number"
 
+#define NGX_HTTP_LLM_LAZY_SPENT                                               \
+    "a document can be read only during the call it was given to "           \
+    "(keep a copy of what a later call needs)"
+
 
 void ngx_http_llm_lua_json_init(lua_State *L);
 void ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array);
@@ -34,7 +38,8 @@ int ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p,
     size_t len);
 int ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan);
-void ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
+int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
+void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     size_t *len, const char **error);
 

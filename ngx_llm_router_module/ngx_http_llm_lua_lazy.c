@@ -9,6 +9,12 @@
  * hook touched are encoded again, and only those that really changed
  * replace their original bytes: a hook that changed nothing costs a scan
  * and the decoding of what it read, and the original bytes go on.
+ *
+ * The bytes are the request's or the event's, so the table can be read
+ * only during the call it was given to: then it gets the "spent"
+ * metatable, whose methods refuse to decode, and its own metatable, with
+ * the userdata, serves the next document.  The metatables are protected
+ * (__metatable), so a hook cannot keep one.
  */
 
 
@@ -27,8 +33,9 @@
 /* the members, as the scanner found them; the userdata ends with them */
 
 typedef struct {
-    const unsigned char          *data;
+    const unsigned char          *data;       /* NULL: spent */
     size_t                        len;
+    size_t                        room;       /* members it can hold */
     struct {
         size_t                    nmembers;
         ngx_http_llm_jscan_member_t  members[1];
@@ -46,6 +53,8 @@ typedef struct {
 } ngx_http_llm_lazy_out_t;
 
 
+static ngx_http_llm_lazy_t *ngx_http_llm_lazy_new(lua_State *L, size_t n);
+static void ngx_http_llm_lazy_metatable(lua_State *L);
 static ngx_http_llm_lazy_t *ngx_http_llm_lazy_of(lua_State *L, int idx);
 static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
     size_t len);
@@ -62,6 +71,8 @@ static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
 
 
 static const char  ngx_http_llm_lazy_key = 'z';
+static const char  ngx_http_llm_lazy_spare_key = 's';   /* for the next */
+static const char  ngx_http_llm_lazy_spent_key = 'x';
 
 
 /*
@@ -92,7 +103,6 @@ int
 ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan)
 {
-    int                    table;
     size_t                 i, j, n;
     ngx_http_llm_lazy_t   *lz;
 
@@ -115,11 +125,29 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
         }
     }
 
-    /* the members and a state byte each, in one userdata */
+    /* the metatable and the userdata of an earlier document, or new ones */
 
-    lz = lua_newuserdatauv(L, sizeof(ngx_http_llm_lazy_t)
-                              + n * sizeof(ngx_http_llm_jscan_member_t)
-                              + n + 1, 0);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key)
+        == LUA_TTABLE)
+    {
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key);
+
+        lua_rawgetp(L, -1, &ngx_http_llm_lazy_key);
+        lz = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+
+    } else {
+        lua_pop(L, 1);
+        ngx_http_llm_lazy_metatable(L);
+        lz = NULL;
+    }
+
+    if (lz == NULL || lz->room < n) {
+        lz = ngx_http_llm_lazy_new(L, n);
+        lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+    }
+
     lz->data = p;
     lz->len = len;
     lz->scan.nmembers = n;
@@ -127,18 +155,52 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
            n * sizeof(ngx_http_llm_jscan_member_t));
     memset(ngx_http_llm_lazy_state(lz), 0, n + 1);
 
-    /*
-     * the table, and its metatable: the methods, and the object's keys in
-     * order, listed only when the whole object is encoded (lazy_all)
-     */
-
     lua_createtable(L, 0, 4);
-    table = lua_gettop(L);
+    lua_insert(L, -2);
+    lua_setmetatable(L, -2);
 
-    lua_createtable(L, 0, 5);
+    return 0;
+}
+
+
+/* the members, a state byte each, and room for those of later documents */
+
+static ngx_http_llm_lazy_t *
+ngx_http_llm_lazy_new(lua_State *L, size_t n)
+{
+    size_t                room;
+    ngx_http_llm_lazy_t  *lz;
+
+    room = (n < 16) ? 16 : n;
+
+    lz = lua_newuserdatauv(L, sizeof(ngx_http_llm_lazy_t)
+                              + room * sizeof(ngx_http_llm_jscan_member_t)
+                              + room + 1, 0);
+    lz->data = NULL;
+    lz->len = 0;
+    lz->room = room;
+    lz->scan.nmembers = 0;
+
+    return lz;
+}
+
+
+/*
+ * A document's metatable: the methods, the userdata (set by the caller)
+ * and the object's keys in order, listed only when the whole object is
+ * encoded (lazy_all)
+ */
+
+static void
+ngx_http_llm_lazy_metatable(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
 
     lua_pushliteral(L, "object");
     lua_setfield(L, -2, "__name");
+
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
 
     lua_pushcfunction(L, ngx_http_llm_lazy_index);
     lua_setfield(L, -2, "__index");
@@ -148,15 +210,53 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
 
     lua_pushcfunction(L, ngx_http_llm_lazy_pairs);
     lua_setfield(L, -2, "__pairs");
+}
 
-    lua_pushvalue(L, table - 1);
-    lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
 
-    lua_setmetatable(L, table);
+/*
+ * The call the lazy table at idx was given to is over: the table keeps what
+ * the hook read or set, and gets the spent metatable; its own metatable is
+ * kept for the next document.
+ */
 
-    lua_remove(L, table - 1);       /* the metatable keeps the userdata */
+void
+ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx)
+{
+    lua_Integer           i;
+    ngx_http_llm_lazy_t  *lz;
 
-    return 0;
+    idx = lua_absindex(L, idx);
+    lz = ngx_http_llm_lazy_of(L, idx);
+
+    if (lz == NULL || lz->data == NULL) {
+        return;
+    }
+
+    lz->data = NULL;
+
+    lua_getmetatable(L, idx);
+
+    for (i = (lua_Integer) lua_rawlen(L, -1); i > 0; i--) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i);          /* the key list of lazy_all */
+    }
+
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key);
+
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spent_key)
+        != LUA_TTABLE)
+    {
+        lua_pop(L, 1);
+
+        ngx_http_llm_lazy_metatable(L);
+        (void) ngx_http_llm_lazy_new(L, 0);
+        lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spent_key);
+    }
+
+    lua_setmetatable(L, idx);
 }
 
 
@@ -234,6 +334,10 @@ ngx_http_llm_lazy_index(lua_State *L)
 
     lz = ngx_http_llm_lazy_of(L, 1);
 
+    if (lz && lz->data == NULL) {
+        return luaL_error(L, "%s", NGX_HTTP_LLM_LAZY_SPENT);
+    }
+
     if (lz == NULL || lua_type(L, 2) != LUA_TSTRING) {
         return 0;
     }
@@ -259,7 +363,7 @@ ngx_http_llm_lazy_newindex(lua_State *L)
 
     lz = ngx_http_llm_lazy_of(L, 1);
 
-    if (lz && lua_type(L, 2) == LUA_TSTRING) {
+    if (lz && lz->data && lua_type(L, 2) == LUA_TSTRING) {
         key = lua_tolstring(L, 2, &len);
         i = ngx_http_llm_lazy_find(lz, key, len);
 
@@ -288,6 +392,10 @@ ngx_http_llm_lazy_pairs(lua_State *L)
 
     lz = ngx_http_llm_lazy_of(L, 1);
 
+    if (lz && lz->data == NULL) {
+        return luaL_error(L, "%s", NGX_HTTP_LLM_LAZY_SPENT);
+    }
+
     for (i = 0; lz && i < lz->scan.nmembers; i++) {
         if (ngx_http_llm_lazy_state(lz)[i] == 0) {
             (void) ngx_http_llm_lazy_decode(L, lz, 1, (int) i);
@@ -303,9 +411,12 @@ ngx_http_llm_lazy_pairs(lua_State *L)
 }
 
 
-/* decodes what was not read yet: before the table is encoded whole */
+/*
+ * decodes what was not read yet: before the table is encoded whole; -1 if
+ * the document is spent
+ */
 
-void
+int
 ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
 {
     size_t                i;
@@ -315,7 +426,11 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
     lz = ngx_http_llm_lazy_of(L, idx);
 
     if (lz == NULL) {
-        return;
+        return 0;
+    }
+
+    if (lz->data == NULL) {
+        return -1;
     }
 
     for (i = 0; i < lz->scan.nmembers; i++) {
@@ -339,6 +454,8 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
     }
 
     lua_pop(L, 1);
+
+    return 0;
 }
 
 

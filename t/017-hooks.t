@@ -466,3 +466,22 @@ POST /v1/chat/completions
 {"id": "broken
 --- error_log
 response() not called, the document is not JSON
+
+
+
+=== TEST 36: a document kept for a later call: what its call read stays, the rest is refused, its metatable is protected
+--- model_hook: keep.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[{"role":"user","content":"first"}]}
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+","object":"chat.completion",.*"model":"m",
+--- error_log eval
+[qr/kept model engine-m/,
+ qr/read: .*a document can be read only during the call it was given to/,
+ qr/encode: a document can be read only during the call it was given to/,
+ qr/pairs: .*a document can be read only during the call it was given to/,
+ qr/metatable: false/,
+ qr/setmetatable: cannot change a protected metatable/,
+ qr/resp object chat.completion/]
