@@ -100,9 +100,14 @@ static void                 *ngx_http_llm_lua_free[
 static ngx_uint_t            ngx_http_llm_lua_nfree[
                                  NGX_HTTP_LLM_LUA_SMALL / 16 + 1];
 
-static const char  ngx_http_llm_hooks_key = 'h';
-static const char  ngx_http_llm_ctx_mt_key = 'c';
-static const char  ngx_http_llm_thread_key = 't';
+/*
+ * registry slots, made in the same order in every state: an integer key is
+ * found faster than a pointer one; an empty slot holds false, as a nil
+ * would free it for luaL_ref()
+ */
+static int  ngx_http_llm_hooks_ref;
+static int  ngx_http_llm_ctx_mt_ref;
+static int  ngx_http_llm_thread_ref;
 
 
 static const char  *ngx_http_llm_abort_reasons[] = {
@@ -356,12 +361,17 @@ ngx_http_llm_lua_new(void)
     (void) lua_gc(L, LUA_GCGEN, 0, 0);
 
     lua_createtable(L, 0, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+    ngx_http_llm_hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, ngx_http_llm_ctx_index);
     lua_setfield(L, -2, "__index");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_ctx_mt_key);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
+    ngx_http_llm_ctx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    lua_pushboolean(L, 0);
+    ngx_http_llm_thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     return L;
 }
@@ -728,7 +738,7 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
     lua_rotate(L, -2, 1);
     lua_rawseti(L, -2, h->index);
     lua_pop(L, 1);
@@ -1113,7 +1123,7 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
     /* every field is made when a hook first reads it */
 
     lua_createtable(L, 0, 4);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_ctx_mt_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_ctx_mt_ref);
     lua_setmetatable(L, -2);
 }
 
@@ -1296,7 +1306,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     /* the coroutine of the last call that ended, or a new one */
 
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key)
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref)
         == LUA_TTHREAD)
     {
         co = lua_tothread(L, -1);
@@ -1306,12 +1316,12 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         lua_pop(L, 1);
         co = lua_newthread(L);
         lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
 
     /* the function */
 
-    lua_rawgetp(co, LUA_REGISTRYINDEX, &ngx_http_llm_hooks_key);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
     lua_rawgeti(co, -1, h->index);
 
     if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
@@ -1546,8 +1556,8 @@ done:
     if (status == LUA_YIELD
         || (status != LUA_OK && lua_resetthread(co) != LUA_OK))
     {
-        lua_pushnil(L);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_thread_key);
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
 
     } else {
         lua_settop(co, 0);

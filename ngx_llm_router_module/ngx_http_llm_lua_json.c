@@ -95,9 +95,11 @@ static const char  ngx_http_llm_json_object_key = 'o';
 void
 ngx_http_llm_lua_json_init(lua_State *L)
 {
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushliteral(L, "array");
     lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
 
     /* the name "object" marks the metatables of objects */
@@ -109,6 +111,8 @@ ngx_http_llm_lua_json_init(lua_State *L)
     lua_pushcfunction(L, ngx_http_llm_lua_number_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
+
+    ngx_http_llm_lua_json_lazy_init(L);
 }
 
 

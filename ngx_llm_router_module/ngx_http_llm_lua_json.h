@@ -40,6 +40,7 @@ int ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan);
 int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
 void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx);
+void ngx_http_llm_lua_json_lazy_init(lua_State *L);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
     size_t *len, const char **error);
 

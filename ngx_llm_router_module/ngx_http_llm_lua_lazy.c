@@ -71,8 +71,8 @@ static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
 
 
 static const char  ngx_http_llm_lazy_key = 'z';
-static const char  ngx_http_llm_lazy_spare_key = 's';   /* for the next */
-static const char  ngx_http_llm_lazy_spent_key = 'x';
+static int         ngx_http_llm_lazy_spare_ref;    /* registry slots */
+static int         ngx_http_llm_lazy_spent_ref;
 
 
 /*
@@ -127,11 +127,11 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
 
     /* the metatable and the userdata of an earlier document, or new ones */
 
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key)
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref)
         == LUA_TTABLE)
     {
-        lua_pushnil(L);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key);
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
 
         lua_rawgetp(L, -1, &ngx_http_llm_lazy_key);
         lz = lua_touserdata(L, -1);
@@ -241,22 +241,28 @@ ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx)
         lua_rawseti(L, -2, i);          /* the key list of lazy_all */
     }
 
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spare_key);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
 
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spent_key)
-        != LUA_TTABLE)
-    {
-        lua_pop(L, 1);
-
-        ngx_http_llm_lazy_metatable(L);
-        (void) ngx_http_llm_lazy_new(L, 0);
-        lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
-
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_lazy_spent_key);
-    }
-
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spent_ref);
     lua_setmetatable(L, idx);
+}
+
+
+/*
+ * the registry slots of a state: for the spare metatable, and the spent
+ * one (its userdata holds no bytes: lazy_index refuses to read)
+ */
+
+void
+ngx_http_llm_lua_json_lazy_init(lua_State *L)
+{
+    lua_pushboolean(L, 0);
+    ngx_http_llm_lazy_spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    ngx_http_llm_lazy_metatable(L);
+    (void) ngx_http_llm_lazy_new(L, 0);
+    lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+    ngx_http_llm_lazy_spent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 

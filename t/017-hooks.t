@@ -264,7 +264,7 @@ POST /v1/chat/completions
 POST /v1/chat/completions
 {"model":"m"}
 --- response_body_like eval
-qr/"results":\{"bytecode":"blocked","collect":"blocked","debug":"blocked","dofile":"blocked","dump":"blocked","globals":"blocked","io":"blocked","load_text":"ok","loadfile":"blocked","os":"blocked","package":"blocked","require":"blocked","strmeta":"blocked"\}/
+qr/"results":\{"arraymeta":"blocked","bytecode":"blocked","collect":"blocked","ctxmeta":"blocked","debug":"blocked","docmeta":"blocked","dofile":"blocked","dump":"blocked","globals":"blocked","io":"blocked","load_text":"ok","loadfile":"blocked","os":"blocked","package":"blocked","require":"blocked","strmeta":"blocked"\}/
 
 
 

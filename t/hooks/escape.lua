@@ -17,6 +17,10 @@ return {
       debug = try(function() return debug.sethook() end),
       strmeta = try(function()
         return getmetatable("").__index.dump(function() end) end),
+      ctxmeta = try(function() getmetatable(ctx).__index = nil end),
+      docmeta = try(function() getmetatable(req).__index = nil end),
+      arraymeta = try(function()
+        getmetatable(llm.array()).__name = "object" end),
       package = try(function() return package.loaded end),
       collect = try(function() return collectgarbage("count") end),
       load_text = try(function() return assert(load("return 1"))() end),
