@@ -15,6 +15,8 @@
 
 static int  passed, failed;
 
+static void check_skim(const char *doc);
+
 
 #define CHECK(cond, ...)                                                      \
     do {                                                                      \
@@ -154,9 +156,9 @@ check_member(const char *doc, size_t k, const char *key, const char *value,
 
 
 /*
- * Strings around the scanner's 16- and 32-byte steps: runs of 0 to 80
- * bytes holding an escaped quote, an escaped backslash, or neither, at
- * every position; whole and at every split, with the value's offsets.
+ * Strings of 0 to 80 bytes holding an escaped quote, an escaped
+ * backslash, or neither, at every position: scanned whole and at every
+ * split, with the value's offsets, and skimmed whole and cut.
  */
 
 static void
@@ -183,6 +185,7 @@ check_long_strings(void)
                 snprintf(doc, sizeof(doc), "{\"a\":\"%s\",\"b\":\"%s\"}",
                          value, value);
                 check_splits(doc, NGX_HTTP_LLM_JSCAN_OK);
+                check_skim(doc);
 
                 snprintf(quoted, sizeof(quoted), "\"%s\"", value);
                 check_member(doc, 1, "b", quoted, NGX_HTTP_LLM_JSON_STRING);
