@@ -1282,25 +1282,26 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t *h, const char *name, ngx_str_t *doc,
     ngx_str_t *out, ngx_uint_t *drop)
 {
-    int                       status, nres, doc_idx, ref, lazy, given_lazy;
+    int                       status, nres, doc_idx, top, anchor;
     char                     *after;
     size_t                    after_len, len;
     const char               *s;
     ngx_int_t                 rc;
     lua_State                *L, *co;
     const char               *error;
+    ngx_http_llm_lazy_t      *lazy, *given_lazy;
     ngx_http_llm_call_t       call;
     ngx_http_llm_loc_conf_t  *llcf;
 
     L = ngx_http_llm_lua;
     ngx_str_null(out);
     *drop = 0;
-    ref = LUA_NOREF;
-    given_lazy = 0;
 
     if (L == NULL) {
         return NGX_OK;
     }
+
+    top = lua_gettop(L);
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
@@ -1325,7 +1326,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     lua_rawgeti(co, -1, h->index);
 
     if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
-        lua_pop(L, 1);
+        lua_settop(L, top);
         return NGX_OK;
     }
 
@@ -1338,21 +1339,20 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
      */
 
     if (ctx->body_scan) {
-        lazy = (ngx_http_llm_lua_json_lazy_scanned(co, doc->data, doc->len,
-                                                   ctx->body_scan)
-                == 0);
+        lazy = ngx_http_llm_lua_json_lazy_scanned(co, doc->data, doc->len,
+                                                  ctx->body_scan);
         ctx->body_scan = NULL;
 
     } else {
-        lazy = (ngx_http_llm_lua_json_lazy(co, doc->data, doc->len) == 0);
+        lazy = ngx_http_llm_lua_json_lazy(co, doc->data, doc->len);
     }
 
-    if (!lazy
+    if (lazy == NULL
         && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
     {
         /* an engine's broken answer or event goes on as it is */
 
-        lua_pop(L, 1);
+        lua_settop(L, top);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "llm hook: %V %s() not called, the document is not "
                       "JSON: %s", &h->file, name, error);
@@ -1364,12 +1364,13 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     /*
      * the coroutine's stack must hold just the function and its arguments
-     * (its results are all it holds after); the document is kept in the
-     * registry meanwhile
+     * (its results are all it holds after); the document is kept on the
+     * main state's stack meanwhile, out of the hook's reach
      */
 
     lua_pushvalue(co, doc_idx);
-    ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_xmove(co, L, 1);
+    anchor = lua_gettop(L);
 
     ngx_http_llm_push_ctx(co, r, ctx);
 
@@ -1486,18 +1487,26 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         ctx->hook_route = call.route;
     }
 
+    /* room, past what the hook returned, for the document and encoding */
+
+    if (!lua_checkstack(co, LUA_MINSTACK)) {
+        rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
+        goto done;
+    }
+
     if (doc_idx == 0) {
-        lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+        lua_pushvalue(L, anchor);
+        lua_xmove(L, co, 1);
         doc_idx = lua_gettop(co);
 
     } else {
-        lazy = 0;       /* a table the hook returned is encoded whole */
+        lazy = NULL;    /* a table the hook returned is encoded whole */
     }
 
     /* the new text, or NULL when the document did not change */
 
     if (lazy) {
-        if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, &after,
+        if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, lazy, &after,
                                               &after_len, &error)
             != 0)
         {
@@ -1541,12 +1550,8 @@ done:
     /* the document's bytes are the request's or the event's: no later read */
 
     if (given_lazy) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-        ngx_http_llm_lua_json_lazy_done(L, -1);
-        lua_pop(L, 1);
+        ngx_http_llm_lua_json_lazy_done(L, anchor, given_lazy);
     }
-
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 
     /*
      * a coroutine that returned is ready again; one that was aborted or
@@ -1563,7 +1568,7 @@ done:
         lua_settop(co, 0);
     }
 
-    lua_pop(L, 1);                      /* the thread */
+    lua_settop(L, top);                 /* the thread and the document */
 
     return rc;
 }

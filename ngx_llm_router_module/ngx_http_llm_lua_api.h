@@ -41,6 +41,7 @@
     X(void, lua_rotate, (lua_State *L, int idx, int n))                       \
     X(void, lua_pushvalue, (lua_State *L, int idx))                          \
     X(void, lua_copy, (lua_State *L, int fromidx, int toidx))                 \
+    X(void, lua_xmove, (lua_State *from, lua_State *to, int n))               \
     X(const char *, lua_setupvalue, (lua_State *L, int funcindex, int n))     \
     X(void, luaL_checkany, (lua_State *L, int arg))                           \
     X(int, lua_checkstack, (lua_State *L, int n))                             \
@@ -138,6 +139,7 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define lua_rotate           ngx_http_llm_lua_api.p_lua_rotate
 #define lua_pushvalue        ngx_http_llm_lua_api.p_lua_pushvalue
 #define lua_copy             ngx_http_llm_lua_api.p_lua_copy
+#define lua_xmove            ngx_http_llm_lua_api.p_lua_xmove
 #define lua_setupvalue       ngx_http_llm_lua_api.p_lua_setupvalue
 #define luaL_checkany        ngx_http_llm_lua_api.p_luaL_checkany
 #define lua_checkstack       ngx_http_llm_lua_api.p_lua_checkstack

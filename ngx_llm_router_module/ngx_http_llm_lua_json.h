@@ -33,16 +33,19 @@ int ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint,
 int ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
     const unsigned char *raw, size_t rawlen);
 
-/* ngx_http_llm_lua_lazy.c */
-int ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p,
-    size_t len);
-int ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
-    size_t len, const ngx_http_llm_jscan_t *scan);
+/* ngx_http_llm_lua_lazy.c: a lazy document's state */
+typedef struct ngx_http_llm_lazy_s  ngx_http_llm_lazy_t;
+
+ngx_http_llm_lazy_t *ngx_http_llm_lua_json_lazy(lua_State *L,
+    const unsigned char *p, size_t len);
+ngx_http_llm_lazy_t *ngx_http_llm_lua_json_lazy_scanned(lua_State *L,
+    const unsigned char *p, size_t len, const ngx_http_llm_jscan_t *scan);
 int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
-void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx);
+void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz);
 void ngx_http_llm_lua_json_lazy_init(lua_State *L);
-int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
-    size_t *len, const char **error);
+int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error);
 
 
 #endif /* _NGX_HTTP_LLM_LUA_JSON_H_INCLUDED_ */

@@ -30,9 +30,12 @@
 #define NGX_HTTP_LLM_LAZY_REMOVED  2
 
 
-/* the members, as the scanner found them; the userdata ends with them */
+/*
+ * The members, as the scanner found them; the userdata ends with them.  It
+ * is an upvalue of its metatable's methods, and is in the metatable too.
+ */
 
-typedef struct {
+struct ngx_http_llm_lazy_s {
     const unsigned char          *data;       /* NULL: spent */
     size_t                        len;
     size_t                        room;       /* members it can hold */
@@ -40,7 +43,7 @@ typedef struct {
         size_t                    nmembers;
         ngx_http_llm_jscan_member_t  members[1];
     } scan;
-} ngx_http_llm_lazy_t;
+};
 
 #define ngx_http_llm_lazy_state(lz)                                           \
     ((unsigned char *) &(lz)->scan.members[(lz)->scan.nmembers])
@@ -53,8 +56,8 @@ typedef struct {
 } ngx_http_llm_lazy_out_t;
 
 
-static ngx_http_llm_lazy_t *ngx_http_llm_lazy_new(lua_State *L, size_t n);
-static void ngx_http_llm_lazy_metatable(lua_State *L);
+static ngx_http_llm_lazy_t *ngx_http_llm_lazy_metatable(lua_State *L,
+    size_t n);
 static ngx_http_llm_lazy_t *ngx_http_llm_lazy_of(lua_State *L, int idx);
 static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
     size_t len);
@@ -70,18 +73,20 @@ static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
     const unsigned char *raw, size_t len);
 
 
-static const char  ngx_http_llm_lazy_key = 'z';
-static int         ngx_http_llm_lazy_spare_ref;    /* registry slots */
-static int         ngx_http_llm_lazy_spent_ref;
+static const char            ngx_http_llm_lazy_key = 'z';
+static int                   ngx_http_llm_lazy_spare_ref;  /* registry */
+static int                   ngx_http_llm_lazy_spent_ref;
+static ngx_http_llm_lazy_t  *ngx_http_llm_lazy_spare;      /* its userdata */
 
 
 /*
- * Pushes the object [p, p + len) as a lazy table; -1 (nothing pushed) when
- * it is not an object of distinct, escape-free keys the scanner can hold:
- * then the caller decodes it whole.
+ * Pushes the object [p, p + len) as a lazy table; NULL (nothing pushed)
+ * when it is not an object of distinct, escape-free keys the scanner can
+ * hold: then the caller decodes it whole.  The caller gives what this
+ * returns to lazy_encode() and lazy_done() with the table.
  */
 
-int
+ngx_http_llm_lazy_t *
 ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
 {
     ngx_http_llm_jscan_t  scan;
@@ -90,7 +95,7 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
     (void) ngx_http_llm_jscan_feed(&scan, p, len);
 
     if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
-        return -1;
+        return NULL;
     }
 
     return ngx_http_llm_lua_json_lazy_scanned(L, p, len, &scan);
@@ -99,7 +104,7 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
 
 /* the same, for an object whose members are known already */
 
-int
+ngx_http_llm_lazy_t *
 ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan)
 {
@@ -112,7 +117,7 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
         if (memchr(p + scan->members[i].key, '\\',
                    scan->members[i].key_len))
         {
-            return -1;
+            return NULL;
         }
 
         for (j = 0; j < i; j++) {
@@ -120,32 +125,26 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
                 && memcmp(p + scan->members[i].key, p + scan->members[j].key,
                           scan->members[i].key_len) == 0)
             {
-                return -1;
+                return NULL;
             }
         }
     }
 
     /* the metatable and the userdata of an earlier document, or new ones */
 
-    if (lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref)
-        == LUA_TTABLE)
-    {
-        lua_pushboolean(L, 0);
-        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
+    lz = ngx_http_llm_lazy_spare;
 
-        lua_rawgetp(L, -1, &ngx_http_llm_lazy_key);
-        lz = lua_touserdata(L, -1);
-        lua_pop(L, 1);
+    if (lz && lz->room >= n) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
 
     } else {
-        lua_pop(L, 1);
-        ngx_http_llm_lazy_metatable(L);
-        lz = NULL;
+        lz = ngx_http_llm_lazy_metatable(L, n);
     }
 
-    if (lz == NULL || lz->room < n) {
-        lz = ngx_http_llm_lazy_new(L, n);
-        lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+    if (ngx_http_llm_lazy_spare) {
+        ngx_http_llm_lazy_spare = NULL;
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
     }
 
     lz->data = p;
@@ -159,17 +158,30 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
     lua_insert(L, -2);
     lua_setmetatable(L, -2);
 
-    return 0;
+    return lz;
 }
 
 
-/* the members, a state byte each, and room for those of later documents */
+/*
+ * A document's metatable: the methods, whose upvalue is the userdata, the
+ * userdata (for lazy_all) and the object's keys in order, listed only when
+ * the whole object is encoded (lazy_all).  The userdata holds n members, a
+ * state byte each, and room for those of later documents.
+ */
 
 static ngx_http_llm_lazy_t *
-ngx_http_llm_lazy_new(lua_State *L, size_t n)
+ngx_http_llm_lazy_metatable(lua_State *L, size_t n)
 {
     size_t                room;
     ngx_http_llm_lazy_t  *lz;
+
+    lua_createtable(L, 0, 6);
+
+    lua_pushliteral(L, "object");
+    lua_setfield(L, -2, "__name");
+
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
 
     room = (n < 16) ? 16 : n;
 
@@ -181,57 +193,40 @@ ngx_http_llm_lazy_new(lua_State *L, size_t n)
     lz->room = room;
     lz->scan.nmembers = 0;
 
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, &ngx_http_llm_lazy_key);
+
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, ngx_http_llm_lazy_index, 1);
+    lua_setfield(L, -3, "__index");
+
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, ngx_http_llm_lazy_newindex, 1);
+    lua_setfield(L, -3, "__newindex");
+
+    lua_pushcclosure(L, ngx_http_llm_lazy_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+
     return lz;
 }
 
 
 /*
- * A document's metatable: the methods, the userdata (set by the caller)
- * and the object's keys in order, listed only when the whole object is
- * encoded (lazy_all)
- */
-
-static void
-ngx_http_llm_lazy_metatable(lua_State *L)
-{
-    lua_createtable(L, 0, 6);
-
-    lua_pushliteral(L, "object");
-    lua_setfield(L, -2, "__name");
-
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-
-    lua_pushcfunction(L, ngx_http_llm_lazy_index);
-    lua_setfield(L, -2, "__index");
-
-    lua_pushcfunction(L, ngx_http_llm_lazy_newindex);
-    lua_setfield(L, -2, "__newindex");
-
-    lua_pushcfunction(L, ngx_http_llm_lazy_pairs);
-    lua_setfield(L, -2, "__pairs");
-}
-
-
-/*
- * The call the lazy table at idx was given to is over: the table keeps what
- * the hook read or set, and gets the spent metatable; its own metatable is
- * kept for the next document.
+ * The call the lazy table at idx (whose state is lz) was given to is over:
+ * the table keeps what the hook read or set, and gets the spent metatable;
+ * its own metatable is kept for the next document.
  */
 
 void
-ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx)
+ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx, ngx_http_llm_lazy_t *lz)
 {
-    lua_Integer           i;
-    ngx_http_llm_lazy_t  *lz;
+    lua_Integer  i;
 
-    idx = lua_absindex(L, idx);
-    lz = ngx_http_llm_lazy_of(L, idx);
-
-    if (lz == NULL || lz->data == NULL) {
+    if (lz->data == NULL) {
         return;
     }
 
+    idx = lua_absindex(L, idx);
     lz->data = NULL;
 
     lua_getmetatable(L, idx);
@@ -242,6 +237,7 @@ ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx)
     }
 
     lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spare_ref);
+    ngx_http_llm_lazy_spare = lz;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_lazy_spent_ref);
     lua_setmetatable(L, idx);
@@ -258,10 +254,9 @@ ngx_http_llm_lua_json_lazy_init(lua_State *L)
 {
     lua_pushboolean(L, 0);
     ngx_http_llm_lazy_spare_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ngx_http_llm_lazy_spare = NULL;
 
-    ngx_http_llm_lazy_metatable(L);
-    (void) ngx_http_llm_lazy_new(L, 0);
-    lua_rawsetp(L, -2, &ngx_http_llm_lazy_key);
+    (void) ngx_http_llm_lazy_metatable(L, 0);
     ngx_http_llm_lazy_spent_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
@@ -338,13 +333,13 @@ ngx_http_llm_lazy_index(lua_State *L)
     const char           *key;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = ngx_http_llm_lazy_of(L, 1);
+    lz = lua_touserdata(L, lua_upvalueindex(1));
 
-    if (lz && lz->data == NULL) {
+    if (lz->data == NULL) {
         return luaL_error(L, "%s", NGX_HTTP_LLM_LAZY_SPENT);
     }
 
-    if (lz == NULL || lua_type(L, 2) != LUA_TSTRING) {
+    if (lua_type(L, 2) != LUA_TSTRING) {
         return 0;
     }
 
@@ -367,9 +362,9 @@ ngx_http_llm_lazy_newindex(lua_State *L)
     const char           *key;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = ngx_http_llm_lazy_of(L, 1);
+    lz = lua_touserdata(L, lua_upvalueindex(1));
 
-    if (lz && lz->data && lua_type(L, 2) == LUA_TSTRING) {
+    if (lz->data && lua_type(L, 2) == LUA_TSTRING) {
         key = lua_tolstring(L, 2, &len);
         i = ngx_http_llm_lazy_find(lz, key, len);
 
@@ -396,13 +391,13 @@ ngx_http_llm_lazy_pairs(lua_State *L)
     size_t                i;
     ngx_http_llm_lazy_t  *lz;
 
-    lz = ngx_http_llm_lazy_of(L, 1);
+    lz = lua_touserdata(L, lua_upvalueindex(1));
 
-    if (lz && lz->data == NULL) {
+    if (lz->data == NULL) {
         return luaL_error(L, "%s", NGX_HTTP_LLM_LAZY_SPENT);
     }
 
-    for (i = 0; lz && i < lz->scan.nmembers; i++) {
+    for (i = 0; i < lz->scan.nmembers; i++) {
         if (ngx_http_llm_lazy_state(lz)[i] == 0) {
             (void) ngx_http_llm_lazy_decode(L, lz, 1, (int) i);
             lua_pop(L, 1);
@@ -539,29 +534,22 @@ ngx_http_llm_lazy_same_string(lua_State *L, int idx, const unsigned char *raw,
  */
 
 int
-ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx, char **out,
-    size_t *len, const char **error)
+ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error)
 {
     int                           changed;
     char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        i, vlen, clen, nkeys, k;
     const char                   *s;
-    ngx_http_llm_lazy_t          *lz;
     ngx_http_llm_lazy_out_t       o;
     ngx_http_llm_lazy_key_t      *keys;
     ngx_http_llm_jscan_member_t  *m;
 
     idx = lua_absindex(L, idx);
-    lz = ngx_http_llm_lazy_of(L, idx);
 
     *out = NULL;
     *len = 0;
-
-    if (lz == NULL) {
-        *error = "not a lazy document";
-        return -1;
-    }
 
     memset(&o, 0, sizeof(o));
     memset(enc, 0, sizeof(enc));

@@ -485,3 +485,16 @@ POST /v1/chat/completions
  qr/metatable: false/,
  qr/setmetatable: cannot change a protected metatable/,
  qr/resp object chat.completion/]
+
+
+
+=== TEST 37: a hook that returns many values: the first counts (nil: the document as the hook left it)
+--- model_hook: many.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","messages":[]}
+--- response_body chomp
+{"model":"engine-m","messages":[],"many":1}
+--- no_error_log
+[error]
+[alert]
