@@ -22,7 +22,8 @@ package LLMTest;
 #     (default 19000).  Each is left alone when already set;
 #   - makes every block load the module: "load_module ...;" is prepended to
 #     its main_config unless that already mentions ngx_http_llm_router_module
-#     (so a block can control the load order itself).
+#     or the TEST_NGINX_LLM_MODULE path (so a block can control the load
+#     order itself).
 
 use strict;
 use warnings;
@@ -54,8 +55,8 @@ $ENV{"TEST_NGINX_BACKEND${_}_PORT"} //= $PortBase + 9 + $_ for 2 .. 4;
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my ($block) = @_;
     my $main = $block->main_config // '';
-    return if $main =~ /ngx_http_llm_router_module/;
     my $so = $ENV{TEST_NGINX_LLM_MODULE};
+    return if $main =~ /ngx_http_llm_router_module/ || index($main, $so) >= 0;
     die "LLMTest: the module is not built: $so does not exist "
         . "(build it, or point TEST_NGINX_LLM_MODULE at it)\n" if !-f $so;
     $block->set_value(main_config => "load_module $so;\n$main");
