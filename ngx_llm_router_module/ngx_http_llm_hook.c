@@ -8,11 +8,15 @@
  * file and line); each worker runs them in its own lua_State, every file in
  * an environment of its own with a reduced standard library.
  *
- * A call runs in a fresh coroutine with a count hook: past the instruction
- * budget or the deadline, or when an allocation would pass the memory cap,
- * the hook yields the coroutine away and it is never resumed, so a pcall
- * in the script cannot catch the abort.  llm.reject() ends a call the same
- * way.
+ * A call runs in a coroutine, and every thread of the state has a count
+ * hook: past the instruction budget or the deadline, or when an allocation
+ * would pass the memory cap, the hook yields the coroutine away and it is
+ * closed, never resumed, so a pcall in the script cannot catch the abort.
+ * llm.reject() ends a call the same way.  All the Lua work of a call runs
+ * in a protected C function on the main thread: a Lua error outside the
+ * script (no memory, a member that cannot be decoded) fails the call, and
+ * the main thread is never suspended where a hook could resume or close
+ * it.  Finalizers (__gc) are refused: they run with hooks off.
  */
 
 
@@ -53,6 +57,23 @@ typedef struct {
 } ngx_http_llm_call_t;
 
 
+/* what ngx_http_llm_hook_call() is given, and gives back */
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_http_llm_ctx_t        *ctx;
+    ngx_http_llm_hook_t       *hook;
+    const char                *name;
+    ngx_str_t                 *doc;
+    ngx_str_t                 *out;
+    ngx_uint_t                *drop;
+    ngx_http_llm_call_t       *call;
+    ngx_http_llm_lazy_t       *lazy;      /* the document, while given */
+    size_t                     memory_limit;
+    ngx_int_t                  rc;
+} ngx_http_llm_run_t;
+
+
 static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp);
 static lua_State *ngx_http_llm_lua_new(void);
@@ -67,6 +88,8 @@ static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
 static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
 static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
 static int ngx_http_llm_lua_load_text(lua_State *L);
+static int ngx_http_llm_lua_setmetatable(lua_State *L);
+static int ngx_http_llm_lua_panic(lua_State *L);
 static int ngx_http_llm_lib_reject(lua_State *L);
 static int ngx_http_llm_lib_route(lua_State *L);
 static int ngx_http_llm_lib_set_header(lua_State *L);
@@ -82,6 +105,7 @@ static int ngx_http_llm_ctx_index(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
+static int ngx_http_llm_hook_call(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     const char *why);
@@ -353,6 +377,17 @@ ngx_http_llm_lua_new(void)
         return NULL;
     }
 
+    (void) lua_atpanic(L, ngx_http_llm_lua_panic);
+
+    /*
+     * the count hook is set once: every thread made from here on has it,
+     * so a coroutine a hook keeps runs under the limits of whatever call
+     * resumes it; out of a call it does nothing
+     */
+
+    lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                NGX_HTTP_LLM_HOOK_COUNT);
+
     ngx_http_llm_lua_sandbox(L);
     ngx_http_llm_lua_json_init(L);
 
@@ -568,6 +603,9 @@ ngx_http_llm_lua_sandbox(lua_State *L)
     lua_pushcfunction(L, ngx_http_llm_lua_load_text);
     lua_setglobal(L, "load");
 
+    lua_pushcfunction(L, ngx_http_llm_lua_setmetatable);
+    lua_setglobal(L, "setmetatable");
+
     lua_createtable(L, 0, 8);
 
     for (i = 0; lib[i].name; i++) {
@@ -611,6 +649,69 @@ ngx_http_llm_lua_load_text(lua_State *L)
     }
 
     return 1;
+}
+
+
+/*
+ * setmetatable(t, mt) as in Lua, but a metatable with __gc is refused: a
+ * finalizer runs with the count hook off, so no limit could stop it
+ */
+
+static int
+ngx_http_llm_lua_setmetatable(lua_State *L)
+{
+    int  t;
+
+    t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+
+    if (t != LUA_TNIL && t != LUA_TTABLE) {
+        return luaL_error(L, "bad argument #2 to 'setmetatable' "
+                          "(nil or table expected)");
+    }
+
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+
+        if (lua_rawget(L, 2) != LUA_TNIL) {
+            return luaL_error(L, "setmetatable: __gc metamethods are not "
+                              "allowed in hooks");
+        }
+
+        lua_pop(L, 1);
+    }
+
+    if (lua_getmetatable(L, 1)) {
+        lua_pushliteral(L, "__metatable");
+
+        if (lua_rawget(L, -2) != LUA_TNIL) {
+            return luaL_error(L, "cannot change a protected metatable");
+        }
+
+        lua_pop(L, 2);
+    }
+
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+
+    return 1;
+}
+
+
+/* an error out of every protected call: Lua aborts the process after */
+
+static int
+ngx_http_llm_lua_panic(lua_State *L)
+{
+    const char  *msg;
+
+    msg = lua_tostring(L, -1);
+
+    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                  "llm hook: Lua error outside a protected call: %s",
+                  msg ? msg : "?");
+
+    return 0;
 }
 
 
@@ -699,12 +800,7 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     call.memory_limit = ngx_http_llm_lua_memory + 64 * 1024 * 1024;
 
     ngx_http_llm_call = &call;
-    lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                NGX_HTTP_LLM_HOOK_COUNT);
-
     rc = lua_pcall(L, 0, 1, 0);
-
-    lua_sethook(L, NULL, 0, 0);
     ngx_http_llm_call = NULL;
 
     if (rc != LUA_OK) {
@@ -1275,6 +1371,13 @@ ngx_http_llm_state_cleanup(void *data)
  * when the hook changed it (else empty); *drop is set when the function
  * returned false (chunk).  NGX_DECLINED: the hook rejected the request (the
  * error is in ctx); NGX_ERROR: the hook failed (logged).
+ *
+ * Everything the call does in Lua, from making the document to encoding
+ * what the hook left, runs in ngx_http_llm_hook_call() under lua_pcall():
+ * a Lua error there (out of memory) fails the hook, not the worker.  The
+ * main thread is then inside a C function, so a hook that kept it
+ * (coroutine.running() in the file's chunk) can neither resume nor close
+ * it.
  */
 
 static ngx_int_t
@@ -1282,14 +1385,11 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t *h, const char *name, ngx_str_t *doc,
     ngx_str_t *out, ngx_uint_t *drop)
 {
-    int                       status, nres, doc_idx, top, anchor;
-    char                     *after;
-    size_t                    after_len, len;
-    const char               *s;
+    int                       top, status;
     ngx_int_t                 rc;
-    lua_State                *L, *co;
     const char               *error;
-    ngx_http_llm_lazy_t      *lazy, *given_lazy;
+    lua_State                *L;
+    ngx_http_llm_run_t        run;
     ngx_http_llm_call_t       call;
     ngx_http_llm_loc_conf_t  *llcf;
 
@@ -1301,9 +1401,105 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_OK;
     }
 
-    top = lua_gettop(L);
-
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
+    call.request = r;
+    call.ctx = ctx;
+    call.budget = llcf->hook_instructions;
+    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
+    call.deadline.tv_sec += llcf->hook_time / 1000;
+    call.deadline.tv_nsec += (long) (llcf->hook_time % 1000) * 1000000;
+
+    if (call.deadline.tv_nsec >= 1000000000) {
+        call.deadline.tv_sec++;
+        call.deadline.tv_nsec -= 1000000000;
+    }
+
+    run.memory_limit = ngx_http_llm_lua_memory + llcf->hook_memory;
+    run.request = r;
+    run.ctx = ctx;
+    run.hook = h;
+    run.name = name;
+    run.doc = doc;
+    run.out = out;
+    run.drop = drop;
+    run.call = &call;
+    run.lazy = NULL;
+    run.rc = NGX_OK;
+
+    top = lua_gettop(L);
+    ngx_http_llm_call = &call;
+
+    lua_pushcfunction(L, ngx_http_llm_hook_call);
+    lua_pushlightuserdata(L, &run);
+    status = lua_pcall(L, 1, 0, 0);
+
+    ngx_http_llm_call = NULL;
+
+    if (status == LUA_OK) {
+        lua_settop(L, top);
+        return run.rc;
+    }
+
+    /*
+     * the document may be kept by the hook: its bytes are gone after this
+     * (nothing was allocated since the error, so it is not collected yet)
+     */
+
+    if (run.lazy) {
+        ngx_http_llm_lua_json_lazy_spend(run.lazy);
+    }
+
+    if (call.abort != NGX_HTTP_LLM_ABORT_NONE) {
+        error = ngx_http_llm_abort_reasons[call.abort];
+
+    } else {
+        error = lua_tostring(L, -1);
+    }
+
+    ngx_str_null(out);
+    *drop = 0;
+
+    rc = ngx_http_llm_hook_failed(r, ctx, h, name, error ? error : "error");
+
+    /* the coroutine may be anywhere: the next call makes a new one */
+
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
+    lua_settop(L, top);
+
+    return rc;
+}
+
+
+/* ngx_http_llm_hook_run(), protected: the run is the light userdata at 1 */
+
+static int
+ngx_http_llm_hook_call(lua_State *L)
+{
+    int                   status, nres, doc_idx, anchor;
+    char                 *after;
+    size_t                after_len, len;
+    const char           *s, *name;
+    lua_State            *co;
+    const char           *error;
+    ngx_str_t            *doc, *out;
+    ngx_http_request_t   *r;
+    ngx_http_llm_ctx_t   *ctx;
+    ngx_http_llm_run_t   *run;
+    ngx_http_llm_hook_t  *h;
+    ngx_http_llm_call_t  *call;
+    ngx_http_llm_lazy_t  *lazy;
+
+    run = lua_touserdata(L, 1);
+    r = run->request;
+    ctx = run->ctx;
+    h = run->hook;
+    name = run->name;
+    doc = run->doc;
+    out = run->out;
+    call = run->call;
 
     /* the coroutine of the last call that ended, or a new one */
 
@@ -1326,8 +1522,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     lua_rawgeti(co, -1, h->index);
 
     if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
-        lua_settop(L, top);
-        return NGX_OK;
+        lua_settop(co, 0);
+        return 0;
     }
 
     lua_replace(co, 1);
@@ -1352,20 +1548,20 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     {
         /* an engine's broken answer or event goes on as it is */
 
-        lua_settop(L, top);
+        lua_settop(co, 0);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "llm hook: %V %s() not called, the document is not "
                       "JSON: %s", &h->file, name, error);
-        return NGX_OK;
+        return 0;
     }
 
+    run->lazy = lazy;
     doc_idx = lua_gettop(co);
-    given_lazy = lazy;
 
     /*
      * the coroutine's stack must hold just the function and its arguments
-     * (its results are all it holds after); the document is kept on the
-     * main state's stack meanwhile, out of the hook's reach
+     * (its results are all it holds after); the document is kept on this
+     * function's frame meanwhile, out of the hook's reach
      */
 
     lua_pushvalue(co, doc_idx);
@@ -1374,59 +1570,43 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     ngx_http_llm_push_ctx(co, r, ctx);
 
-    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
-    call.request = r;
-    call.ctx = ctx;
-    call.budget = llcf->hook_instructions;
-    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
-    call.deadline.tv_sec += llcf->hook_time / 1000;
-    call.deadline.tv_nsec += (long) (llcf->hook_time % 1000) * 1000000;
-
-    if (call.deadline.tv_nsec >= 1000000000) {
-        call.deadline.tv_sec++;
-        call.deadline.tv_nsec -= 1000000000;
-    }
-
-    call.memory_limit = ngx_http_llm_lua_memory + llcf->hook_memory;
-
-    ngx_http_llm_call = &call;
-    lua_sethook(co, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                NGX_HTTP_LLM_HOOK_COUNT);
+    /*
+     * the memory cap holds while Lua code of the hook runs: the encoders
+     * around it keep malloc()ed memory that a Lua error would leak
+     */
 
     nres = 0;
+    call->memory_limit = run->memory_limit;
     status = lua_resume(co, L, 2, &nres);
+    call->memory_limit = 0;
 
-    lua_sethook(co, NULL, 0, 0);
-    ngx_http_llm_call = NULL;
-
-    rc = NGX_OK;
-
-    if (status == LUA_YIELD && call.abort == NGX_HTTP_LLM_ABORT_NONE) {
-        call.abort = NGX_HTTP_LLM_ABORT_YIELD;
+    if (status == LUA_YIELD && call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+        call->abort = NGX_HTTP_LLM_ABORT_YIELD;
     }
 
-    if (call.abort == NGX_HTTP_LLM_ABORT_REJECT) {
-        ngx_http_llm_set_error(ctx, (char *) call.reject_code.data,
-                               NULL, NULL, &call.reject_message);
-        ctx->hook_status = call.reject_status;
+    if (call->abort == NGX_HTTP_LLM_ABORT_REJECT) {
+        ngx_http_llm_set_error(ctx, (char *) call->reject_code.data,
+                               NULL, NULL, &call->reject_message);
+        ctx->hook_status = call->reject_status;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llm hook: %V %s() rejected the request: %ui %V",
-                      &h->file, name, call.reject_status, &call.reject_code);
-        rc = NGX_DECLINED;
+                      &h->file, name, call->reject_status,
+                      &call->reject_code);
+        run->rc = NGX_DECLINED;
         goto done;
     }
 
-    if (call.abort != NGX_HTTP_LLM_ABORT_NONE) {
-        rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                      ngx_http_llm_abort_reasons[call.abort]);
+    if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                     ngx_http_llm_abort_reasons[call->abort]);
         goto done;
     }
 
     if (status != LUA_OK) {
         error = lua_tostring(co, -1);
-        rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                      error ? error : "error");
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                           error ? error : "error");
         goto done;
     }
 
@@ -1443,7 +1623,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         case LUA_TBOOLEAN:
             if (!lua_toboolean(co, -nres)) {
-                *drop = 1;
+                *run->drop = 1;
                 goto done;
             }
 
@@ -1463,34 +1643,34 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
                 out->data = ngx_pnalloc(r->pool, len);
                 if (out->data == NULL) {
-                    rc = NGX_ERROR;
+                    run->rc = NGX_ERROR;
                     goto done;
                 }
 
                 ngx_memcpy(out->data, s, len);
                 out->len = len;
-                *drop = 2;
+                *run->drop = 2;
                 goto done;
             }
 
             /* fall through */
 
         default:
-            rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                          "it returned neither a table, "
-                                          "nil nor false");
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                               "it returned neither a "
+                                               "table, nil nor false");
             goto done;
         }
     }
 
-    if (call.route.len) {
-        ctx->hook_route = call.route;
+    if (call->route.len) {
+        ctx->hook_route = call->route;
     }
 
     /* room, past what the hook returned, for the document and encoding */
 
     if (!lua_checkstack(co, LUA_MINSTACK)) {
-        rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
         goto done;
     }
 
@@ -1510,7 +1690,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                               &after_len, &error)
             != 0)
         {
-            rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
             goto done;
         }
 
@@ -1519,7 +1699,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                          &after_len, &error)
             != 0)
         {
-            rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
             goto done;
         }
 
@@ -1536,7 +1716,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         if (out->data == NULL) {
             free(after);
-            rc = NGX_ERROR;
+            run->rc = NGX_ERROR;
             goto done;
         }
 
@@ -1549,28 +1729,32 @@ done:
 
     /* the document's bytes are the request's or the event's: no later read */
 
-    if (given_lazy) {
-        ngx_http_llm_lua_json_lazy_done(L, anchor, given_lazy);
+    if (run->lazy) {
+        ngx_http_llm_lua_json_lazy_done(L, anchor, run->lazy);
+        run->lazy = NULL;
     }
 
     /*
      * a coroutine that returned is ready again; one that was aborted or
-     * failed is left to the collector
+     * failed is closed, under this call's limits (its to-be-closed
+     * variables run), and is dead to a hook that kept it
      */
 
-    if (status == LUA_YIELD
-        || (status != LUA_OK && lua_resetthread(co) != LUA_OK))
-    {
-        lua_pushboolean(L, 0);
-        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
-
-    } else {
+    if (status == LUA_OK) {
         lua_settop(co, 0);
+        return 0;
     }
 
-    lua_settop(L, top);                 /* the thread and the document */
+    call->memory_limit = run->memory_limit;
+    status = lua_resetthread(co);
+    call->memory_limit = 0;
 
-    return rc;
+    if (status != LUA_OK) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
+    }
+
+    return 0;
 }
 
 

@@ -107,6 +107,7 @@
     X(int, lua_rawequal, (lua_State *L, int idx1, int idx2))                  \
     X(int, lua_resetthread, (lua_State *L))                                   \
     X(int, lua_gc, (lua_State *L, int what, ...))                             \
+    X(lua_CFunction, lua_atpanic, (lua_State *L, lua_CFunction panicf))       \
     X(int, lua_stringtonumber, (lua_State *L, const char *s))                 \
     X(void, luaL_checktype, (lua_State *L, int arg, int t))                   \
     X(void, luaL_traceback, (lua_State *L, lua_State *L1, const char *msg,    \
@@ -197,6 +198,7 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define luaL_unref           ngx_http_llm_lua_api.p_luaL_unref
 #define lua_rawequal         ngx_http_llm_lua_api.p_lua_rawequal
 #define lua_resetthread      ngx_http_llm_lua_api.p_lua_resetthread
+#define lua_atpanic          ngx_http_llm_lua_api.p_lua_atpanic
 #define lua_gc               ngx_http_llm_lua_api.p_lua_gc
 #define lua_stringtonumber   ngx_http_llm_lua_api.p_lua_stringtonumber
 #define luaL_checktype       ngx_http_llm_lua_api.p_luaL_checktype

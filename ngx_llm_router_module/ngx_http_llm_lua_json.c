@@ -970,9 +970,10 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 
                 /* a document given member by member: all of it now */
 
-                if (ngx_http_llm_lua_json_lazy_all(L, idx) != 0) {
+                if (ngx_http_llm_lua_json_lazy_all(L, idx, &e->error)
+                    != 0)
+                {
                     lua_settop(L, top);
-                    e->error = NGX_HTTP_LLM_LAZY_SPENT;
                     return -1;
                 }
 

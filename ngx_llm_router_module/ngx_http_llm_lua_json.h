@@ -40,9 +40,11 @@ ngx_http_llm_lazy_t *ngx_http_llm_lua_json_lazy(lua_State *L,
     const unsigned char *p, size_t len);
 ngx_http_llm_lazy_t *ngx_http_llm_lua_json_lazy_scanned(lua_State *L,
     const unsigned char *p, size_t len, const ngx_http_llm_jscan_t *scan);
-int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx);
+int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx,
+    const char **error);
 void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz);
+void ngx_http_llm_lua_json_lazy_spend(ngx_http_llm_lazy_t *lz);
 void ngx_http_llm_lua_json_lazy_init(lua_State *L);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error);

@@ -62,7 +62,8 @@ static ngx_http_llm_lazy_t *ngx_http_llm_lazy_of(lua_State *L, int idx);
 static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
     size_t len);
 static int ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz,
-    int table, int i);
+    int table, int i, const char **error);
+static int ngx_http_llm_lazy_decode_error(lua_State *L, const char *error);
 static int ngx_http_llm_lazy_index(lua_State *L);
 static int ngx_http_llm_lazy_newindex(lua_State *L);
 static int ngx_http_llm_lazy_pairs(lua_State *L);
@@ -245,6 +246,19 @@ ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx, ngx_http_llm_lazy_t *lz)
 
 
 /*
+ * The same where the Lua API cannot be used (the call failed in the middle
+ * of a Lua error): the table keeps its own metatable, which refuses to
+ * decode from now on, and the next document gets a new one.
+ */
+
+void
+ngx_http_llm_lua_json_lazy_spend(ngx_http_llm_lazy_t *lz)
+{
+    lz->data = NULL;
+}
+
+
+/*
  * the registry slots of a state: for the spare metatable, and the spent
  * one (its userdata holds no bytes: lazy_index refuses to read)
  */
@@ -297,22 +311,24 @@ ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key, size_t len)
 }
 
 
-/* decodes member i into the table; leaves the value on the stack */
+/*
+ * decodes member i into the table; leaves the value on the stack and
+ * returns 0, or -1 with *error set (a value nested deeper than hooks take)
+ */
 
 static int
 ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
-    int i)
+    int i, const char **error)
 {
-    const char                   *error;
     ngx_http_llm_jscan_member_t  *m;
 
     m = &lz->scan.members[i];
 
     if (ngx_http_llm_lua_json_decode(L, lz->data + m->value,
-                                     m->value_end - m->value, &error)
+                                     m->value_end - m->value, error)
         != 0)
     {
-        return luaL_error(L, "cannot decode \"%s\": %s", "member", error);
+        return -1;
     }
 
     ngx_http_llm_lazy_state(lz)[i] = NGX_HTTP_LLM_LAZY_SEEN;
@@ -321,7 +337,16 @@ ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
     lua_pushvalue(L, -2);
     lua_rawset(L, table);
 
-    return 1;
+    return 0;
+}
+
+
+/* in the hook's call: its error */
+
+static int
+ngx_http_llm_lazy_decode_error(lua_State *L, const char *error)
+{
+    return luaL_error(L, "cannot decode a member: %s", error);
 }
 
 
@@ -330,7 +355,7 @@ ngx_http_llm_lazy_index(lua_State *L)
 {
     int                   i;
     size_t                len;
-    const char           *key;
+    const char           *key, *error;
     ngx_http_llm_lazy_t  *lz;
 
     lz = lua_touserdata(L, lua_upvalueindex(1));
@@ -350,7 +375,11 @@ ngx_http_llm_lazy_index(lua_State *L)
         return 0;       /* not in the document, read already, or removed */
     }
 
-    return ngx_http_llm_lazy_decode(L, lz, 1, i);
+    if (ngx_http_llm_lazy_decode(L, lz, 1, i, &error) != 0) {
+        return ngx_http_llm_lazy_decode_error(L, error);
+    }
+
+    return 1;
 }
 
 
@@ -389,6 +418,7 @@ static int
 ngx_http_llm_lazy_pairs(lua_State *L)
 {
     size_t                i;
+    const char           *error;
     ngx_http_llm_lazy_t  *lz;
 
     lz = lua_touserdata(L, lua_upvalueindex(1));
@@ -399,7 +429,10 @@ ngx_http_llm_lazy_pairs(lua_State *L)
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         if (ngx_http_llm_lazy_state(lz)[i] == 0) {
-            (void) ngx_http_llm_lazy_decode(L, lz, 1, (int) i);
+            if (ngx_http_llm_lazy_decode(L, lz, 1, (int) i, &error) != 0) {
+                return ngx_http_llm_lazy_decode_error(L, error);
+            }
+
             lua_pop(L, 1);
         }
     }
@@ -413,12 +446,13 @@ ngx_http_llm_lazy_pairs(lua_State *L)
 
 
 /*
- * decodes what was not read yet: before the table is encoded whole; -1 if
- * the document is spent
+ * decodes what was not read yet: before the table is encoded whole; -1
+ * with *error set if the document is spent or a member cannot be decoded
+ * (no Lua error: the encoder has memory to free)
  */
 
 int
-ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
+ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx, const char **error)
 {
     size_t                i;
     ngx_http_llm_lazy_t  *lz;
@@ -431,12 +465,16 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx)
     }
 
     if (lz->data == NULL) {
+        *error = NGX_HTTP_LLM_LAZY_SPENT;
         return -1;
     }
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         if (ngx_http_llm_lazy_state(lz)[i] == 0) {
-            (void) ngx_http_llm_lazy_decode(L, lz, idx, (int) i);
+            if (ngx_http_llm_lazy_decode(L, lz, idx, (int) i, error) != 0) {
+                return -1;
+            }
+
             lua_pop(L, 1);
         }
     }

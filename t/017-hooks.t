@@ -498,3 +498,87 @@ POST /v1/chat/completions
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 38: the thread that loaded a hook is out of its reach: it can neither close nor resume it
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"main"}
+--- response_body chomp
+{"model":"engine-m","what":"survived"}
+--- error_log eval
+[qr/close main: false .*cannot close a normal coroutine/,
+ qr/resume main: false cannot resume non-suspended coroutine/,
+ qr/status main: normal/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 39: a hook's coroutine kept from an aborted call is dead to the next call
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"keep-loop\"}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"resume-kept\"}"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+["\"code\":\"hook_error\"",
+ "^\\{\"model\":\"engine-m\",\"what\":\"resumed\",\"resume\":\"false cannot resume (dead|non-suspended) coroutine\"\\}\$"]
+--- timeout: 10
+
+
+
+=== TEST 40: a coroutine a hook made and kept runs under the limits of every call that resumes it
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"nested-loop\"}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"resume-kept\"}"]
+--- error_code eval
+[500, 500]
+--- response_body_like eval
+["\"code\":\"hook_error\"", "\"code\":\"hook_error\""]
+--- timeout: 10
+
+
+
+=== TEST 41: setmetatable refuses a __gc metamethod (a finalizer runs beyond every limit); the rest works as in Lua
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"gc"}
+--- response_body chomp
+{"model":"engine-m","what":"no finalizer"}
+--- error_log eval
+[qr/gc: false .*__gc metamethods are not allowed in hooks/,
+ qr/index: true table: /, qr/none: true table: /,
+ qr/bad: false .*nil or table expected/]
+
+
+
+=== TEST 42: a member nested deeper than a hook decodes, in a document the hook returns: 500 hook_error, logged, no crash
+--- model_hook: threads.lua
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
+. ("[" x 300) . ("]" x 300) . "}"
+--- error_code: 500
+--- response_body_like chomp
+"code":"hook_error"
+--- error_log eval
+qr/request\(\) failed: .*nested too deep/
+
+
+
+=== TEST 43: the same document 150 deep is decoded and encoded whole
+--- model_hook: threads.lua
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
+. ("[" x 150) . ("]" x 150) . "}"
+--- response_body eval
+"{\"model\":\"engine-m\",\"what\":\"return\",\"deep\":"
+. ("[" x 150) . ("]" x 150) . ",\"x\":1}"

@@ -1,0 +1,46 @@
+-- test hook: the threads of the state stay out of a hook's reach, the
+-- limits follow every coroutine a hook keeps, finalizers are refused, and
+-- a document that cannot be decoded whole fails the call, not the worker
+local main = coroutine.running()        -- the thread that loaded this file
+local kept
+
+local function log(what, ...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  llm.log("warn", what .. ": " .. table.concat(t, " ", 1, t.n))
+end
+
+return {
+  request = function(req, ctx)
+    local what = req.what
+    if what == "main" then
+      log("close main", pcall(coroutine.close, main))
+      log("resume main", coroutine.resume(main))
+      log("status main", coroutine.status(main))
+      req.what = "survived"
+      return req
+    elseif what == "keep-loop" then
+      kept = coroutine.running()
+      while true do end
+    elseif what == "nested-loop" then
+      kept = coroutine.create(function() while true do end end)
+      log("nested", coroutine.resume(kept))
+    elseif what == "resume-kept" then
+      local ok, err = coroutine.resume(kept)
+      req.what = "resumed"
+      req.resume = tostring(ok) .. " " .. tostring(err)
+      return req
+    elseif what == "gc" then
+      log("gc", pcall(setmetatable, {},
+                      { __gc = function() while true do end end }))
+      log("index", pcall(setmetatable, {}, { __index = {} }))
+      log("none", pcall(setmetatable, {}, nil))
+      log("bad", pcall(setmetatable, {}, 1))
+      req.what = "no finalizer"
+      return req
+    elseif what == "return" then
+      req.x = 1
+      return req
+    end
+  end,
+}
