@@ -144,7 +144,8 @@ case "${1:-build}" in
     build) build_module ;;
     run|demo) build_module; run_demo ;;
     test) build_module; run_tests ;;
-    bench) build_module; need_packages wrk python3
+    bench) build_module
+           need_packages wrk python3 libnginx-mod-http-lua lua-cjson
            exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
     cost) build_module; need_packages valgrind python3
           exec bash "$ROOT/bench/cost.sh" "$MODULE" ;;

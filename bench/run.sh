@@ -41,6 +41,9 @@ OUT=${BENCH_OUT:-$BENCH/results.md}
 ROUTER_HOOK=
 [ "${BENCH_HOOK:-0}" = 1 ] && ROUTER_HOOK="llm_hook $BENCH/trivial_hook.lua;"
 KEEP=${BENCH_KEEP:-0}                  # 1: keep the temporary directory
+# auto | on | off: also measure an OpenResty-style Lua router (Debian's
+# libnginx-mod-http-lua and lua-cjson; bench/reference.conf.in)
+REFERENCE=${BENCH_REFERENCE:-auto}
 
 MODEL=bench-model
 STREAM_MODEL=bench-stream
@@ -79,6 +82,9 @@ case $PIN in
     on) command -v taskset >/dev/null || die "BENCH_PIN=on needs taskset" ;;
     off) ;;
     *) die "BENCH_PIN must be auto, on or off" ;;
+esac
+case $REFERENCE in auto|on|off) ;;
+    *) die "BENCH_REFERENCE must be auto, on or off" ;;
 esac
 
 # With pinning the front nginx (the thing measured) has CPU 0 to itself;
@@ -127,10 +133,10 @@ MODULE_ID="$(basename "$MODULE") sha256 $(sha256sum "$WORK/ngx_http_llm_router_m
 MODULE=$WORK/ngx_http_llm_router_module.so
 
 read -r BACKEND_PORT MOCK_PORT PLAIN_PORT PLAIN_STREAM_PORT ROUTER_PORT \
-    < <("$PYTHON" - <<'PY'
+    REFERENCE_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(6):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -170,6 +176,7 @@ render() {   # template, prefix
         -e "s|@PLAIN_PORT@|$PLAIN_PORT|g" \
         -e "s|@PLAIN_STREAM_PORT@|$PLAIN_STREAM_PORT|g" \
         -e "s|@ROUTER_PORT@|$ROUTER_PORT|g" \
+        -e "s|@REFERENCE_PORT@|$REFERENCE_PORT|g" \
         -e "s|@CLIENT_MAX_BODY_SIZE@|$MAX_BODY|g" \
         -e "s|@CLIENT_BODY_BUFFER_SIZE@|$BODY_BUFFER|g" \
         -e "s|@SENDFILE@|$SENDFILE|g" \
@@ -181,6 +188,23 @@ render() {   # template, prefix
 
 render "$BENCH/backend.conf.in" "$WORK/backend"
 render "$BENCH/front.conf.in" "$WORK/front"
+render "$BENCH/reference.conf.in" "$WORK/reference"
+
+# the reference needs the lua module and lua-cjson: nginx -t says
+if [ "$REFERENCE" != off ]; then
+    if "$NGINX" -t -q -p "$WORK/reference/" -c conf/nginx.conf \
+           -e logs/error.log 2> "$WORK/reference/logs/test.log"; then
+        REFERENCE=on
+    elif [ "$REFERENCE" = on ]; then
+        cat "$WORK/reference/logs/test.log" >&2
+        die "the reference router does not start (apt-get install" \
+            "libnginx-mod-http-lua lua-cjson)"
+    else
+        say "no reference router: libnginx-mod-http-lua or lua-cjson" \
+            "missing (BENCH_REFERENCE=off to silence)"
+        REFERENCE=off
+    fi
+fi
 
 # -- start the servers -------------------------------------------------------
 
@@ -211,6 +235,10 @@ start_nginx backend "${REST_CPUS[@]}"
 BACKEND_PID=${pids[-1]}
 start_nginx front "${FRONT_CPUS[@]}"
 FRONT_PID=${pids[-1]}
+if [ "$REFERENCE" = on ]; then
+    start_nginx reference "${FRONT_CPUS[@]}"
+    REFERENCE_PID=${pids[-1]}
+fi
 
 "${REST_CPUS[@]}" "$PYTHON" "$ROOT/mock/mock_engine.py" \
     --listen "127.0.0.1:$MOCK_PORT=bench-mock" \
@@ -233,6 +261,8 @@ wait_port "$BACKEND_PORT" "the backend nginx" "$WORK/backend/logs/error.log"
 for p in "$PLAIN_PORT" "$PLAIN_STREAM_PORT" "$ROUTER_PORT"; do
     wait_port "$p" "the front nginx" "$WORK/front/logs/error.log"
 done
+[ "$REFERENCE" = on ] && wait_port "$REFERENCE_PORT" "the reference nginx" \
+    "$WORK/reference/logs/error.log"
 
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*nginx/|nginx/|')
 TREE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -240,7 +270,8 @@ TREE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
         2>/dev/null)" ] && TREE="$TREE + uncommitted module changes"
 say "$NGINX_VERSION, $CORES cores, pinning $PIN; files in $WORK"
 say "ports: backend $BACKEND_PORT, mock $MOCK_PORT, plain $PLAIN_PORT," \
-    "plain-stream $PLAIN_STREAM_PORT, router $ROUTER_PORT"
+    "plain-stream $PLAIN_STREAM_PORT, router $ROUTER_PORT, reference" \
+    "$REFERENCE_PORT ($REFERENCE)"
 
 # -- sanity checks -----------------------------------------------------------
 
@@ -312,6 +343,18 @@ if got != want:
 PY
     say "check $c: plain 200 ($size B), router 200" \
         "($((size + EDIT_DELTA)) B, model -> $TARGET, temperature added)"
+
+    # the reference: 200 from the backend, a body encoded again (its own
+    # length: cjson writes escapes and key order its way)
+    if [ "$REFERENCE" = on ]; then
+        out=$WORK/check/$c-reference
+        check_status "reference $c" \
+            "$(post "$REFERENCE_PORT" "$body" "$out")" "$out"
+        got=$(header "$out.head" X-Bench-Request-Length)
+        [ -n "$got" ] && [ "$got" -gt "$(( size / 2 ))" ] ||
+            die "reference $c: the backend got \"$got\" bytes"
+        say "check $c: reference 200 ($got B after its re-encoding)"
+    fi
 done
 
 if [[ " $CASES " == *" stream "* ]]; then
@@ -391,20 +434,21 @@ cpu_snapshot() {   # SNAP=front backend mock children busy total (no subshell)
             split($1, a, /[ms]/); split($2, b, /[ms]/)
             printf "%d", (a[1] * 60 + a[2] + b[1] * 60 + b[2]) * hz }' \
         "$WORK/times")
-    SNAP="$(proc_ticks "$FRONT_WORKER") $(proc_ticks "$BACKEND_WORKER")"
+    SNAP="$(proc_ticks "$MEASURED_WORKER") $(proc_ticks "$BACKEND_WORKER")"
     SNAP+=" $(proc_ticks "$MOCK_PID") $c $(( u + n + sy + q + sq + st ))"
     SNAP+=" $(( u + n + sy + i + w + q + sq + st ))"
 }
 
 check_alive() {
     local n
-    for n in front backend; do
+    for n in front backend reference; do
+        [ -f "$WORK/$n/logs/error.log" ] || continue
         if grep -q 'exited on signal' "$WORK/$n/logs/error.log"; then
             grep -m 3 'exited on signal' "$WORK/$n/logs/error.log" >&2
             die "a $n nginx worker crashed"
         fi
     done
-    kill -0 "$FRONT_WORKER" 2>/dev/null && kill -0 "$BACKEND_WORKER" \
+    kill -0 "$MEASURED_WORKER" 2>/dev/null && kill -0 "$BACKEND_WORKER" \
         2>/dev/null || die "an nginx worker is gone"
 }
 
@@ -442,35 +486,56 @@ mkdir -p "$WORK/wrk"
 declare -A RES
 RAW=()
 
+# the fronts measured in a case: the reference only takes chat bodies
+fronts_of() {   # case
+    if [ "$REFERENCE" = on ] && [ "$1" != stream ]; then
+        echo plain router reference
+    else
+        echo plain router
+    fi
+}
+
 total=0
-for c in $CASES; do total=$(( total + 2 * (WARMUP + ROUNDS * DURATION) ));
+for c in $CASES; do
+    n=$(fronts_of "$c" | wc -w)
+    total=$(( total + n * (WARMUP + ROUNDS * DURATION) ))
 done
 FRONT_WORKER=$(worker_of "$FRONT_PID")
 BACKEND_WORKER=$(worker_of "$BACKEND_PID")
+REFERENCE_WORKER=
+[ "$REFERENCE" = on ] && REFERENCE_WORKER=$(worker_of "$REFERENCE_PID")
+MEASURED_WORKER=$FRONT_WORKER
+
+measure() {   # front, case -> PORT, MEASURED_WORKER
+    MEASURED_WORKER=$FRONT_WORKER
+    case $1 in
+        plain) if [ "$2" = stream ]; then PORT=$PLAIN_STREAM_PORT
+               else PORT=$PLAIN_PORT; fi ;;
+        router) PORT=$ROUTER_PORT ;;
+        reference) PORT=$REFERENCE_PORT
+                   MEASURED_WORKER=$REFERENCE_WORKER ;;
+    esac
+}
 
 say "measuring: $CASES; $ROUNDS rounds x ${DURATION}s per front," \
     "wrk -t$THREADS -c$CONNECTIONS (about $(( total / 60 ))m$(( total % 60 ))s)"
 
 for c in $CASES; do
-    if [ "$c" = stream ]; then
-        plain_port=$PLAIN_STREAM_PORT
-        body=$WORK/bodies/stream.json
-    else
-        plain_port=$PLAIN_PORT
-        body=$WORK/bodies/$c.json
-    fi
+    body=$WORK/bodies/$c.json
+    read -r -a fronts <<< "$(fronts_of "$c")"
 
     if [ "$WARMUP" -gt 0 ]; then
-        run_wrk "$plain_port" "$body" "$WARMUP" "$WORK/wrk/$c-warm-plain"
-        run_wrk "$ROUTER_PORT" "$body" "$WARMUP" "$WORK/wrk/$c-warm-router"
+        for front in "${fronts[@]}"; do
+            measure "$front" "$c"
+            run_wrk "$PORT" "$body" "$WARMUP" "$WORK/wrk/$c-warm-$front"
+        done
     fi
 
     for r in $(seq "$ROUNDS"); do
-        for front in plain router; do
-            port=$plain_port
-            [ "$front" = router ] && port=$ROUTER_PORT
+        for front in "${fronts[@]}"; do
+            measure "$front" "$c"
             f=$WORK/wrk/$c-$front-$r
-            run_wrk "$port" "$body" "$DURATION" "$f"
+            run_wrk "$PORT" "$body" "$DURATION" "$f"
             read -r rps p50 p99 err n < <(parse_wrk "$f") ||
                 { cat "$f" >&2; die "cannot parse the wrk output"; }
             if [ "$err" -gt "$MAX_ERRORS" ]; then
@@ -494,7 +559,7 @@ for c in $CASES; do
         done
     done
 
-    for front in plain router; do
+    for front in "${fronts[@]}"; do
         for m in rps p50 p99 cpu busy other; do
             RES[$c-$front-$m]=$(median < "$WORK/wrk/$c-$front.$m")
         done
@@ -533,7 +598,7 @@ fi
 # [warn] "buffered to a temporary file" is expected for bodies larger than
 # client_body_buffer_size; anything at [error] or worse is reported.
 log_notes=()
-for n in front backend; do
+for n in front backend reference; do
     log=$WORK/$n/logs/error.log
     [ -f "$log" ] || continue
     bad=$(grep -cE '\[(error|crit|alert|emerg)\]' "$log" || true)
@@ -594,7 +659,9 @@ targets=()
          "${DURATION} s per front, medians · front and backend" \
          "worker_processes 1, CPU pinning $PIN ·" \
          "client_body_buffer_size $BODY_BUFFER, client_max_body_size" \
-         "$MAX_BODY, sendfile $SENDFILE · $MODULE_ID, tree $TREE"
+         "$MAX_BODY, sendfile $SENDFILE · $MODULE_ID, tree $TREE$(
+            [ -n "$ROUTER_HOOK" ] &&
+            echo " · the router location runs bench/trivial_hook.lua")"
     echo
     echo "| case | plain req/s | router req/s | ratio | plain p50/p99 |" \
          "router p50/p99 |"
@@ -632,6 +699,30 @@ targets=()
                 tail -n 1) (max) |"
     done
     echo
+    if [ "$REFERENCE" = on ]; then
+        echo "OpenResty-style reference router (bench/reference.conf.in:" \
+             "Debian's lua module with LuaJIT and lua-cjson; it decodes the" \
+             "body whole, rewrites model and temperature, encodes it again" \
+             "and proxies by variable; it does nothing with the answer)," \
+             "measured in the same rounds, pinned like the front:"
+        echo
+        echo "| case | reference req/s | reference / plain | router / plain" \
+             "| router / reference | reference CPU µs/req |"
+        echo "|---|---:|---:|---:|---:|---:|"
+        for c in $CASES; do
+            [ -n "${RES[$c-reference-rps]:-}" ] || continue
+            echo "| ${LABEL[$c]} | $(fmt_rps "${RES[$c-reference-rps]}") |" \
+                 "$(awk -v a="${RES[$c-reference-rps]}" \
+                    -v b="${RES[$c-plain-rps]}" \
+                    'BEGIN { printf "%.2f", a / b }') |" \
+                 "${RES[$c-ratio]} |" \
+                 "$(awk -v a="${RES[$c-router-rps]}" \
+                    -v b="${RES[$c-reference-rps]}" \
+                    'BEGIN { printf "%.2f", a / b }') |" \
+                 "$(fmt_1 "${RES[$c-reference-cpu]}") |"
+        done
+        echo
+    fi
     for c in $CASES; do
         [ -n "${TARGET_RATIO[$c]:-}" ] || continue
         if awk -v r="${RES[$c-ratio]}" -v t="${TARGET_RATIO[$c]}" \
