@@ -89,6 +89,9 @@ static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
 static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
 static int ngx_http_llm_lua_load_text(lua_State *L);
 static int ngx_http_llm_lua_setmetatable(lua_State *L);
+static int ngx_http_llm_co_close(lua_State *L);
+static int ngx_http_llm_co_wrap(lua_State *L);
+static int ngx_http_llm_co_wrapped(lua_State *L);
 static int ngx_http_llm_lua_panic(lua_State *L);
 static int ngx_http_llm_lib_reject(lua_State *L);
 static int ngx_http_llm_lib_route(lua_State *L);
@@ -132,6 +135,7 @@ static ngx_uint_t            ngx_http_llm_lua_nfree[
 static int  ngx_http_llm_hooks_ref;
 static int  ngx_http_llm_ctx_mt_ref;
 static int  ngx_http_llm_thread_ref;
+static int  ngx_http_llm_doc_ref;       /* the document of the call */
 
 
 static const char  *ngx_http_llm_abort_reasons[] = {
@@ -408,6 +412,9 @@ ngx_http_llm_lua_new(void)
     lua_pushboolean(L, 0);
     ngx_http_llm_thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+    lua_pushboolean(L, 0);
+    ngx_http_llm_doc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
     return L;
 }
 
@@ -606,6 +613,16 @@ ngx_http_llm_lua_sandbox(lua_State *L)
     lua_pushcfunction(L, ngx_http_llm_lua_setmetatable);
     lua_setglobal(L, "setmetatable");
 
+    /* coroutines that died by an error are never closed (co_close) */
+
+    lua_getglobal(L, LUA_COLIBNAME);
+    lua_getfield(L, -1, "close");
+    lua_pushcclosure(L, ngx_http_llm_co_close, 1);
+    lua_setfield(L, -2, "close");
+    lua_pushcfunction(L, ngx_http_llm_co_wrap);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1);
+
     lua_createtable(L, 0, 8);
 
     for (i = 0; lib[i].name; i++) {
@@ -695,6 +712,102 @@ ngx_http_llm_lua_setmetatable(lua_State *L)
     lua_setmetatable(L, 1);
 
     return 1;
+}
+
+
+/*
+ * coroutine.close(co) as in Lua, except for a coroutine that died by an
+ * error: that error may have been the count hook's abort, raised inside
+ * the hook, which leaves the thread's hooks off for good, and closing it
+ * would run its to-be-closed variables beyond every limit.  Such a
+ * coroutine keeps them: false and a message.
+ */
+
+static int
+ngx_http_llm_co_close(lua_State *L)
+{
+    int         status;
+    lua_State  *co;
+
+    co = lua_tothread(L, 1);
+    if (co == NULL) {
+        return luaL_error(L, "bad argument #1 to 'close' "
+                          "(coroutine expected)");
+    }
+
+    status = lua_status(co);
+
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "a coroutine that died by an error is not "
+                        "closed in hooks");
+        return 2;
+    }
+
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));      /* Lua's own */
+    lua_insert(L, 1);
+    lua_call(L, 1, LUA_MULTRET);
+
+    return lua_gettop(L);
+}
+
+
+/* coroutine.wrap(f) as in Lua, but a coroutine that fails is not closed */
+
+static int
+ngx_http_llm_co_wrap(lua_State *L)
+{
+    lua_State  *co;
+
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+
+    co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, ngx_http_llm_co_wrapped, 1);
+
+    return 1;
+}
+
+
+static int
+ngx_http_llm_co_wrapped(lua_State *L)
+{
+    int         n, nres, status;
+    lua_State  *co;
+
+    co = lua_tothread(L, lua_upvalueindex(1));
+    n = lua_gettop(L);
+
+    if (!lua_checkstack(co, n)) {
+        return luaL_error(L, "too many arguments to resume");
+    }
+
+    lua_xmove(L, co, n);
+
+    nres = 0;
+    status = lua_resume(co, L, n, &nres);
+
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            return luaL_error(L, "too many results to resume");
+        }
+
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+
+    lua_xmove(co, L, 1);
+
+    if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+    }
+
+    return lua_error(L);
 }
 
 
@@ -818,10 +931,16 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    h->has_request = (lua_getfield(L, -1, "request") == LUA_TFUNCTION);
-    h->has_response = (lua_getfield(L, -2, "response") == LUA_TFUNCTION);
-    h->has_chunk = (lua_getfield(L, -3, "chunk") == LUA_TFUNCTION);
-    h->has_done = (lua_getfield(L, -4, "done") == LUA_TFUNCTION);
+    /* raw: no metamethod of the hook's runs out of a call */
+
+    lua_pushliteral(L, "request");
+    h->has_request = (lua_rawget(L, -2) == LUA_TFUNCTION);
+    lua_pushliteral(L, "response");
+    h->has_response = (lua_rawget(L, -3) == LUA_TFUNCTION);
+    lua_pushliteral(L, "chunk");
+    h->has_chunk = (lua_rawget(L, -4) == LUA_TFUNCTION);
+    lua_pushliteral(L, "done");
+    h->has_done = (lua_rawget(L, -5) == LUA_TFUNCTION);
     lua_pop(L, 4);
 
     if (check && !h->has_request && !h->has_response && !h->has_chunk
@@ -895,6 +1014,7 @@ ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
 {
+    int                   n;
     struct timespec       now;
     ngx_http_llm_call_t  *call;
 
@@ -904,8 +1024,16 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
         return;
     }
 
+    n = lua_gethookcount(L);
+
     if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-        call->instructions += NGX_HTTP_LLM_HOOK_COUNT;
+        if (n != NGX_HTTP_LLM_HOOK_COUNT) {
+            /* stopped in an earlier call, resumed in this one */
+            lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                        NGX_HTTP_LLM_HOOK_COUNT);
+        }
+
+        call->instructions += n;
 
         if (call->instructions > call->budget) {
             call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
@@ -923,6 +1051,18 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
     }
 
     if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+
+        /*
+         * from now on at every instruction: where the thread cannot yield
+         * (a metamethod, a gsub callback) the abort is an error, which a
+         * pcall there may catch; the first instruction back where it can
+         * yield leaves
+         */
+
+        if (n != 1) {
+            lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT, 1);
+        }
+
         (void) ngx_http_llm_lua_abort(L, call->abort);
     }
 }
@@ -1438,14 +1578,13 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_call = NULL;
 
     if (status == LUA_OK) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
         lua_settop(L, top);
         return run.rc;
     }
 
-    /*
-     * the document may be kept by the hook: its bytes are gone after this
-     * (nothing was allocated since the error, so it is not collected yet)
-     */
+    /* the document may be kept by the hook: its bytes are gone after this */
 
     if (run.lazy) {
         ngx_http_llm_lua_json_lazy_spend(run.lazy);
@@ -1467,6 +1606,8 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     lua_pushboolean(L, 0);
     lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
     lua_settop(L, top);
 
     return rc;
@@ -1478,7 +1619,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 static int
 ngx_http_llm_hook_call(lua_State *L)
 {
-    int                   status, nres, doc_idx, anchor;
+    int                   status, nres, doc_idx;
     char                 *after;
     size_t                after_len, len;
     const char           *s, *name;
@@ -1521,7 +1662,9 @@ ngx_http_llm_hook_call(lua_State *L)
     lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
     lua_rawgeti(co, -1, h->index);
 
-    if (lua_getfield(co, -1, name) != LUA_TFUNCTION) {
+    lua_pushstring(co, name);
+
+    if (lua_rawget(co, -2) != LUA_TFUNCTION) {
         lua_settop(co, 0);
         return 0;
     }
@@ -1560,13 +1703,13 @@ ngx_http_llm_hook_call(lua_State *L)
 
     /*
      * the coroutine's stack must hold just the function and its arguments
-     * (its results are all it holds after); the document is kept on this
-     * function's frame meanwhile, out of the hook's reach
+     * (its results are all it holds after); the document is kept in the
+     * registry meanwhile, out of the hook's reach, until hook_run() is
+     * done with it, even after a Lua error
      */
 
     lua_pushvalue(co, doc_idx);
-    lua_xmove(co, L, 1);
-    anchor = lua_gettop(L);
+    lua_rawseti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
 
     ngx_http_llm_push_ctx(co, r, ctx);
 
@@ -1675,8 +1818,7 @@ ngx_http_llm_hook_call(lua_State *L)
     }
 
     if (doc_idx == 0) {
-        lua_pushvalue(L, anchor);
-        lua_xmove(L, co, 1);
+        lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
         doc_idx = lua_gettop(co);
 
     } else {
@@ -1730,14 +1872,18 @@ done:
     /* the document's bytes are the request's or the event's: no later read */
 
     if (run->lazy) {
-        ngx_http_llm_lua_json_lazy_done(L, anchor, run->lazy);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
+        ngx_http_llm_lua_json_lazy_done(L, -1, run->lazy);
+        lua_pop(L, 1);
         run->lazy = NULL;
     }
 
     /*
-     * a coroutine that returned is ready again; one that was aborted or
-     * failed is closed, under this call's limits (its to-be-closed
-     * variables run), and is dead to a hook that kept it
+     * A coroutine that returned is ready again.  One that was stopped (it
+     * yielded) is closed under this call's limits, its to-be-closed
+     * variables run, and is dead to a hook that kept it.  One that failed
+     * is dropped unclosed: the error may have come from the count hook,
+     * which leaves the thread's hooks off (see ngx_http_llm_co_close).
      */
 
     if (status == LUA_OK) {
@@ -1745,9 +1891,11 @@ done:
         return 0;
     }
 
-    call->memory_limit = run->memory_limit;
-    status = lua_resetthread(co);
-    call->memory_limit = 0;
+    if (status == LUA_YIELD) {
+        call->memory_limit = run->memory_limit;
+        status = lua_resetthread(co);
+        call->memory_limit = 0;
+    }
 
     if (status != LUA_OK) {
         lua_pushboolean(L, 0);

@@ -108,6 +108,10 @@
     X(int, lua_resetthread, (lua_State *L))                                   \
     X(int, lua_gc, (lua_State *L, int what, ...))                             \
     X(lua_CFunction, lua_atpanic, (lua_State *L, lua_CFunction panicf))       \
+    X(int, lua_gethookcount, (lua_State *L))                                  \
+    X(int, lua_status, (lua_State *L))                                        \
+    X(void, luaL_where, (lua_State *L, int lvl))                              \
+    X(void, lua_concat, (lua_State *L, int n))                                \
     X(int, lua_stringtonumber, (lua_State *L, const char *s))                 \
     X(void, luaL_checktype, (lua_State *L, int arg, int t))                   \
     X(void, luaL_traceback, (lua_State *L, lua_State *L1, const char *msg,    \
@@ -199,6 +203,10 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define lua_rawequal         ngx_http_llm_lua_api.p_lua_rawequal
 #define lua_resetthread      ngx_http_llm_lua_api.p_lua_resetthread
 #define lua_atpanic          ngx_http_llm_lua_api.p_lua_atpanic
+#define lua_gethookcount     ngx_http_llm_lua_api.p_lua_gethookcount
+#define lua_status           ngx_http_llm_lua_api.p_lua_status
+#define luaL_where           ngx_http_llm_lua_api.p_luaL_where
+#define lua_concat           ngx_http_llm_lua_api.p_lua_concat
 #define lua_gc               ngx_http_llm_lua_api.p_lua_gc
 #define lua_stringtonumber   ngx_http_llm_lua_api.p_lua_stringtonumber
 #define luaL_checktype       ngx_http_llm_lua_api.p_luaL_checktype

@@ -960,7 +960,8 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 
         } else {
             lua_pop(L, 1);
-            lua_getfield(L, -1, "__name");
+            lua_pushliteral(L, "__name");
+            lua_rawget(L, -2);
             lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
 
             if (lua_rawequal(L, -2, -1)) {

@@ -582,3 +582,82 @@ qr/request\(\) failed: .*nested too deep/
 --- response_body eval
 "{\"model\":\"engine-m\",\"what\":\"return\",\"deep\":"
 . ("[" x 150) . ("]" x 150) . ",\"x\":1}"
+
+
+
+=== TEST 44: an endless pcall(tostring) loop whose __tostring never ends stops at the instruction limit
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"pcall-tostring"}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+--- timeout: 10
+
+
+
+=== TEST 45: a coroutine stopped by an error inside __tostring is not closed: its endless __close never runs
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"close-dead"}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+--- timeout: 10
+
+
+
+=== TEST 46: the same through coroutine.wrap
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"wrap-dead"}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+--- timeout: 10
+
+
+
+=== TEST 47: a call stopped where it can yield is closed; an endless __close there is stopped too, and the next call works
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"yield-close\"}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\"}"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+["\"code\":\"hook_error\"", "\"x\":1\\}\$"]
+--- timeout: 10
+
+
+
+=== TEST 48: the encoder reads a table's __name raw: the metatable's own metatable runs nothing
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"name"}
+--- response_body chomp
+{"model":"engine-m","what":"name","odd":[1]}
+--- no_error_log
+name index ran
+
+
+
+=== TEST 49: the table a hook file returns is read raw: its __index runs neither at load nor when a function is gone
+--- model_hook: rawtable.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body_like chomp
+"model":"m"
+--- no_error_log
+module index ran
+response ran

@@ -4,6 +4,15 @@
 local main = coroutine.running()        -- the thread that loaded this file
 local kept
 
+local function spin()
+  while true do end
+end
+
+local function doomed()
+  local guard <close> = setmetatable({}, { __close = spin })
+  return tostring(setmetatable({}, { __tostring = spin }))
+end
+
 local function log(what, ...)
   local t = table.pack(...)
   for i = 1, t.n do t[i] = tostring(t[i]) end
@@ -40,6 +49,28 @@ return {
       return req
     elseif what == "return" then
       req.x = 1
+      return req
+    elseif what == "pcall-tostring" then
+      -- every abort lands in __tostring, where it is an error pcall catches
+      local obj = setmetatable({}, { __tostring = spin })
+      while true do pcall(tostring, obj) end
+    elseif what == "close-dead" then
+      -- the abort inside __tostring kills x with its hooks off: closing it
+      -- would run the endless __close with no limit
+      local x = coroutine.create(doomed)
+      log("resume dead", coroutine.resume(x))
+      log("close dead", coroutine.close(x))
+    elseif what == "wrap-dead" then
+      log("wrap dead", pcall(coroutine.wrap(doomed)))
+    elseif what == "yield-close" then
+      -- stopped where it can yield: closed, and its endless __close stopped
+      local guard <close> = setmetatable({}, { __close = spin })
+      spin()
+    elseif what == "name" then
+      -- the encoder reads __name raw: the metatable's metatable is not asked
+      req.odd = setmetatable({ 1 }, setmetatable({}, { __index = function(_, k)
+        llm.log("warn", "name index ran for " .. tostring(k))
+      end }))
       return req
     end
   end,
