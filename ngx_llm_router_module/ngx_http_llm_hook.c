@@ -49,6 +49,7 @@ typedef struct {
     ngx_uint_t                 budget;
     struct timespec            deadline;
     size_t                     memory_limit;   /* absolute, 0: none */
+    size_t                     tmp_limit;      /* the same, for tmp_alloc */
     ngx_uint_t                 abort;
     ngx_uint_t                 reject_status;
     ngx_str_t                  reject_message;
@@ -89,6 +90,10 @@ static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
 static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
 static int ngx_http_llm_lua_load_text(lua_State *L);
 static int ngx_http_llm_lua_setmetatable(lua_State *L);
+static int ngx_http_llm_lua_xpcall(lua_State *L);
+static int ngx_http_llm_lua_xpcall_done(lua_State *L, int status,
+    lua_KContext extra);
+static int ngx_http_llm_lua_rep(lua_State *L);
 static int ngx_http_llm_co_close(lua_State *L);
 static int ngx_http_llm_co_wrap(lua_State *L);
 static int ngx_http_llm_co_wrapped(lua_State *L);
@@ -112,6 +117,29 @@ static int ngx_http_llm_hook_call(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     const char *why);
+
+
+/*
+ * The encoder's and decoder's own buffers: counted with the state's memory,
+ * held to the call's limit even where Lua's cap is off, and listed, so
+ * that what a Lua error jumped over is freed when the call ends.
+ */
+
+typedef struct ngx_http_llm_tmp_s  ngx_http_llm_tmp_t;
+
+struct ngx_http_llm_tmp_s {
+    ngx_http_llm_tmp_t        *next;
+    ngx_http_llm_tmp_t        *prev;
+    size_t                     size;
+    size_t                     align;
+};
+
+static ngx_http_llm_tmp_t  ngx_http_llm_tmps = {
+    &ngx_http_llm_tmps, &ngx_http_llm_tmps, 0, 0
+};
+
+static void ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t);
+static void ngx_http_llm_lua_tmp_free_all(void);
 
 
 /* the blocks the allocator keeps: up to 256 bytes, 16-byte classes */
@@ -531,6 +559,93 @@ ngx_http_llm_lua_unblock(void *p, size_t size)
 }
 
 
+void *
+ngx_http_llm_lua_tmp_alloc(size_t size)
+{
+    return ngx_http_llm_lua_tmp_realloc(NULL, size);
+}
+
+
+void *
+ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
+{
+    size_t               old;
+    ngx_http_llm_tmp_t  *t, *n;
+
+    t = p ? (ngx_http_llm_tmp_t *) p - 1 : NULL;
+    old = t ? t->size : 0;
+
+    if (size > old && ngx_http_llm_call && ngx_http_llm_call->tmp_limit
+        && (size > ngx_http_llm_call->tmp_limit
+            || ngx_http_llm_lua_memory + (size - old)
+               > ngx_http_llm_call->tmp_limit))
+    {
+        return NULL;
+    }
+
+    if (t) {
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+    }
+
+    n = realloc(t, sizeof(ngx_http_llm_tmp_t) + size);
+
+    if (n == NULL) {
+        if (t) {
+            ngx_http_llm_tmp_link(t);   /* as it was, as realloc() leaves it */
+        }
+
+        return NULL;
+    }
+
+    n->size = size;
+    ngx_http_llm_tmp_link(n);
+
+    ngx_http_llm_lua_memory += size;
+    ngx_http_llm_lua_memory -= old;
+
+    return n + 1;
+}
+
+
+static void
+ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t)
+{
+    t->next = ngx_http_llm_tmps.next;
+    t->prev = &ngx_http_llm_tmps;
+    t->next->prev = t;
+    ngx_http_llm_tmps.next = t;
+}
+
+
+void
+ngx_http_llm_lua_tmp_free(void *p)
+{
+    ngx_http_llm_tmp_t  *t;
+
+    if (p == NULL) {
+        return;
+    }
+
+    t = (ngx_http_llm_tmp_t *) p - 1;
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    ngx_http_llm_lua_memory -= t->size;
+    free(t);
+}
+
+
+/* the end of a call: what a Lua error jumped over */
+
+static void
+ngx_http_llm_lua_tmp_free_all(void)
+{
+    while (ngx_http_llm_tmps.next != &ngx_http_llm_tmps) {
+        ngx_http_llm_lua_tmp_free(ngx_http_llm_tmps.next + 1);
+    }
+}
+
+
 /* closes a state, and gives its kept blocks back */
 
 static void
@@ -612,6 +727,15 @@ ngx_http_llm_lua_sandbox(lua_State *L)
 
     lua_pushcfunction(L, ngx_http_llm_lua_setmetatable);
     lua_setglobal(L, "setmetatable");
+
+    lua_pushcfunction(L, ngx_http_llm_lua_xpcall);
+    lua_setglobal(L, "xpcall");
+
+    lua_getglobal(L, LUA_STRLIBNAME);
+    lua_getfield(L, -1, "rep");
+    lua_pushcclosure(L, ngx_http_llm_lua_rep, 1);
+    lua_setfield(L, -2, "rep");
+    lua_pop(L, 1);
 
     /* coroutines that died by an error are never closed (co_close) */
 
@@ -710,6 +834,77 @@ ngx_http_llm_lua_setmetatable(lua_State *L)
 
     lua_settop(L, 2);
     lua_setmetatable(L, 1);
+
+    return 1;
+}
+
+
+/*
+ * xpcall(f, handler, ...) with the handler called after the error has
+ * unwound, not where it was raised: Lua calls a message handler with the
+ * hooks of the thread off when the error comes from the count hook (an
+ * abort where the thread cannot yield), so it would run beyond every
+ * limit.  What the handler returns is the error, as in Lua.
+ */
+
+static int
+ngx_http_llm_lua_xpcall(lua_State *L)
+{
+    int  n, status;
+
+    n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+
+    lua_pushboolean(L, 1);              /* the first result on success */
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);                /* f, handler, true, f, args */
+
+    status = lua_pcallk(L, n - 2, LUA_MULTRET, 0, 2,
+                        ngx_http_llm_lua_xpcall_done);
+
+    return ngx_http_llm_lua_xpcall_done(L, status, 2);
+}
+
+
+static int
+ngx_http_llm_lua_xpcall_done(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushvalue(L, 2);            /* the handler, the error */
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+
+        return 2;
+    }
+
+    return lua_gettop(L) - (int) extra;
+}
+
+
+/*
+ * string.rep(s, n, sep) as in Lua, but an empty result is made at once:
+ * Lua loops n times even when s and sep are empty, and n may be 2^63
+ */
+
+static int
+ngx_http_llm_lua_rep(lua_State *L)
+{
+    size_t  len, seplen;
+
+    (void) luaL_checklstring(L, 1, &len);
+    (void) luaL_checkinteger(L, 2);
+    (void) luaL_optlstring(L, 3, "", &seplen);
+
+    if (len + seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
 
     return 1;
 }
@@ -911,10 +1106,12 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     clock_gettime(CLOCK_MONOTONIC, &call.deadline);
     call.deadline.tv_sec += 1;
     call.memory_limit = ngx_http_llm_lua_memory + 64 * 1024 * 1024;
+    call.tmp_limit = call.memory_limit;
 
     ngx_http_llm_call = &call;
     rc = lua_pcall(L, 0, 1, 0);
     ngx_http_llm_call = NULL;
+    ngx_http_llm_lua_tmp_free_all();
 
     if (rc != LUA_OK) {
         msg = lua_tostring(L, -1);
@@ -1264,7 +1461,7 @@ ngx_http_llm_lib_json_encode(lua_State *L)
     }
 
     lua_pushlstring(L, text, len);
-    free(text);
+    ngx_http_llm_lua_tmp_free(text);
 
     return 1;
 }
@@ -1557,6 +1754,10 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     run.memory_limit = ngx_http_llm_lua_memory + llcf->hook_memory;
+
+    /* the encoder's text: at most the cap, plus the document twice */
+
+    call.tmp_limit = run.memory_limit + 2 * doc->len + 65536;
     run.request = r;
     run.ctx = ctx;
     run.hook = h;
@@ -1576,6 +1777,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     status = lua_pcall(L, 1, 0, 0);
 
     ngx_http_llm_call = NULL;
+    ngx_http_llm_lua_tmp_free_all();
 
     if (status == LUA_OK) {
         lua_pushboolean(L, 0);
@@ -1848,7 +2050,7 @@ ngx_http_llm_hook_call(lua_State *L)
         if (ngx_http_llm_lua_json_same(co, after, after_len, doc->data,
                                        doc->len))
         {
-            free(after);
+            ngx_http_llm_lua_tmp_free(after);
             after = NULL;
         }
     }
@@ -1857,14 +2059,14 @@ ngx_http_llm_hook_call(lua_State *L)
         out->data = ngx_pnalloc(r->pool, after_len);
 
         if (out->data == NULL) {
-            free(after);
+            ngx_http_llm_lua_tmp_free(after);
             run->rc = NGX_ERROR;
             goto done;
         }
 
         ngx_memcpy(out->data, after, after_len);
         out->len = after_len;
-        free(after);
+        ngx_http_llm_lua_tmp_free(after);
     }
 
 done:

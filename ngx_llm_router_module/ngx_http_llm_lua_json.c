@@ -87,7 +87,7 @@ static int ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s,
 
 
 static const char  ngx_http_llm_json_array_key = 'a';
-static const char  ngx_http_llm_json_object_key = 'o';
+static const char  ngx_http_llm_json_object_key = 'o';   /* in metatables */
 
 
 /* the array metatable and the object marker, made once per state */
@@ -102,14 +102,11 @@ ngx_http_llm_lua_json_init(lua_State *L)
     lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
 
-    /* the name "object" marks the metatables of objects */
-
-    lua_pushliteral(L, "object");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
-
     luaL_newmetatable(L, NGX_HTTP_LLM_LUA_NUMBER);
     lua_pushcfunction(L, ngx_http_llm_lua_number_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
     lua_pop(L, 1);
 
     ngx_http_llm_lua_json_lazy_init(L);
@@ -135,7 +132,9 @@ ngx_http_llm_lua_number_tostring(lua_State *L)
 
 /*
  * Marks the table at idx as an array (a shared metatable) or an object:
- * an object's own metatable, named "object", lists its keys in order.
+ * an object's own metatable, named "object", lists its keys in order.  A
+ * light userdata key no hook can make marks it (a hook can make a
+ * metatable named "object"), and it is protected.
  */
 
 void
@@ -147,12 +146,25 @@ ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array)
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
 
     } else {
-        lua_createtable(L, 4, 1);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
+        lua_createtable(L, 4, 3);
+        lua_pushliteral(L, "object");
         lua_setfield(L, -2, "__name");
+        ngx_http_llm_lua_json_object_mt(L);
     }
 
     lua_setmetatable(L, idx);
+}
+
+
+/* marks the metatable on the top of the stack as an object's, protected */
+
+void
+ngx_http_llm_lua_json_object_mt(lua_State *L)
+{
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, &ngx_http_llm_json_object_key);
 }
 
 
@@ -186,7 +198,7 @@ ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
         }
     }
 
-    free(d.scratch);
+    ngx_http_llm_lua_tmp_free(d.scratch);
 
     if (rc != 0) {
         *error = d.error ? d.error : "invalid JSON";
@@ -469,9 +481,9 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
     /* the unescaped text is never longer than the escaped one */
 
     if (d->scratch_size < (size_t) (end - s)) {
-        free(d->scratch);
+        ngx_http_llm_lua_tmp_free(d->scratch);
         d->scratch_size = (end - s) * 2;
-        d->scratch = malloc(d->scratch_size);
+        d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);
 
         if (d->scratch == NULL) {
             d->scratch_size = 0;
@@ -686,8 +698,8 @@ big:
 
 
 /*
- * Encodes the value at idx; on success *out is a malloc()ed text to
- * free() and 0 is returned, else -1 with *error set.
+ * Encodes the value at idx; on success *out is a text to give to
+ * ngx_http_llm_lua_tmp_free() and 0 is returned, else -1 with *error set.
  */
 
 int
@@ -704,14 +716,14 @@ ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint, char **out,
     /* the size the text will likely have: one allocation, no copies */
 
     if (hint) {
-        e.data = malloc(hint);
+        e.data = ngx_http_llm_lua_tmp_alloc(hint);
         if (e.data) {
             e.size = hint;
         }
     }
 
     if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), 0) != 0) {
-        free(e.data);
+        ngx_http_llm_lua_tmp_free(e.data);
         *error = e.error ? e.error : "cannot encode";
         return -1;
     }
@@ -736,7 +748,7 @@ ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s, size_t len)
             size *= 2;
         }
 
-        p = realloc(e->data, size);
+        p = ngx_http_llm_lua_tmp_realloc(e->data, size);
         if (p == NULL) {
             e->error = "out of memory";
             return -1;
@@ -960,13 +972,12 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
 
         } else {
             lua_pop(L, 1);
-            lua_pushliteral(L, "__name");
-            lua_rawget(L, -2);
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_object_key);
 
-            if (lua_rawequal(L, -2, -1)) {
+            if (lua_rawgetp(L, -1, &ngx_http_llm_json_object_key)
+                != LUA_TNIL)
+            {
                 array = 0;
-                lua_pop(L, 2);
+                lua_pop(L, 1);
                 keys = lua_gettop(L);       /* the key list */
 
                 /* a document given member by member: all of it now */
@@ -1119,7 +1130,8 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     }
 
     if (count) {
-        sorted = malloc(count * sizeof(ngx_http_llm_jkey_t));
+        sorted = ngx_http_llm_lua_tmp_alloc(count
+                                            * sizeof(ngx_http_llm_jkey_t));
         if (sorted == NULL) {
             e->error = "out of memory";
             return -1;
@@ -1146,7 +1158,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
                 || ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
                    != 0)
             {
-                free(sorted);
+                ngx_http_llm_lua_tmp_free(sorted);
                 return -1;
             }
 
@@ -1154,7 +1166,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
             lua_pop(L, 1);
         }
 
-        free(sorted);
+        ngx_http_llm_lua_tmp_free(sorted);
     }
 
     lua_settop(L, top);
@@ -1191,7 +1203,7 @@ ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
         == 0)
     {
         same = (clen == vlen && memcmp(c, v, vlen) == 0);
-        free(c);
+        ngx_http_llm_lua_tmp_free(c);
     }
 
     lua_pop(L, 1);

@@ -44,6 +44,12 @@ int ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx,
     const char **error);
 void ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz);
+void ngx_http_llm_lua_json_object_mt(lua_State *L);
+
+/* the buffers of the encoder and the decoder (ngx_http_llm_hook.c) */
+void *ngx_http_llm_lua_tmp_alloc(size_t size);
+void *ngx_http_llm_lua_tmp_realloc(void *p, size_t size);
+void ngx_http_llm_lua_tmp_free(void *p);
 void ngx_http_llm_lua_json_lazy_spend(ngx_http_llm_lazy_t *lz);
 void ngx_http_llm_lua_json_lazy_init(lua_State *L);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,

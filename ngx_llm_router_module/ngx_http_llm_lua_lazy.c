@@ -176,13 +176,12 @@ ngx_http_llm_lazy_metatable(lua_State *L, size_t n)
     size_t                room;
     ngx_http_llm_lazy_t  *lz;
 
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
 
     lua_pushliteral(L, "object");
     lua_setfield(L, -2, "__name");
 
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    ngx_http_llm_lua_json_object_mt(L);        /* and __metatable */
 
     room = (n < 16) ? 16 : n;
 
@@ -511,7 +510,7 @@ ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p, size_t len)
             size *= 2;
         }
 
-        d = realloc(o->data, size);
+        d = ngx_http_llm_lua_tmp_realloc(o->data, size);
         if (d == NULL) {
             return -1;
         }
@@ -567,8 +566,8 @@ ngx_http_llm_lazy_same_string(lua_State *L, int idx, const unsigned char *raw,
 
 /*
  * The document after the hook.  *out is NULL when nothing changed (the
- * original bytes stand), else a malloc()ed text to free().  -1: cannot
- * encode, *error says why.
+ * original bytes stand), else a text to give to
+ * ngx_http_llm_lua_tmp_free().  -1: cannot encode, *error says why.
  */
 
 int
@@ -636,7 +635,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
         if (ngx_http_llm_lua_json_same(L, v, vlen, lz->data + m->value,
                                        m->value_end - m->value))
         {
-            free(v);
+            ngx_http_llm_lua_tmp_free(v);
             continue;
         }
 
@@ -711,7 +710,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     /* the added keys, sorted */
 
     if (nkeys) {
-        keys = malloc(nkeys * sizeof(ngx_http_llm_lazy_key_t));
+        keys = ngx_http_llm_lua_tmp_alloc(nkeys
+                                          * sizeof(ngx_http_llm_lazy_key_t));
         if (keys == NULL) {
             goto nomem;
         }
@@ -744,7 +744,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
                 != 0)
             {
                 lua_pop(L, 2);
-                free(keys);
+                ngx_http_llm_lua_tmp_free(keys);
                 goto failed;
             }
 
@@ -752,8 +752,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
                 != 0)
             {
                 lua_pop(L, 2);
-                free(c);
-                free(keys);
+                ngx_http_llm_lua_tmp_free(c);
+                ngx_http_llm_lua_tmp_free(keys);
                 goto failed;
             }
 
@@ -764,17 +764,17 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
                 || ngx_http_llm_lazy_add(&o, ":", 1) != 0
                 || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
             {
-                free(c);
-                free(v);
-                free(keys);
+                ngx_http_llm_lua_tmp_free(c);
+                ngx_http_llm_lua_tmp_free(v);
+                ngx_http_llm_lua_tmp_free(keys);
                 goto nomem;
             }
 
-            free(c);
-            free(v);
+            ngx_http_llm_lua_tmp_free(c);
+            ngx_http_llm_lua_tmp_free(v);
         }
 
-        free(keys);
+        ngx_http_llm_lua_tmp_free(keys);
     }
 
     if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
@@ -782,7 +782,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     }
 
     for (i = 0; i < lz->scan.nmembers; i++) {
-        free(enc[i]);
+        ngx_http_llm_lua_tmp_free(enc[i]);
     }
 
     *out = o.data;
@@ -797,10 +797,10 @@ nomem:
 failed:
 
     for (i = 0; i < lz->scan.nmembers; i++) {
-        free(enc[i]);
+        ngx_http_llm_lua_tmp_free(enc[i]);
     }
 
-    free(o.data);
+    ngx_http_llm_lua_tmp_free(o.data);
 
     return -1;
 }

@@ -661,3 +661,74 @@ POST /v1/chat/completions
 --- no_error_log
 module index ran
 response ran
+
+
+
+=== TEST 50: xpcall's handler runs after the error unwound: an endless handler of an abort stops at the limit
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"xpcall-loop"}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+--- timeout: 10
+
+
+
+=== TEST 51: xpcall otherwise as in Lua: the handler's value is the error; results and arguments pass
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"xpcall"}
+--- response_body chomp
+{"model":"engine-m","what":"xpcall","xpcall":["false","handled: boom",2,"true",3,"two",3]}
+
+
+
+=== TEST 52: the metatables of big numbers and decoded objects are protected; a forged "object" metatable is a plain table
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"metatables"}
+--- response_body chomp
+{"model":"engine-m","what":"metatables","metas":{"big":"123456789012345678901234","forged":"{}","number":"false","object":"false","order":"{\"b\":1,\"a\":2}","set":false}}
+
+
+
+=== TEST 53: string.rep of an empty string is empty at once, whatever the count
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"rep"}
+--- response_body chomp
+{"model":"engine-m","what":"rep","rep":["","","ab,ab,ab",true]}
+--- timeout: 10
+
+
+
+=== TEST 54: a table of 2^40 shared leaves: encoding stops at the memory limit, in the hook and after it
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits memory=4m;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"wide"}
+--- error_code: 500
+--- error_log eval
+[qr/wide encode: false llm\.json_encode: out of memory/,
+ qr/request\(\) failed: out of memory/]
+--- timeout: 20
+
+
+
+=== TEST 55: the decoder's buffer is given back when Lua runs out of memory after it (valgrind sees any leak)
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits memory=4m;
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"decode-at-cap"}
+--- error_code: 500
+--- error_log
+request() failed: memory limit
+--- timeout: 20

@@ -66,6 +66,50 @@ return {
       -- stopped where it can yield: closed, and its endless __close stopped
       local guard <close> = setmetatable({}, { __close = spin })
       spin()
+    elseif what == "xpcall-loop" then
+      -- the abort is an error inside gsub's callback: the handler runs
+      -- after it has unwound, under the limits
+      xpcall(function() string.gsub("x", "x", spin) end, spin)
+    elseif what == "xpcall" then
+      local a = table.pack(xpcall(error, function(m)
+        return "handled: " .. tostring(m)
+      end, "boom", 0))
+      local b = table.pack(xpcall(function(x, y) return x + y, "two" end,
+                                  spin, 1, 2))
+      req.xpcall = { tostring(a[1]), a[2], a.n,
+                     tostring(b[1]), b[2], b[3], b.n }
+      return req
+    elseif what == "metatables" then
+      local big = llm.json_decode("123456789012345678901234")
+      local obj = llm.json_decode('{"b":1,"a":2}')
+      req.metas = {
+        number = tostring(getmetatable(big)),
+        object = tostring(getmetatable(obj)),
+        set = (pcall(setmetatable, obj, nil)),
+        forged = llm.json_encode(setmetatable({}, { __name = "object",
+                                                    { {} } })),
+        order = llm.json_encode(obj),
+        big = tostring(big),
+      }
+      return req
+    elseif what == "rep" then
+      req.rep = { string.rep("", math.maxinteger), ("").rep("", 2^62, ""),
+                  string.rep("ab", 3, ","), (pcall(string.rep, "x", -1)) }
+      return req
+    elseif what == "wide" then
+      -- 2^40 leaves from 41 tables: the encoder stops at the limit
+      local t = { 1 }
+      for _ = 1, 40 do t = { t, t } end
+      local ok, err = pcall(llm.json_encode, t)
+      llm.log("warn", "wide encode: " .. tostring(ok) .. " " .. tostring(err))
+      req.x = t
+      return req
+    elseif what == "decode-at-cap" then
+      -- the decoder's buffer is freed though the push after it fails
+      local pad = string.rep("b", 3 * 1024 * 1024)
+      local s = '"' .. string.rep("a", 600000) .. '\\n"'
+      for _ = 1, 5 do pcall(llm.json_decode, s) end
+      return #pad
     elseif what == "name" then
       -- the encoder reads __name raw: the metatable's metatable is not asked
       req.odd = setmetatable({ 1 }, setmetatable({}, { __index = function(_, k)
