@@ -30,11 +30,42 @@ local function luhn(digits)
   return sum % 10 == 0
 end
 
+-- E-mail addresses are found from their "@": a pattern that starts with
+-- [%w...]+ would try every start in a long run of letters with no "@" in
+-- it, which is quadratic in the run's length.  Every step here has a
+-- bounded window: the local part is at most 64 characters, the domain 255.
+local function redact_emails(text)
+  local parts, n, pos = {}, 0, 1
+  local at = text:find("[%w%.%_%%%+%-]@[%w%-]", 1)
+
+  while at do
+    at = at + 1                                     -- the "@"
+    local head = text:sub(math.max(pos, at - 64), at - 1)
+                     :match("[%w%.%_%%%+%-]+$")
+    local domain = head and text:sub(at + 1, at + 255)
+                                :match("^[%w%-]+%.[%w%.%-]*%a")
+    if domain then
+      parts[#parts + 1] = text:sub(pos, at - #head - 1)
+      parts[#parts + 1] = "[EMAIL]"
+      n = n + 1
+      pos = at + #domain + 1
+    end
+    at = text:find("[%w%.%_%%%+%-]@[%w%-]", math.max(pos, at))
+  end
+
+  if n == 0 then
+    return text, 0
+  end
+
+  parts[#parts + 1] = text:sub(pos)
+  return table.concat(parts), n
+end
+
 local function redact(text)
   local found = 0
   local function count(n) found = found + n end
 
-  local out, n = text:gsub("[%w%.%_%%%+%-]+@[%w%-]+%.[%w%.%-]*%a", "[EMAIL]")
+  local out, n = redact_emails(text)
   count(n)
 
   out = out:gsub("%d[%d %-]+%d", function(s)

@@ -223,3 +223,14 @@ POST /v1/messages
 {"model":"claude-x","max_tokens":2,"stream":true,"messages":[{"role":"user","content":"hi"}]}
 --- response_body_like eval
 qr/^event: message_start\ndata: \{"message":\{"content":\[\],"id":"msg_chatcmpl-m1-\d+","model":"claude-x","role":"assistant","stop_reason":null,"stop_sequence":null,"type":"message","usage":\{"input_tokens":0,"output_tokens":0\}\},"type":"message_start"\}\n\nevent: content_block_start\ndata: \{"content_block":\{"text":"","type":"text"\},"index":0,"type":"content_block_start"\}\n\nevent: content_block_delta\ndata: \{"delta":\{"text":"tok0 ","type":"text_delta"\},"index":0,"type":"content_block_delta"\}\n\nevent: content_block_delta\ndata: \{"delta":\{"text":"tok1 ","type":"text_delta"\},"index":0,"type":"content_block_delta"\}\n\nevent: content_block_stop\ndata: \{"index":0,"type":"content_block_stop"\}\n\nevent: message_delta\ndata: \{"delta":\{"stop_reason":"max_tokens","stop_sequence":null\},"type":"message_delta","usage":\{"output_tokens":2\}\}\n\nevent: message_stop\ndata: \{"type":"message_stop"\}\n\n$/
+
+
+
+=== TEST 16: pii_redact: a 300 KB run of letters with no "@" costs one pass (the address after it is still found)
+--- hook: pii_redact.lua
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\""
+. ("a" x 300000) . " x.y\@example.com, " . ("b" x 1000) . "\@" . ("c" x 1000) . "\"}]}"
+--- response_body_like eval
+qr/^\{"model":"m","messages":\[\{"role":"user","content":"(?:a{30000}){10} \[EMAIL\], b{1000}\@c{1000}"\}\]\}$/
+--- timeout: 10
