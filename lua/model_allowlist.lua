@@ -16,10 +16,32 @@
 -- a header an auth_request service sets (map $http_x_allowed_models ...).
 -- An empty list allows nothing: 403 model_not_allowed.
 
+-- "*" matches any run of characters.  Matched byte by byte, not with a
+-- Lua pattern: ".*" backtracks, so a pattern with k stars would cost the
+-- k-th power of the name's length (the client's) inside one library call,
+-- where no hook limit can stop it.  Here every step counts.
 local function glob(pattern, name)
-  local p = "^" .. pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
-                          :gsub("%*", ".*") .. "$"
-  return name:find(p) ~= nil
+  local pi, ni, star, mark = 1, 1, nil, 0
+
+  while ni <= #name do
+    local pc = pattern:byte(pi)
+    if pc == 42 then                                  -- "*"
+      star, mark, pi = pi, ni, pi + 1
+    elseif pc == name:byte(ni) then
+      pi, ni = pi + 1, ni + 1
+    elseif star then                                  -- the star takes one more
+      mark = mark + 1
+      pi, ni = star + 1, mark
+    else
+      return false
+    end
+  end
+
+  while pattern:byte(pi) == 42 do
+    pi = pi + 1
+  end
+
+  return pi > #pattern
 end
 
 return {

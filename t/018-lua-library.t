@@ -24,6 +24,7 @@ llm_model claude-x { upstream pool; target engine-x; }
 map \$http_authorization \$llm_allowed_models {
     "Bearer key-a"  "m,qwen-*";
     "Bearer admin"  "*";
+    "Bearer key-g"  "q*-*-*b";
     default         "";
 }
 llm_model "qwen-*" { upstream pool; }
@@ -233,4 +234,19 @@ qr/^event: message_start\ndata: \{"message":\{"content":\[\],"id":"msg_chatcmpl-
 . ("a" x 300000) . " x.y\@example.com, " . ("b" x 1000) . "\@" . ("c" x 1000) . "\"}]}"
 --- response_body_like eval
 qr/^\{"model":"m","messages":\[\{"role":"user","content":"(?:a{30000}){10} \[EMAIL\], b{1000}\@c{1000}"\}\]\}$/
+--- timeout: 10
+
+
+
+=== TEST 17: model_allowlist: globs with many stars match in linear time; a 20 KB model name is refused at once
+--- hook: model_allowlist.lua
+--- more_headers
+Authorization: Bearer key-g
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"qwen-1-2-b\"}",
+ "POST /v1/chat/completions\n{\"model\":\"qwen-x-b\"}",
+ "POST /v1/chat/completions\n{\"model\":\"qwen-x-bc\"}",
+ "POST /v1/chat/completions\n{\"model\":\"qwen-" . ("-a" x 10000) . "\"}"]
+--- error_code eval
+[200, 200, 403, 403]
 --- timeout: 10
