@@ -172,7 +172,7 @@ static const char  *ngx_http_llm_abort_reasons[] = {
 };
 
 
-/* llm_hook_limits instructions=N time=T memory=SIZE */
+/* llm_hook_limits instructions=N time=T memory=SIZE state=SIZE */
 
 char *
 ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -194,6 +194,7 @@ ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     llcf->hook_instructions = 1000000;
     llcf->hook_time = 50;
     llcf->hook_memory = 32 * 1024 * 1024;
+    llcf->hook_state = 256 * 1024 * 1024;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -231,6 +232,18 @@ ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "state=", 6) == 0) {
+            v.data = value[i].data + 6;
+            v.len = value[i].len - 6;
+            size = ngx_parse_size(&v);
+            if (size == NGX_ERROR || size < 1024 * 1024) {
+                goto invalid;
+            }
+
+            llcf->hook_state = size;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -240,7 +253,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" (instructions=N, time=T "
-                       "over 0, memory=SIZE of 64k or more)", &value[i]);
+                       "over 0, memory=SIZE of 64k or more, state=SIZE of "
+                       "1m or more)", &value[i]);
     return NGX_CONF_ERROR;
 }
 
@@ -1753,7 +1767,10 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         call.deadline.tv_nsec -= 1000000000;
     }
 
-    run.memory_limit = ngx_http_llm_lua_memory + llcf->hook_memory;
+    /* what the call may add, and never more than the state may hold */
+
+    run.memory_limit = ngx_min(ngx_http_llm_lua_memory + llcf->hook_memory,
+                               llcf->hook_state);
 
     /* the encoder's text: at most the cap, plus the document twice */
 

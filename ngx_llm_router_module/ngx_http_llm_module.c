@@ -461,6 +461,7 @@ ngx_http_llm_create_loc_conf(ngx_conf_t *cf)
     llcf->hook_instructions = NGX_CONF_UNSET_UINT;
     llcf->hook_time = NGX_CONF_UNSET_MSEC;
     llcf->hook_memory = NGX_CONF_UNSET_SIZE;
+    llcf->hook_state = NGX_CONF_UNSET_SIZE;
     llcf->hook_on_error = NGX_CONF_UNSET;
 
     return llcf;
@@ -482,6 +483,8 @@ ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->hook_time, prev->hook_time, 50);
     ngx_conf_merge_size_value(conf->hook_memory, prev->hook_memory,
                               32 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->hook_state, prev->hook_state,
+                              256 * 1024 * 1024);
     ngx_conf_merge_value(conf->hook_on_error, prev->hook_on_error, 0);
 
     return NGX_CONF_OK;

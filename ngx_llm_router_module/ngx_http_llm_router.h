@@ -279,6 +279,7 @@ typedef struct {
     ngx_uint_t                     hook_instructions;
     ngx_msec_t                     hook_time;
     size_t                         hook_memory;
+    size_t                         hook_state;     /* the whole state */
     ngx_flag_t                     hook_on_error;  /* 1: pass */
 } ngx_http_llm_loc_conf_t;
 

@@ -180,3 +180,27 @@ GET /v1/models
 --- no_error_log
 [error]
 [emerg]
+
+
+
+=== TEST 16: llm_hook_limits: a state smaller than 1m is refused, naming the parameter
+--- http_config
+upstream a { server 127.0.0.1:1; }
+llm_model m { upstream a; }
+--- config
+location /v1/ { llm_router on; llm_hook_limits memory=1m state=512k; }
+--- must_die
+--- error_log
+invalid parameter "state=512k" (instructions=N, time=T over 0, memory=SIZE of 64k or more, state=SIZE of 1m or more)
+
+
+
+=== TEST 17: llm_hook_limits: an unknown parameter is refused
+--- http_config
+upstream a { server 127.0.0.1:1; }
+llm_model m { upstream a; }
+--- config
+location /v1/ { llm_router on; llm_hook_limits cpu=1; }
+--- must_die
+--- error_log
+invalid parameter "cpu=1"

@@ -732,3 +732,15 @@ POST /v1/chat/completions
 --- error_log
 request() failed: memory limit
 --- timeout: 20
+
+
+
+=== TEST 56: the whole state has a ceiling (state=): a hook that keeps 700 KB per call fails once the state would pass 2m
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits memory=2m state=2m;
+--- request eval
+[("POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"hoard\"}") x 2]
+--- error_code eval
+[200, 500]
+--- response_body_like eval
+["\"hoard\":1\\}", "\"code\":\"hook_error\""]

@@ -3,6 +3,7 @@
 -- a document that cannot be decoded whole fails the call, not the worker
 local main = coroutine.running()        -- the thread that loaded this file
 local kept
+local hoard = {}            -- what the state keeps from call to call
 
 local function spin()
   while true do end
@@ -110,6 +111,10 @@ return {
       local s = '"' .. string.rep("a", 600000) .. '\\n"'
       for _ = 1, 5 do pcall(llm.json_decode, s) end
       return #pad
+    elseif what == "hoard" then
+      hoard[#hoard + 1] = string.rep("h", 700000)
+      req.hoard = #hoard
+      return req
     elseif what == "name" then
       -- the encoder reads __name raw: the metatable's metatable is not asked
       req.odd = setmetatable({ 1 }, setmetatable({}, { __index = function(_, k)
