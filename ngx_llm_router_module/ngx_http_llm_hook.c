@@ -95,6 +95,8 @@ static int ngx_http_llm_lua_xpcall_done(lua_State *L, int status,
     lua_KContext extra);
 static int ngx_http_llm_lua_rep(lua_State *L);
 static int ngx_http_llm_co_close(lua_State *L);
+static int ngx_http_llm_co_create(lua_State *L);
+static void ngx_http_llm_co_charge(lua_State *L);
 static int ngx_http_llm_co_wrap(lua_State *L);
 static int ngx_http_llm_co_wrapped(lua_State *L);
 static int ngx_http_llm_lua_panic(lua_State *L);
@@ -757,6 +759,9 @@ ngx_http_llm_lua_sandbox(lua_State *L)
     lua_getfield(L, -1, "close");
     lua_pushcclosure(L, ngx_http_llm_co_close, 1);
     lua_setfield(L, -2, "close");
+    lua_getfield(L, -1, "create");
+    lua_pushcclosure(L, ngx_http_llm_co_create, 1);
+    lua_setfield(L, -2, "create");
     lua_pushcfunction(L, ngx_http_llm_co_wrap);
     lua_setfield(L, -2, "wrap");
     lua_pop(L, 1);
@@ -962,7 +967,53 @@ ngx_http_llm_co_close(lua_State *L)
 }
 
 
-/* coroutine.wrap(f) as in Lua, but a coroutine that fails is not closed */
+/*
+ * A new thread starts a count of its own, up to NGX_HTTP_LLM_HOOK_COUNT
+ * instructions before the hook first sees it: making one is charged that
+ * much, or a loop of short coroutines would run uncounted.
+ */
+
+static void
+ngx_http_llm_co_charge(lua_State *L)
+{
+    ngx_http_llm_call_t  *call;
+
+    call = ngx_http_llm_call;
+
+    if (call == NULL || call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+        return;
+    }
+
+    call->instructions += NGX_HTTP_LLM_HOOK_COUNT;
+
+    if (call->instructions > call->budget) {
+        call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
+        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT, 1);
+    }
+}
+
+
+/* coroutine.create(f) as in Lua, charged (co_charge) */
+
+static int
+ngx_http_llm_co_create(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    ngx_http_llm_co_charge(L);
+
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+
+    return 1;
+}
+
+
+/*
+ * coroutine.wrap(f) as in Lua, charged (co_charge), and a coroutine that
+ * fails is not closed
+ */
 
 static int
 ngx_http_llm_co_wrap(lua_State *L)
@@ -970,6 +1021,7 @@ ngx_http_llm_co_wrap(lua_State *L)
     lua_State  *co;
 
     luaL_checktype(L, 1, LUA_TFUNCTION);
+    ngx_http_llm_co_charge(L);
 
     co = lua_newthread(L);
     lua_pushvalue(L, 1);

@@ -744,3 +744,16 @@ request() failed: memory limit
 [200, 500]
 --- response_body_like eval
 ["\"hoard\":1\\}", "\"code\":\"hook_error\""]
+
+
+
+=== TEST 57: making a coroutine is charged a count of instructions: a loop of short ones stops after about budget / 2000 rounds
+--- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=100000 time=5s;
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"many\"}",
+ "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"made\"}"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+["\"code\":\"hook_error\"", "\"made\":([1-4]\\d|50|51)\\}"]

@@ -4,6 +4,7 @@
 local main = coroutine.running()        -- the thread that loaded this file
 local kept
 local hoard = {}            -- what the state keeps from call to call
+local made = 0              -- coroutines the last "many" call made
 
 local function spin()
   while true do end
@@ -114,6 +115,17 @@ return {
     elseif what == "hoard" then
       hoard[#hoard + 1] = string.rep("h", 700000)
       req.hoard = #hoard
+      return req
+    elseif what == "many" then
+      -- short coroutines, each under one count of the hook: charged as made
+      made = 0
+      while true do
+        made = made + 1
+        coroutine.wrap(function() for _ = 1, 150 do end end)()
+        coroutine.create(function() end)
+      end
+    elseif what == "made" then
+      req.made = made
       return req
     elseif what == "name" then
       -- the encoder reads __name raw: the metatable's metatable is not asked
