@@ -31,6 +31,9 @@
 
 
 #define NGX_HTTP_LLM_HOOK_COUNT   1000   /* instructions between checks */
+#define NGX_HTTP_LLM_HOOK_CALLS   16     /* calls between time checks */
+#define NGX_HTTP_LLM_HOOK_MASK    (LUA_MASKCOUNT | LUA_MASKCALL)
+#define NGX_HTTP_LLM_CLOSE_DEPTH  100    /* coroutine.close in __close */
 
 #define NGX_HTTP_LLM_ABORT_NONE         0
 #define NGX_HTTP_LLM_ABORT_INSTRUCTIONS 1
@@ -46,6 +49,7 @@ typedef struct {
     ngx_http_request_t        *request;
     ngx_http_llm_ctx_t        *ctx;
     ngx_uint_t                 instructions;
+    ngx_uint_t                 calls;
     ngx_uint_t                 budget;
     struct timespec            deadline;
     size_t                     memory_limit;   /* absolute, 0: none */
@@ -87,6 +91,7 @@ static void ngx_http_llm_lua_sandbox(lua_State *L);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
 static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
+static ngx_uint_t ngx_http_llm_lua_late(ngx_http_llm_call_t *call);
 static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
 static int ngx_http_llm_lua_load_text(lua_State *L);
 static int ngx_http_llm_lua_setmetatable(lua_State *L);
@@ -116,6 +121,7 @@ static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
 static int ngx_http_llm_hook_call(lua_State *L);
+static void ngx_http_llm_hook_forget(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     const char *why);
@@ -166,6 +172,8 @@ static int  ngx_http_llm_hooks_ref;
 static int  ngx_http_llm_ctx_mt_ref;
 static int  ngx_http_llm_thread_ref;
 static int  ngx_http_llm_doc_ref;       /* the document of the call */
+
+static ngx_uint_t  ngx_http_llm_co_depth;   /* coroutine.close nesting */
 
 
 static const char  *ngx_http_llm_abort_reasons[] = {
@@ -958,10 +966,26 @@ ngx_http_llm_co_close(lua_State *L)
         return 2;
     }
 
+    /*
+     * its __close may close another, and so on: each level is a C call
+     * that Lua 5.4.4 does not count against its C stack limit
+     */
+
+    if (ngx_http_llm_co_depth >= NGX_HTTP_LLM_CLOSE_DEPTH) {
+        return luaL_error(L, "coroutine.close nested too deep");
+    }
+
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));      /* Lua's own */
     lua_insert(L, 1);
-    lua_call(L, 1, LUA_MULTRET);
+
+    ngx_http_llm_co_depth++;
+    status = lua_pcall(L, 1, LUA_MULTRET, 0);
+    ngx_http_llm_co_depth--;
+
+    if (status != LUA_OK) {
+        return lua_error(L);
+    }
 
     return lua_gettop(L);
 }
@@ -988,7 +1012,7 @@ ngx_http_llm_co_charge(lua_State *L)
 
     if (call->instructions > call->budget) {
         call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
-        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT, 1);
+        lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
     }
 }
 
@@ -1278,7 +1302,6 @@ static void
 ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
 {
     int                   n;
-    struct timespec       now;
     ngx_http_llm_call_t  *call;
 
     call = ngx_http_llm_call;
@@ -1287,12 +1310,44 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
         return;
     }
 
+    if (ar->event != LUA_HOOKCOUNT) {
+
+        /*
+         * a call, of a C function too (a __close or a sort comparator that
+         * is one runs no instruction the count sees): the deadline is
+         * checked every few calls, and after an abort every call fails (a
+         * call hook cannot yield)
+         */
+
+        if (call->abort == NGX_HTTP_LLM_ABORT_NONE
+            && ++call->calls % NGX_HTTP_LLM_HOOK_CALLS == 0
+            && ngx_http_llm_lua_late(call))
+        {
+            call->abort = NGX_HTTP_LLM_ABORT_TIME;
+        }
+
+        if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+            (void) luaL_error(L, "llm hook aborted: %s",
+                              ngx_http_llm_abort_reasons[call->abort]);
+        }
+
+        return;
+    }
+
     n = lua_gethookcount(L);
 
     if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-        if (n != NGX_HTTP_LLM_HOOK_COUNT) {
-            /* stopped in an earlier call, resumed in this one */
-            lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+
+        /*
+         * a thread that runs past one count sees calls too (a short hook
+         * pays nothing for them); one stopped in an earlier call and
+         * resumed in this one counts by the thousand again
+         */
+
+        if (n != NGX_HTTP_LLM_HOOK_COUNT
+            || lua_gethookmask(L) != NGX_HTTP_LLM_HOOK_MASK)
+        {
+            lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK,
                         NGX_HTTP_LLM_HOOK_COUNT);
         }
 
@@ -1301,15 +1356,8 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
         if (call->instructions > call->budget) {
             call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
 
-        } else {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-
-            if (now.tv_sec > call->deadline.tv_sec
-                || (now.tv_sec == call->deadline.tv_sec
-                    && now.tv_nsec > call->deadline.tv_nsec))
-            {
-                call->abort = NGX_HTTP_LLM_ABORT_TIME;
-            }
+        } else if (ngx_http_llm_lua_late(call)) {
+            call->abort = NGX_HTTP_LLM_ABORT_TIME;
         }
     }
 
@@ -1322,12 +1370,21 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
          * yield leaves
          */
 
-        if (n != 1) {
-            lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT, 1);
-        }
-
         (void) ngx_http_llm_lua_abort(L, call->abort);
     }
+}
+
+
+static ngx_uint_t
+ngx_http_llm_lua_late(ngx_http_llm_call_t *call)
+{
+    struct timespec  now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+
+    return now.tv_sec > call->deadline.tv_sec
+           || (now.tv_sec == call->deadline.tv_sec
+               && now.tv_nsec > call->deadline.tv_nsec);
 }
 
 
@@ -1340,6 +1397,17 @@ ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why)
         && ngx_http_llm_call->abort == NGX_HTTP_LLM_ABORT_NONE)
     {
         ngx_http_llm_call->abort = why;
+    }
+
+    /*
+     * from now on at every instruction: where the thread cannot yield (a
+     * metamethod, a gsub callback) the abort is an error, which a pcall
+     * there may catch; the first instruction back where it can yield
+     * leaves
+     */
+
+    if (lua_gethookcount(L) != 1) {
+        lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
     }
 
     if (lua_isyieldable(L)) {
@@ -1563,6 +1631,17 @@ ngx_http_llm_lib_array(lua_State *L)
     } else {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_settop(L, 1);
+
+        /* an array already, or a table with no metatable: not a document */
+
+        if (lua_getmetatable(L, 1)) {
+            if (!ngx_http_llm_lua_json_is_array_mt(L, -1)) {
+                return luaL_error(L, "llm.array: the table has a "
+                                  "metatable (a document or an object)");
+            }
+
+            lua_pop(L, 1);
+        }
     }
 
     ngx_http_llm_lua_json_mark(L, 1, 1);
@@ -1819,14 +1898,17 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         call.deadline.tv_nsec -= 1000000000;
     }
 
-    /* what the call may add, and never more than the state may hold */
+    /*
+     * what the call may add, and never more than the state may hold: from
+     * the document's decoding to the encoding of what the hook left (a Lua
+     * error there frees the encoder's buffers all the same); the encoder's
+     * text may pass it by twice the document
+     */
 
-    run.memory_limit = ngx_min(ngx_http_llm_lua_memory + llcf->hook_memory,
-                               llcf->hook_state);
+    call.memory_limit = ngx_min(ngx_http_llm_lua_memory + llcf->hook_memory,
+                                llcf->hook_state);
+    call.tmp_limit = call.memory_limit + 2 * doc->len + 65536;
 
-    /* the encoder's text: at most the cap, plus the document twice */
-
-    call.tmp_limit = run.memory_limit + 2 * doc->len + 65536;
     run.request = r;
     run.ctx = ctx;
     run.hook = h;
@@ -1840,6 +1922,12 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     top = lua_gettop(L);
     ngx_http_llm_call = &call;
+    ngx_http_llm_co_depth = 0;
+
+    if (lua_gethookmask(L) != LUA_MASKCOUNT) {
+        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                    NGX_HTTP_LLM_HOOK_COUNT);   /* calls seen after a count */
+    }
 
     lua_pushcfunction(L, ngx_http_llm_hook_call);
     lua_pushlightuserdata(L, &run);
@@ -1849,8 +1937,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_lua_tmp_free_all();
 
     if (status == LUA_OK) {
-        lua_pushboolean(L, 0);
-        lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
+        ngx_http_llm_hook_forget(L);
         lua_settop(L, top);
         return run.rc;
     }
@@ -1877,11 +1964,20 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     lua_pushboolean(L, 0);
     lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
-    lua_pushboolean(L, 0);
-    lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
+    ngx_http_llm_hook_forget(L);
     lua_settop(L, top);
 
     return rc;
+}
+
+
+/* the end of a call: its document is no longer held */
+
+static void
+ngx_http_llm_hook_forget(lua_State *L)
+{
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
 }
 
 
@@ -1926,6 +2022,11 @@ ngx_http_llm_hook_call(lua_State *L)
         co = lua_newthread(L);
         lua_pushvalue(L, -1);
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
+    }
+
+    if (lua_gethookmask(co) != LUA_MASKCOUNT) {
+        lua_sethook(co, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                    NGX_HTTP_LLM_HOOK_COUNT);
     }
 
     /* the function */
@@ -1984,15 +2085,8 @@ ngx_http_llm_hook_call(lua_State *L)
 
     ngx_http_llm_push_ctx(co, r, ctx);
 
-    /*
-     * the memory cap holds while Lua code of the hook runs: the encoders
-     * around it keep malloc()ed memory that a Lua error would leak
-     */
-
     nres = 0;
-    call->memory_limit = run->memory_limit;
     status = lua_resume(co, L, 2, &nres);
-    call->memory_limit = 0;
 
     if (status == LUA_YIELD && call->abort == NGX_HTTP_LLM_ABORT_NONE) {
         call->abort = NGX_HTTP_LLM_ABORT_YIELD;
@@ -2163,9 +2257,7 @@ done:
     }
 
     if (status == LUA_YIELD) {
-        call->memory_limit = run->memory_limit;
         status = lua_resetthread(co);
-        call->memory_limit = 0;
     }
 
     if (status != LUA_OK) {

@@ -109,6 +109,7 @@
     X(int, lua_gc, (lua_State *L, int what, ...))                             \
     X(lua_CFunction, lua_atpanic, (lua_State *L, lua_CFunction panicf))       \
     X(int, lua_gethookcount, (lua_State *L))                                  \
+    X(int, lua_gethookmask, (lua_State *L))                                   \
     X(int, lua_status, (lua_State *L))                                        \
     X(void, luaL_where, (lua_State *L, int lvl))                              \
     X(void, lua_concat, (lua_State *L, int n))                                \
@@ -204,6 +205,7 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define lua_resetthread      ngx_http_llm_lua_api.p_lua_resetthread
 #define lua_atpanic          ngx_http_llm_lua_api.p_lua_atpanic
 #define lua_gethookcount     ngx_http_llm_lua_api.p_lua_gethookcount
+#define lua_gethookmask      ngx_http_llm_lua_api.p_lua_gethookmask
 #define lua_status           ngx_http_llm_lua_api.p_lua_status
 #define luaL_where           ngx_http_llm_lua_api.p_luaL_where
 #define lua_concat           ngx_http_llm_lua_api.p_lua_concat

@@ -156,6 +156,22 @@ ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array)
 }
 
 
+/* the value at idx is the shared array metatable */
+
+int
+ngx_http_llm_lua_json_is_array_mt(lua_State *L, int idx)
+{
+    int  same;
+
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
+    same = lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
+
+    return same;
+}
+
+
 /* marks the metatable on the top of the stack as an object's, protected */
 
 void

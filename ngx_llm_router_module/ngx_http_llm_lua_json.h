@@ -51,6 +51,7 @@ void *ngx_http_llm_lua_tmp_alloc(size_t size);
 void *ngx_http_llm_lua_tmp_realloc(void *p, size_t size);
 void ngx_http_llm_lua_tmp_free(void *p);
 void ngx_http_llm_lua_json_lazy_spend(ngx_http_llm_lazy_t *lz);
+int ngx_http_llm_lua_json_is_array_mt(lua_State *L, int idx);
 void ngx_http_llm_lua_json_lazy_init(lua_State *L);
 int ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error);

@@ -229,7 +229,24 @@ ngx_http_llm_lua_json_lazy_done(lua_State *L, int idx, ngx_http_llm_lazy_t *lz)
     idx = lua_absindex(L, idx);
     lz->data = NULL;
 
-    lua_getmetatable(L, idx);
+    /*
+     * no hook can give a document another metatable (they are protected,
+     * llm.array refuses them); were it to happen, the one it has is not
+     * lz's to keep as the spare
+     */
+
+    if (!lua_getmetatable(L, idx)) {
+        return;
+    }
+
+    if (lua_rawgetp(L, -1, &ngx_http_llm_lazy_key) != LUA_TUSERDATA
+        || lua_touserdata(L, -1) != lz)
+    {
+        lua_pop(L, 2);
+        return;
+    }
+
+    lua_pop(L, 1);
 
     for (i = (lua_Integer) lua_rawlen(L, -1); i > 0; i--) {
         lua_pushnil(L);

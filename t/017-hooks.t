@@ -757,3 +757,40 @@ request() failed: memory limit
 [500, 200]
 --- response_body_like eval
 ["\"code\":\"hook_error\"", "\"made\":([1-4]\\d|50|51)\\}"]
+
+
+
+=== TEST 58: llm.array refuses a document or an object (their metatables are not the hooks'); arrays and plain tables it marks
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"array-doc"}
+--- response_body chomp
+{"model":"engine-m","what":"array-doc","arr":[],"arr2":[1]}
+--- error_log eval
+[qr/array doc: false .*llm\.array: the table has a metatable/,
+ qr/array object: false .*llm\.array: the table has a metatable/]
+
+
+
+=== TEST 59: after an abort no function runs: 20000 pending __close that are table.sort (C, uncounted) are skipped
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"c-close"}
+--- error_code: 500
+--- error_log
+request() failed: instruction limit
+--- timeout: 10
+
+
+
+=== TEST 60: coroutine.close inside __close inside coroutine.close… stops at 100 levels
+--- model_hook: threads.lua
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"close-chain"}
+--- response_body chomp
+{"model":"engine-m","what":"chained"}
+--- error_log eval
+qr/chain: true false .*coroutine\.close nested too deep/

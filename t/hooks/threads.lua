@@ -127,6 +127,45 @@ return {
     elseif what == "made" then
       req.made = made
       return req
+    elseif what == "array-doc" then
+      log("array doc", pcall(llm.array, req))
+      log("array object", pcall(llm.array, llm.json_decode('{"a":1}')))
+      req.arr = llm.array()
+      req.arr2 = llm.array(llm.array({ 1 }))
+      return req
+    elseif what == "c-close" then
+      -- 20000 pending variables whose __close is table.sort on 20000
+      -- numbers: a C function, in which the count sees no instruction
+      local t = {}
+      for i = 1, 20000 do t[i] = i end
+      local mt = { __close = function() end }
+      setmetatable(t, mt)
+      mt.__close = table.sort
+      local function deep(n)
+        local guard <close> = t
+        if n > 0 then deep(n - 1) end
+        spin()
+      end
+      deep(20000)
+    elseif what == "close-chain" then
+      -- each coroutine's __close closes the one before: C calls in C calls
+      local prev
+      for _ = 1, 150 do
+        local p = prev
+        local co = coroutine.create(function()
+          local c <close> = setmetatable({}, { __close = function()
+            if p then assert(coroutine.close(p)) end
+          end })
+          coroutine.yield()
+        end)
+        coroutine.resume(co)
+        prev = co
+      end
+      local ok, closed, err = pcall(coroutine.close, prev)
+      log("chain", ok, closed,
+          tostring(err):match("coroutine%.close nested too deep") or err)
+      req.what = "chained"
+      return req
     elseif what == "name" then
       -- the encoder reads __name raw: the metatable's metatable is not asked
       req.odd = setmetatable({ 1 }, setmetatable({}, { __index = function(_, k)
