@@ -92,6 +92,8 @@ static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
 static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
 static ngx_uint_t ngx_http_llm_lua_late(ngx_http_llm_call_t *call);
+static const char *ngx_http_llm_call_error(ngx_http_llm_call_t *call,
+    const char *error);
 static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
 static int ngx_http_llm_lua_load_text(lua_State *L);
 static int ngx_http_llm_lua_setmetatable(lua_State *L);
@@ -1327,6 +1329,11 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
         }
 
         if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+            if (lua_gethookcount(L) != 1) {
+                lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK,
+                            1);
+            }
+
             (void) luaL_error(L, "llm hook aborted: %s",
                               ngx_http_llm_abort_reasons[call->abort]);
         }
@@ -1372,6 +1379,19 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
 
         (void) ngx_http_llm_lua_abort(L, call->abort);
     }
+}
+
+
+/* what failed a call: its limit when one was passed, else the error */
+
+static const char *
+ngx_http_llm_call_error(ngx_http_llm_call_t *call, const char *error)
+{
+    if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+        return ngx_http_llm_abort_reasons[call->abort];
+    }
+
+    return error;
 }
 
 
@@ -2061,9 +2081,17 @@ ngx_http_llm_hook_call(lua_State *L)
     if (lazy == NULL
         && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
     {
+        lua_settop(co, 0);
+
+        if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
+            /* not the document's fault: the memory cap */
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                     ngx_http_llm_abort_reasons[call->abort]);
+            return 0;
+        }
+
         /* an engine's broken answer or event goes on as it is */
 
-        lua_settop(co, 0);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "llm hook: %V %s() not called, the document is not "
                       "JSON: %s", &h->file, name, error);
@@ -2197,7 +2225,9 @@ ngx_http_llm_hook_call(lua_State *L)
                                               &after_len, &error)
             != 0)
         {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                               ngx_http_llm_call_error(call,
+                                                                       error));
             goto done;
         }
 
@@ -2206,7 +2236,9 @@ ngx_http_llm_hook_call(lua_State *L)
                                          &after_len, &error)
             != 0)
         {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, error);
+            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                               ngx_http_llm_call_error(call,
+                                                                       error));
             goto done;
         }
 
@@ -2257,6 +2289,10 @@ done:
     }
 
     if (status == LUA_YIELD) {
+
+        /* stopped: its pending __close handlers fail at their call */
+
+        lua_sethook(co, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
         status = lua_resetthread(co);
     }
 

@@ -775,6 +775,7 @@ POST /v1/chat/completions
 
 === TEST 59: after an abort no function runs: 20000 pending __close that are table.sort (C, uncounted) are skipped
 --- model_hook: threads.lua
+--- location_extra: llm_hook_limits instructions=1000000 time=60s;
 --- request
 POST /v1/chat/completions
 {"model":"m","what":"c-close"}
@@ -787,6 +788,7 @@ request() failed: instruction limit
 
 === TEST 60: coroutine.close inside __close inside coroutine.close… stops at 100 levels
 --- model_hook: threads.lua
+--- location_extra: llm_hook_limits time=10s;
 --- request
 POST /v1/chat/completions
 {"model":"m","what":"close-chain"}

@@ -240,6 +240,7 @@ qr/^\{"model":"m","messages":\[\{"role":"user","content":"(?:a{30000}){10} \[EMA
 
 === TEST 17: model_allowlist: globs with many stars match in linear time; a 20 KB model name is refused at once
 --- hook: model_allowlist.lua
+--- location_extra: llm_hook_limits time=10s;
 --- more_headers
 Authorization: Bearer key-g
 --- request eval
