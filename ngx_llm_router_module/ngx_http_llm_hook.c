@@ -79,6 +79,8 @@ typedef struct {
 } ngx_http_llm_run_t;
 
 
+static ssize_t ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip,
+    size_t min);
 static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp);
 static lua_State *ngx_http_llm_lua_new(void);
@@ -184,6 +186,26 @@ static const char  *ngx_http_llm_abort_reasons[] = {
 };
 
 
+/* the size after "name=" (skip bytes), at least min; NGX_ERROR if not */
+
+static ssize_t
+ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip, size_t min)
+{
+    ssize_t    size;
+    ngx_str_t  v;
+
+    v.data = value->data + skip;
+    v.len = value->len - skip;
+    size = ngx_parse_size(&v);
+
+    if (size == NGX_ERROR || (size_t) size < min) {
+        return NGX_ERROR;
+    }
+
+    return size;
+}
+
+
 /* llm_hook_limits instructions=N time=T memory=SIZE state=SIZE */
 
 char *
@@ -233,10 +255,8 @@ ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "memory=", 7) == 0) {
-            v.data = value[i].data + 7;
-            v.len = value[i].len - 7;
-            size = ngx_parse_size(&v);
-            if (size == NGX_ERROR || size < 64 * 1024) {
+            size = ngx_http_llm_hook_limit_size(&value[i], 7, 64 * 1024);
+            if (size == NGX_ERROR) {
                 goto invalid;
             }
 
@@ -245,10 +265,8 @@ ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strncmp(value[i].data, "state=", 6) == 0) {
-            v.data = value[i].data + 6;
-            v.len = value[i].len - 6;
-            size = ngx_parse_size(&v);
-            if (size == NGX_ERROR || size < 1024 * 1024) {
+            size = ngx_http_llm_hook_limit_size(&value[i], 6, 1024 * 1024);
+            if (size == NGX_ERROR) {
                 goto invalid;
             }
 

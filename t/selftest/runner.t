@@ -8,26 +8,22 @@ use IO::Socket::INET;
 # later) with nginx < 1.25.1: it configures "http2 on;", which those nginx
 # versions do not know.
 
-# A free port for the plain HTTP/1.1 server of the http2 body block.
-$ENV{TEST_NGINX_H1_PORT} = do {
+sub free_port {
     my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 1) or die "no free port: $!";
     my $port = $s->sockport;
     close $s;
-    $port;
-};
+    return $port;
+}
+
+# A free port for the plain HTTP/1.1 server of the http2 body block.
+$ENV{TEST_NGINX_H1_PORT} = free_port();
 
 # Used by the env-expansion block.
 $ENV{TEST_NGINX_SELFTEST_WORD} = 'hello-env';
 
 # A port on which the "init" block listens without ever answering.
-$ENV{TEST_NGINX_HANG_PORT} = do {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 1) or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    $port;
-};
+$ENV{TEST_NGINX_HANG_PORT} = free_port();
 
 no_shuffle();
 run_tests();
