@@ -74,7 +74,6 @@ typedef struct {
     ngx_uint_t                *drop;
     ngx_http_llm_call_t       *call;
     ngx_http_llm_lazy_t       *lazy;      /* the document, while given */
-    size_t                     memory_limit;
     ngx_int_t                  rc;
 } ngx_http_llm_run_t;
 
