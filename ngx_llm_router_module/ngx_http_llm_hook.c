@@ -92,6 +92,8 @@ static void ngx_http_llm_lua_sandbox(lua_State *L);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
 static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
+static void ngx_http_llm_lua_hook(lua_State *L, int mask, int count);
+static void ngx_http_llm_lua_hook_reset(lua_State *L);
 static ngx_uint_t ngx_http_llm_lua_late(ngx_http_llm_call_t *call);
 static const char *ngx_http_llm_call_error(ngx_http_llm_call_t *call,
     const char *error);
@@ -102,6 +104,9 @@ static int ngx_http_llm_lua_xpcall(lua_State *L);
 static int ngx_http_llm_lua_xpcall_done(lua_State *L, int status,
     lua_KContext extra);
 static int ngx_http_llm_lua_rep(lua_State *L);
+static void ngx_http_llm_lua_wrap(lua_State *L, const char *lib,
+    const char *name, lua_CFunction f);
+static void ngx_http_llm_lua_own(lua_State *L);
 static int ngx_http_llm_co_close(lua_State *L);
 static int ngx_http_llm_co_create(lua_State *L);
 static void ngx_http_llm_co_charge(lua_State *L);
@@ -150,6 +155,7 @@ static ngx_http_llm_tmp_t  ngx_http_llm_tmps = {
 };
 
 static void ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t);
+static void ngx_http_llm_tmp_unlink(ngx_http_llm_tmp_t *t);
 static void ngx_http_llm_lua_tmp_free_all(void);
 
 
@@ -460,8 +466,7 @@ ngx_http_llm_lua_new(void)
      * resumes it; out of a call it does nothing
      */
 
-    lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                NGX_HTTP_LLM_HOOK_COUNT);
+    ngx_http_llm_lua_hook(L, LUA_MASKCOUNT, NGX_HTTP_LLM_HOOK_COUNT);
 
     ngx_http_llm_lua_sandbox(L);
     ngx_http_llm_lua_json_init(L);
@@ -627,8 +632,7 @@ ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
     }
 
     if (t) {
-        t->prev->next = t->next;
-        t->next->prev = t->prev;
+        ngx_http_llm_tmp_unlink(t);
     }
 
     n = realloc(t, sizeof(ngx_http_llm_tmp_t) + size);
@@ -652,6 +656,14 @@ ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
 
 
 static void
+ngx_http_llm_tmp_unlink(ngx_http_llm_tmp_t *t)
+{
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+}
+
+
+static void
 ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t)
 {
     t->next = ngx_http_llm_tmps.next;
@@ -671,8 +683,7 @@ ngx_http_llm_lua_tmp_free(void *p)
     }
 
     t = (ngx_http_llm_tmp_t *) p - 1;
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
+    ngx_http_llm_tmp_unlink(t);
     ngx_http_llm_lua_memory -= t->size;
     free(t);
 }
@@ -774,24 +785,14 @@ ngx_http_llm_lua_sandbox(lua_State *L)
     lua_pushcfunction(L, ngx_http_llm_lua_xpcall);
     lua_setglobal(L, "xpcall");
 
-    lua_getglobal(L, LUA_STRLIBNAME);
-    lua_getfield(L, -1, "rep");
-    lua_pushcclosure(L, ngx_http_llm_lua_rep, 1);
-    lua_setfield(L, -2, "rep");
-    lua_pop(L, 1);
+    ngx_http_llm_lua_wrap(L, LUA_STRLIBNAME, "rep", ngx_http_llm_lua_rep);
 
     /* coroutines that died by an error are never closed (co_close) */
 
-    lua_getglobal(L, LUA_COLIBNAME);
-    lua_getfield(L, -1, "close");
-    lua_pushcclosure(L, ngx_http_llm_co_close, 1);
-    lua_setfield(L, -2, "close");
-    lua_getfield(L, -1, "create");
-    lua_pushcclosure(L, ngx_http_llm_co_create, 1);
-    lua_setfield(L, -2, "create");
-    lua_pushcfunction(L, ngx_http_llm_co_wrap);
-    lua_setfield(L, -2, "wrap");
-    lua_pop(L, 1);
+    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "close", ngx_http_llm_co_close);
+    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "create",
+                          ngx_http_llm_co_create);
+    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "wrap", ngx_http_llm_co_wrap);
 
     lua_createtable(L, 0, 8);
 
@@ -836,6 +837,30 @@ ngx_http_llm_lua_load_text(lua_State *L)
     }
 
     return 1;
+}
+
+
+/* lib.name becomes f, with Lua's own lib.name as its upvalue */
+
+static void
+ngx_http_llm_lua_wrap(lua_State *L, const char *lib, const char *name,
+    lua_CFunction f)
+{
+    lua_getglobal(L, lib);
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+
+/* Lua's own function of a wrapper (its upvalue) before the arguments */
+
+static void
+ngx_http_llm_lua_own(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
 }
 
 
@@ -948,8 +973,7 @@ ngx_http_llm_lua_rep(lua_State *L)
         return 1;
     }
 
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
+    ngx_http_llm_lua_own(L);
     lua_call(L, lua_gettop(L) - 1, 1);
 
     return 1;
@@ -995,8 +1019,7 @@ ngx_http_llm_co_close(lua_State *L)
     }
 
     lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));      /* Lua's own */
-    lua_insert(L, 1);
+    ngx_http_llm_lua_own(L);
 
     ngx_http_llm_co_depth++;
     status = lua_pcall(L, 1, LUA_MULTRET, 0);
@@ -1031,7 +1054,7 @@ ngx_http_llm_co_charge(lua_State *L)
 
     if (call->instructions > call->budget) {
         call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
-        lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
+        ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
     }
 }
 
@@ -1045,8 +1068,7 @@ ngx_http_llm_co_create(lua_State *L)
     ngx_http_llm_co_charge(L);
 
     lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
+    ngx_http_llm_lua_own(L);
     lua_call(L, 1, 1);
 
     return 1;
@@ -1346,11 +1368,7 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
         }
 
         if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-            if (lua_gethookcount(L) != 1) {
-                lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK,
-                            1);
-            }
-
+            ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
             (void) luaL_error(L, "llm hook aborted: %s",
                               ngx_http_llm_abort_reasons[call->abort]);
         }
@@ -1368,12 +1386,8 @@ ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
          * resumed in this one counts by the thousand again
          */
 
-        if (n != NGX_HTTP_LLM_HOOK_COUNT
-            || lua_gethookmask(L) != NGX_HTTP_LLM_HOOK_MASK)
-        {
-            lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK,
-                        NGX_HTTP_LLM_HOOK_COUNT);
-        }
+        ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK,
+                              NGX_HTTP_LLM_HOOK_COUNT);
 
         call->instructions += n;
 
@@ -1412,6 +1426,36 @@ ngx_http_llm_call_error(ngx_http_llm_call_t *call, const char *error)
 }
 
 
+/*
+ * The count hook of a thread: counts only, by the thousand, while a call
+ * is short; calls too once it has run a count; every instruction and
+ * call once the call is stopped.  Set only when it changes.
+ */
+
+static void
+ngx_http_llm_lua_hook(lua_State *L, int mask, int count)
+{
+    if (lua_gethookmask(L) != mask || lua_gethookcount(L) != count) {
+        lua_sethook(L, ngx_http_llm_lua_count, mask, count);
+    }
+}
+
+
+/*
+ * a call starts counting only: a thread sees calls once it has run a
+ * count (the mask alone tells, counting only is always by the thousand)
+ */
+
+static void
+ngx_http_llm_lua_hook_reset(lua_State *L)
+{
+    if (lua_gethookmask(L) != LUA_MASKCOUNT) {
+        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
+                    NGX_HTTP_LLM_HOOK_COUNT);
+    }
+}
+
+
 static ngx_uint_t
 ngx_http_llm_lua_late(ngx_http_llm_call_t *call)
 {
@@ -1443,9 +1487,7 @@ ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why)
      * leaves
      */
 
-    if (lua_gethookcount(L) != 1) {
-        lua_sethook(L, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
-    }
+    ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
 
     if (lua_isyieldable(L)) {
         return lua_yield(L, 0);
@@ -1961,10 +2003,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_call = &call;
     ngx_http_llm_co_depth = 0;
 
-    if (lua_gethookmask(L) != LUA_MASKCOUNT) {
-        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                    NGX_HTTP_LLM_HOOK_COUNT);   /* calls seen after a count */
-    }
+    ngx_http_llm_lua_hook_reset(L);
 
     lua_pushcfunction(L, ngx_http_llm_hook_call);
     lua_pushlightuserdata(L, &run);
@@ -1985,12 +2024,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         ngx_http_llm_lua_json_lazy_spend(run.lazy);
     }
 
-    if (call.abort != NGX_HTTP_LLM_ABORT_NONE) {
-        error = ngx_http_llm_abort_reasons[call.abort];
-
-    } else {
-        error = lua_tostring(L, -1);
-    }
+    error = ngx_http_llm_call_error(&call, lua_tostring(L, -1));
 
     ngx_str_null(out);
     *drop = 0;
@@ -2061,10 +2095,7 @@ ngx_http_llm_hook_call(lua_State *L)
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
 
-    if (lua_gethookmask(co) != LUA_MASKCOUNT) {
-        lua_sethook(co, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                    NGX_HTTP_LLM_HOOK_COUNT);
-    }
+    ngx_http_llm_lua_hook_reset(co);
 
     /* the function */
 
@@ -2103,7 +2134,8 @@ ngx_http_llm_hook_call(lua_State *L)
         if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
             /* not the document's fault: the memory cap */
             run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                     ngx_http_llm_abort_reasons[call->abort]);
+                                               ngx_http_llm_call_error(call,
+                                                                       error));
             return 0;
         }
 
@@ -2294,10 +2326,10 @@ done:
 
     /*
      * A coroutine that returned is ready again.  One that was stopped (it
-     * yielded) is closed under this call's limits, its to-be-closed
-     * variables run, and is dead to a hook that kept it.  One that failed
-     * is dropped unclosed: the error may have come from the count hook,
-     * which leaves the thread's hooks off (see ngx_http_llm_co_close).
+     * yielded) is closed, and is dead to a hook that kept it: its pending
+     * __close handlers fail at their call, the call being stopped.  One
+     * that failed is dropped unclosed: the error may have come from the
+     * count hook, which leaves the thread's hooks off (see co_close).
      */
 
     if (status == LUA_OK) {
@@ -2307,9 +2339,7 @@ done:
 
     if (status == LUA_YIELD) {
 
-        /* stopped: its pending __close handlers fail at their call */
-
-        lua_sethook(co, ngx_http_llm_lua_count, NGX_HTTP_LLM_HOOK_MASK, 1);
+        ngx_http_llm_lua_hook(co, NGX_HTTP_LLM_HOOK_MASK, 1);
         status = lua_resetthread(co);
     }
 

@@ -63,6 +63,8 @@ static int ngx_http_llm_lazy_find(ngx_http_llm_lazy_t *lz, const char *key,
     size_t len);
 static int ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz,
     int table, int i, const char **error);
+static int ngx_http_llm_lazy_decode_rest(lua_State *L, ngx_http_llm_lazy_t *lz,
+    int idx, const char **error);
 static int ngx_http_llm_lazy_decode_error(lua_State *L, const char *error);
 static int ngx_http_llm_lazy_index(lua_State *L);
 static int ngx_http_llm_lazy_newindex(lua_State *L);
@@ -357,6 +359,28 @@ ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
 }
 
 
+/* every member not read yet, into the table at idx */
+
+static int
+ngx_http_llm_lazy_decode_rest(lua_State *L, ngx_http_llm_lazy_t *lz, int idx,
+    const char **error)
+{
+    size_t  i;
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        if (ngx_http_llm_lazy_state(lz)[i] == 0) {
+            if (ngx_http_llm_lazy_decode(L, lz, idx, (int) i, error) != 0) {
+                return -1;
+            }
+
+            lua_pop(L, 1);
+        }
+    }
+
+    return 0;
+}
+
+
 /* in the hook's call: its error */
 
 static int
@@ -433,7 +457,6 @@ ngx_http_llm_lazy_newindex(lua_State *L)
 static int
 ngx_http_llm_lazy_pairs(lua_State *L)
 {
-    size_t                i;
     const char           *error;
     ngx_http_llm_lazy_t  *lz;
 
@@ -443,14 +466,8 @@ ngx_http_llm_lazy_pairs(lua_State *L)
         return luaL_error(L, "%s", NGX_HTTP_LLM_LAZY_SPENT);
     }
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        if (ngx_http_llm_lazy_state(lz)[i] == 0) {
-            if (ngx_http_llm_lazy_decode(L, lz, 1, (int) i, &error) != 0) {
-                return ngx_http_llm_lazy_decode_error(L, error);
-            }
-
-            lua_pop(L, 1);
-        }
+    if (ngx_http_llm_lazy_decode_rest(L, lz, 1, &error) != 0) {
+        return ngx_http_llm_lazy_decode_error(L, error);
     }
 
     lua_getglobal(L, "next");
@@ -485,14 +502,8 @@ ngx_http_llm_lua_json_lazy_all(lua_State *L, int idx, const char **error)
         return -1;
     }
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        if (ngx_http_llm_lazy_state(lz)[i] == 0) {
-            if (ngx_http_llm_lazy_decode(L, lz, idx, (int) i, error) != 0) {
-                return -1;
-            }
-
-            lua_pop(L, 1);
-        }
+    if (ngx_http_llm_lazy_decode_rest(L, lz, idx, error) != 0) {
+        return -1;
     }
 
     /* the key list the encoder writes the members by */
