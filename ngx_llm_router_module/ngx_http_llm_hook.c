@@ -694,8 +694,11 @@ ngx_http_llm_lua_tmp_free(void *p)
 static void
 ngx_http_llm_lua_tmp_free_all(void)
 {
-    while (ngx_http_llm_tmps.next != &ngx_http_llm_tmps) {
-        ngx_http_llm_lua_tmp_free(ngx_http_llm_tmps.next + 1);
+    ngx_http_llm_tmp_t  *t, *next;
+
+    for (t = ngx_http_llm_tmps.next; t != &ngx_http_llm_tmps; t = next) {
+        next = t->next;
+        ngx_http_llm_lua_tmp_free(t + 1);
     }
 }
 

@@ -496,7 +496,7 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
 
     /* the unescaped text is never longer than the escaped one */
 
-    if (d->scratch_size < (size_t) (end - s)) {
+    if (d->scratch == NULL || d->scratch_size < (size_t) (end - s)) {
         ngx_http_llm_lua_tmp_free(d->scratch);
         d->scratch_size = (end - s) * 2;
         d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);

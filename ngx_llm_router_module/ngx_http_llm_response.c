@@ -1425,6 +1425,9 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     data = sse->data;
     len = sse->data_len;
 
+    *ms = 0;
+    *me = 0;
+
     if (sse->data_lines == 0) {
         return NGX_HTTP_LLM_EVENT_KEEP;     /* a comment, a heartbeat */
     }

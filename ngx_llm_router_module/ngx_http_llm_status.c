@@ -123,6 +123,9 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     if (lmcf->shm_zone) {
         p = ngx_http_llm_status_string(r, p, lmcf->shm_zone->shm.name.data,
                                        lmcf->shm_zone->shm.name.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
     } else {
         p = ngx_cpymem(p, "null", 4);
