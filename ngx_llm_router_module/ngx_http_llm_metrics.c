@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_prom.h"
 
 
 typedef struct {
@@ -40,7 +41,8 @@ static u_char *ngx_http_llm_metrics_histogram(u_char *p, const char *name,
     u_char *labels, ngx_atomic_t *buckets, ngx_atomic_t *sum,
     const ngx_msec_t *bounds, ngx_uint_t n);
 static u_char *ngx_http_llm_metrics_seconds(u_char *p, ngx_msec_t ms);
-static u_char *ngx_http_llm_metrics_double(u_char *p, double v);
+static u_char *ngx_http_llm_metrics_double(u_char *p, ngx_uint_t has,
+    double v);
 static u_char *ngx_http_llm_metrics_label(u_char *p, u_char *value);
 static ngx_http_llm_model_stats_t *ngx_http_llm_find_stats(
     ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
@@ -548,18 +550,18 @@ ngx_http_llm_metrics_peers(u_char *p, ngx_http_llm_main_conf_t *lmcf)
                     continue;
 
                 case 3:
-                    p = ngx_http_llm_metrics_double(p, st->has_running
-                                                       ? st->running : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_running,
+                                                    st->running);
                     break;
 
                 case 4:
-                    p = ngx_http_llm_metrics_double(p, st->has_waiting
-                                                       ? st->waiting : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_waiting,
+                                                    st->waiting);
                     break;
 
                 case 5:
-                    p = ngx_http_llm_metrics_double(p, st->has_kv_cache
-                                                       ? st->kv_cache : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_kv_cache,
+                                                    st->kv_cache);
                     break;
 
                 default:
@@ -639,16 +641,17 @@ ngx_http_llm_metrics_seconds(u_char *p, ngx_msec_t ms)
 }
 
 
-/* a scraped gauge: -1 when the engine does not report it, NaN to clients */
+/* a scraped gauge, NaN when the engine does not report it; a sum over
+ * label sets may be +Inf */
 
 static u_char *
-ngx_http_llm_metrics_double(u_char *p, double v)
+ngx_http_llm_metrics_double(u_char *p, ngx_uint_t has, double v)
 {
-    if (v < 0) {
+    if (!has) {
         return ngx_cpymem(p, "NaN", 3);
     }
 
-    return ngx_sprintf(p, "%.6f", v);
+    return p + ngx_http_llm_prom_number(p, v, 6);
 }
 
 
