@@ -650,6 +650,17 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 
     for (i = 0; i < lmcf->models.nelts; i++) {
 
+        /* the zone keys a model's counters by its name: whole names only */
+
+        if (models[i].name.len >= NGX_HTTP_LLM_MODEL_LEN) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "llm_model name \"%V\" is longer than %d bytes, "
+                          "in %V:%ui", &models[i].name,
+                          NGX_HTTP_LLM_MODEL_LEN - 1, &models[i].file,
+                          models[i].line);
+            goto failed;
+        }
+
         if (ngx_http_llm_resolve_upstream(cf, &models[i]) != NGX_OK) {
             goto failed;
         }
@@ -702,7 +713,9 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     hinit.hash = &lmcf->names;
     hinit.key = ngx_hash_key;
     hinit.max_size = 8192;
-    hinit.bucket_size = ngx_align(128, ngx_cacheline_size);
+    /* a bucket holds a name of NGX_HTTP_LLM_MODEL_LEN - 1 bytes */
+    hinit.bucket_size = ngx_align(2 * NGX_HTTP_LLM_MODEL_LEN,
+                                  ngx_cacheline_size);
     hinit.name = "llm_model_names_hash";
     hinit.pool = cf->pool;
     hinit.temp_pool = NULL;
