@@ -123,9 +123,9 @@ run_lint() {
     [ -f "$src/objs/Makefile" ] || die "no $src/objs/Makefile (build first)"
 
     # the flags and include paths of the module's own compilation
-    flags=$(make -s -C "$src" -f objs/Makefile \
+    flags=$(make -s --no-print-directory -C "$src" -f objs/Makefile \
             --eval='llm-cflags: ; @echo $(CFLAGS)' llm-cflags)
-    incs=$(make -s -C "$src" -f objs/Makefile \
+    incs=$(make -s --no-print-directory -C "$src" -f objs/Makefile \
            --eval='llm-incs: ; @echo $(ALL_INCS)' llm-incs)
 
     say "lint: cppcheck"
