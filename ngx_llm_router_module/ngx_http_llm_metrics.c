@@ -27,6 +27,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_llm_metrics_log(ngx_http_request_t *r);
+static void ngx_http_llm_metrics_add(ngx_atomic_t *counter,
+    ngx_atomic_uint_t n);
 static void ngx_http_llm_observe(ngx_atomic_t *buckets, ngx_atomic_t *sum,
     const ngx_msec_t *bounds, ngx_uint_t n, ngx_msec_int_t ms);
 static ngx_int_t ngx_http_llm_metrics_handler(ngx_http_request_t *r);
@@ -284,12 +286,12 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
     }
 
     if (ctx->prompt_tokens > 0) {
-        (void) ngx_atomic_fetch_add(&st->prompt_tokens, ctx->prompt_tokens);
+        ngx_http_llm_metrics_add(&st->prompt_tokens, ctx->prompt_tokens);
     }
 
     if (ctx->completion_tokens > 0) {
-        (void) ngx_atomic_fetch_add(&st->completion_tokens,
-                                    ctx->completion_tokens);
+        ngx_http_llm_metrics_add(&st->completion_tokens,
+                                 ctx->completion_tokens);
     }
 
     if (ctx->stream_failed) {
@@ -302,6 +304,33 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Adds what an engine says to a counter that must never go back: an engine
+ * can claim up to 2^63 tokens an answer, so the sum could wrap; it stops at
+ * the top instead.
+ */
+
+static void
+ngx_http_llm_metrics_add(ngx_atomic_t *counter, ngx_atomic_uint_t n)
+{
+    ngx_atomic_uint_t  old, sum;
+
+    do {
+        old = *counter;
+        sum = old + n;
+
+        if (sum < old) {
+            sum = (ngx_atomic_uint_t) -1;
+
+            if (old == sum) {
+                return;
+            }
+        }
+
+    } while (!ngx_atomic_cmp_set(counter, old, sum));
 }
 
 

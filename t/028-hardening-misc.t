@@ -1,6 +1,7 @@
 # Smaller hardening items (issue 15, section 7): scraped sums that overflow
 # print as the Prometheus text format spells them (+Inf, -Inf, exponents)
-# on the metrics page, and as null or JSON numbers on the status page; the
+# on the metrics page, and as null or JSON numbers on the status page;
+# token counters fed by huge usage numbers stop at their top; the
 # zone keys state by whole names, so names past its limits fail nginx -t.
 # The pages wait (auth_request to a slow mock) so scrapes can run.
 use Test::Nginx::Socket 'no_plan';
@@ -129,7 +130,37 @@ Accept: text/html
 
 
 
-=== TEST 4: two peers whose names share their first 63 bytes fail nginx -t
+=== TEST 4: token counters stop at their top, never wrap back
+An engine may claim up to 922337203685477580 tokens an answer (19 digits
+are refused): 21 such answers passed 2^64 and the counter went back.
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+}
+llm_model m { upstream pool_a; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    location / {
+        default_type application/json;
+        return 200 '{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":922337203685477580,"completion_tokens":1,"total_tokens":922337203685477581}}';
+    }
+}
+--- config
+location /v1/ {
+    llm_router on;
+    proxy_pass http://$llm_upstream;
+}
+location = /metrics { llm_router_metrics; }
+--- request eval
+[("POST /v1/chat/completions\n{\"model\":\"m\",\"messages\":[]}") x 21, "GET /metrics"]
+--- response_body_like eval
+[("chat.completion") x 21,
+ qr/^llm_prompt_tokens_total\{model="m",upstream="pool_a"\} 18446744073709551615\n.*^llm_completion_tokens_total\{model="m",upstream="pool_a"\} 21\n/ms]
+
+
+
+=== TEST 5: two peers whose names share their first 63 bytes fail nginx -t
 The zone keys a peer's state by its name; cut at 63 bytes these two
 would share one state.
 --- http_config
@@ -148,7 +179,7 @@ qr{peer name "unix:/tmp/llm-x{70}-a\.sock" in upstream "pool_a" is longer than 6
 
 
 
-=== TEST 5: a long peer name fails nginx -t without a zone too
+=== TEST 6: a long peer name fails nginx -t without a zone too
 --- http_config
 upstream pool_a {
     llm_engine openai;
@@ -163,7 +194,7 @@ is longer than 63 bytes, in
 
 
 
-=== TEST 6: two upstreams whose names share their first 63 bytes fail nginx -t
+=== TEST 7: two upstreams whose names share their first 63 bytes fail nginx -t
 --- http_config
 upstream pool_uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu_a {
     llm_engine vllm;
@@ -182,7 +213,7 @@ qr/upstream name "pool_uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu
 
 
 
-=== TEST 7: a model name of 128 bytes or more fails nginx -t
+=== TEST 8: a model name of 128 bytes or more fails nginx -t
 Model counters are keyed by name (at most 127 bytes).
 --- http_config
 llm_router_zone llm 1m;
@@ -198,7 +229,7 @@ qr/llm_model name "mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm
 
 
 
-=== TEST 8: names at the limits are fine
+=== TEST 9: names at the limits are fine
 --- http_config
 upstream ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp {
     llm_engine openai;
