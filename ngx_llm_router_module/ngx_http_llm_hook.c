@@ -1688,8 +1688,8 @@ ngx_http_llm_lib_json_decode(lua_State *L)
 
     text = luaL_checklstring(L, 1, &len);
 
-    if (ngx_http_llm_lua_json_decode(L, (const unsigned char *) text, len,
-                                     &error)
+    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) text,
+                                            len, &error)
         != 0)
     {
         return luaL_error(L, "llm.json_decode: %s", error);

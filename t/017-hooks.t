@@ -561,11 +561,11 @@ POST /v1/chat/completions
 
 
 
-=== TEST 42: a member nested deeper than a hook decodes, in a document the hook returns: 500 hook_error, logged, no crash
+=== TEST 42: a member a hook nests deeper than the limit (1024 levels, the scanner's): 500 hook_error, logged, no crash
 --- model_hook: threads.lua
---- request eval
-"POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
-. ("[" x 300) . ("]" x 300) . "}"
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"deep","n":1024}
 --- error_code: 500
 --- response_body_like chomp
 "code":"hook_error"
@@ -574,14 +574,17 @@ qr/request\(\) failed: .*nested too deep/
 
 
 
-=== TEST 43: the same document 150 deep is decoded and encoded whole
+=== TEST 43: a document nested up to the limit is decoded and encoded whole (the hook's own member too)
 --- model_hook: threads.lua
 --- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"deep\",\"n\":1023}",
 "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
-. ("[" x 150) . ("]" x 150) . "}"
+. ("[" x 1023) . ("]" x 1023) . "}"]
 --- response_body eval
+["{\"model\":\"engine-m\",\"what\":\"deep\",\"n\":1023,\"deep\":"
+. ("[" x 1022) . "{}" . ("]" x 1022) . "}",
 "{\"model\":\"engine-m\",\"what\":\"return\",\"deep\":"
-. ("[" x 150) . ("]" x 150) . ",\"x\":1}"
+. ("[" x 1023) . ("]" x 1023) . ",\"x\":1}"]
 
 
 
