@@ -1959,7 +1959,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     *drop = 0;
 
     if (L == NULL) {
-        return NGX_OK;
+        return ngx_http_llm_hook_failed(r, ctx, h, name, "no Lua state");
     }
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
@@ -2070,6 +2070,7 @@ ngx_http_llm_hook_call(lua_State *L)
     ngx_http_llm_hook_t  *h;
     ngx_http_llm_call_t  *call;
     ngx_http_llm_lazy_t  *lazy;
+    u_char                why[128];
 
     run = lua_touserdata(L, 1);
     r = run->request;
@@ -2105,7 +2106,13 @@ ngx_http_llm_hook_call(lua_State *L)
     lua_pushstring(co, name);
 
     if (lua_rawget(co, -2) != LUA_TFUNCTION) {
+
+        /* the hook's own table lost the function: never skipped silently */
+
         lua_settop(co, 0);
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                           "the function is gone from the "
+                                           "table the file returned");
         return 0;
     }
 
@@ -2131,19 +2138,22 @@ ngx_http_llm_hook_call(lua_State *L)
     {
         lua_settop(co, 0);
 
-        if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-            /* not the document's fault: the memory cap */
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_call_error(call,
-                                                                       error));
-            return 0;
+        /*
+         * the memory cap, or a document that is not JSON (an engine's
+         * broken answer: what the router let through, the decoder takes):
+         * a hook that cannot run fails, or passes by the operator's choice
+         */
+
+        if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+            *ngx_snprintf(why, sizeof(why) - 1,
+                          "not called, the document is not JSON: %s",
+                          error) = '\0';
+            error = (const char *) why;
         }
 
-        /* an engine's broken answer or event goes on as it is */
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "llm hook: %V %s() not called, the document is not "
-                      "JSON: %s", &h->file, name, error);
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                           ngx_http_llm_call_error(call,
+                                                                   error));
         return 0;
     }
 

@@ -454,7 +454,7 @@ llm_model m {
 
 
 
-=== TEST 35: an engine answer that is not JSON reaches the client as it is, the response hook not called
+=== TEST 35: an engine answer that is not JSON fails the response hook that cannot read it: 500 hook_error, logged
 --- model_hook: answer.lua
 --- no_echo: 1
 --- more_headers
@@ -462,10 +462,11 @@ X-Mock-Malformed: 1
 --- request
 POST /v1/chat/completions
 {"model":"m"}
---- response_body chomp
-{"id": "broken
+--- error_code: 500
+--- response_body_like chomp
+"code":"hook_error"
 --- error_log
-response() not called, the document is not JSON
+response() failed: not called, the document is not JSON
 
 
 
@@ -653,14 +654,17 @@ name index ran
 
 
 
-=== TEST 49: the table a hook file returns is read raw: its __index runs neither at load nor when a function is gone
+=== TEST 49: the table a hook file returns is read raw: its __index runs neither at load nor when a function is gone (the hook then fails: never skipped silently)
 --- model_hook: rawtable.lua
 --- no_echo: 1
 --- request
 POST /v1/chat/completions
 {"model":"m"}
+--- error_code: 500
 --- response_body_like chomp
-"model":"m"
+"code":"hook_error"
+--- error_log
+response() failed: the function is gone from the table the file returned
 --- no_error_log
 module index ran
 response ran

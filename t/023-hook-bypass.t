@@ -343,3 +343,74 @@ main::chat('system_prompt.lua', undef, ',"":{"":[]},"\\u0000":{"\\"":1e400}')
 [400, 400, 200]
 --- response_body_like eval
 ['nesting too deep', 'nesting too deep', 'SYS-PROMPT']
+
+
+
+=== TEST 28: a response hook on an engine answer that is not JSON: 500 hook_error, logged (it is never skipped silently)
+--- own_hook: answer.lua
+--- config
+location /v1/ {
+    llm_router on;
+    llm_hook $TEST_NGINX_HOOKS/answer.lua;
+    proxy_pass http://$llm_upstream;
+    proxy_set_header X-Mock-Malformed 1;
+}
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- error_code: 500
+--- response_body_like chomp
+"code":"hook_error"
+--- error_log
+answer.lua response() failed: not called, the document is not JSON
+
+
+
+=== TEST 29: the same under llm_hook_on_error pass: the answer goes on as it is, logged at error level
+--- own_hook: answer.lua
+--- config
+location /v1/ {
+    llm_router on;
+    llm_hook $TEST_NGINX_HOOKS/answer.lua;
+    llm_hook_on_error pass;
+    proxy_pass http://$llm_upstream;
+    proxy_set_header X-Mock-Malformed 1;
+}
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body chomp
+{"id": "broken
+--- error_log eval
+qr/\[error\].*answer\.lua response\(\) failed: not called, the document is not JSON: .*, passed on unchanged/
+
+
+
+=== TEST 30: a hook whose function is gone from its table: 500 hook_error, or passed on (logged) under pass, never skipped
+--- own_hook: rawtable.lua
+--- no_echo: 1
+--- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\"}",
+ "POST /pass/v1/chat/completions\n{\"model\":\"m\"}"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+['"code":"hook_error"', '"model":"m"']
+--- error_log eval
+qr/\[error\].*rawtable\.lua response\(\) failed: the function is gone/
+--- no_error_log
+module index ran
+response ran
+
+
+
+=== TEST 36: a response hook on a model the router does not rename: the answer keeps its "model" (it came back as "model":, before)
+--- own_hook: answer.lua
+--- no_echo: 1
+--- request
+POST /v1/chat/completions
+{"model":"m"}
+--- response_body_like chomp
+^\{"id":"chatcmpl-m1-\d+","object":"chat.completion","created":\d+,"model":"m","system_fingerprint":"m1","choices":\[\{"index":0,"message":\{"role":"assistant","content":"TOK0 TOK1 
+--- no_error_log
+[error]
