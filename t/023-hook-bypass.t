@@ -404,6 +404,76 @@ response ran
 
 
 
+=== TEST 31: llm.reject: a code that is not a token fails the hook (500 hook_error), also inside a pcall; under pass the request goes on, logged
+--- own_hook: inject.lua
+--- location_extra: add_header X-Llm-Error $llm_error always;
+--- request eval
+[map { ("POST /v1/chat/completions\n$_", "POST /pass/v1/chat/completions\n$_") }
+ '{"model":"m","what":"reject","code":"bad\"code"}',
+ '{"model":"m","what":"reject","code":"x\r\nX-Injected: 1"}',
+ '{"model":"m","what":"reject-pcall","code":"a b"}',
+ '{"model":"m","what":"reject","code":"' . ('c' x 65) . '"}',
+ '{"model":"m","what":"reject","code":""}']
+--- error_code eval
+[(500, 200) x 5]
+--- response_body_like eval
+[('^\{"error":\{"message":"a hook failed to process the request","type":"server_error","param":null,"code":"hook_error"\}\}$', '^\{"model":"m","what":"reject') x 5]
+--- response_headers eval
+[("X-Llm-Error: hook_error\nX-Injected:", "X-Llm-Error:\nX-Injected:") x 5]
+--- error_log
+llm.reject: the code is not 1 to 64 of A-Z a-z 0-9 _ . -
+--- no_error_log
+rejected the request
+
+
+
+=== TEST 32: llm.reject: a code of 64 token bytes is the error's code and $llm_error (a guard: held before too)
+--- own_hook: inject.lua
+--- location_extra: add_header X-Llm-Error $llm_error always;
+--- request eval
+"POST /v1/chat/completions\n" . '{"model":"m","what":"reject","status":451,"code":"' . ('Az09_.-' x 9) . 'z"}'
+--- error_code: 451
+--- response_body eval
+'{"error":{"message":"rejected by a hook","type":"invalid_request_error","param":null,"code":"' . ('Az09_.-' x 9) . 'z"}}' . "\n"
+--- response_headers eval
+"X-Llm-Error: " . ('Az09_.-' x 9) . "z"
+
+
+
+=== TEST 33: llm.reject: the message comes back as valid UTF-8 on one line (a bad byte is U+FFFD, a control byte a space), escaped
+--- own_hook: inject.lua
+--- request eval
+"POST /v1/chat/completions\n" . '{"model":"m","what":"reject","code":"no","message":"a\"b\\\\c\nd\u0000e\u007f' . "\xff\xc0\xaf\xed\xa0\x80" . '\u00e9\ud83d\ude00 end' . "\xe2\x82" . '"}'
+--- error_code: 400
+--- response_body eval
+qq({"error":{"message":"a\\"b\\\\c d e \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\xf0\x9f\x98\x80 end","type":"invalid_request_error","param":null,"code":"no"}}\n)
+--- no_error_log
+[error]
+
+
+
+=== TEST 34: llm.reject: the message is cut at 1024 bytes, on a character's boundary
+--- own_hook: inject.lua
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"m","what":"reject","code":"long","message":"' . ('a' x 5000) . '"}',
+ "POST /v1/chat/completions\n" . '{"model":"m","what":"reject","code":"long","message":"a' . ("\xc3\xa9" x 1000) . '"}']
+--- error_code eval
+[400, 400]
+--- response_body eval
+['{"error":{"message":"' . ('a' x 1024) . '","type":"invalid_request_error","param":null,"code":"long"}}' . "\n",
+ '{"error":{"message":"a' . ("\xc3\xa9" x 511) . '","type":"invalid_request_error","param":null,"code":"long"}}' . "\n"]
+
+
+
+=== TEST 35: llm.set_header: names must be HTTP tokens, values free of NUL, CR, LF and other control bytes
+--- own_hook: inject.lua
+--- request eval
+"POST /v1/chat/completions\n" . '{"model":"m","what":"header","headers":[["X-Ok","fine\tvalue \u00e9"],["X!#$%&\u0027*+-.^_`|~09az","v"],["X Bad","v"],["X-Nul\u0000","v"],["(x)","v"],["","v"],["X:y","v"],["X\u00e9","v"],["X-V","a\u0000b"],["X-V","a\u0001b"],["X-V","a\u007fb"],["X-V","a\r\nX-Injected: 1"],["X-V","a\nb"]]}'
+--- response_body chomp
+{"model":"m","what":"header","results":["ok","ok","llm.set_header: the name is not a token","llm.set_header: the name is not a token","llm.set_header: the name is not a token","llm.set_header: the name is not 1 to 256 bytes","llm.set_header: the name is not a token","llm.set_header: the name is not a token","llm.set_header: the value has a control byte","llm.set_header: the value has a control byte","llm.set_header: the value has a control byte","llm.set_header: the value has a control byte","llm.set_header: the value has a control byte"]}
+
+
+
 === TEST 36: a response hook on a model the router does not rename: the answer keeps its "model" (it came back as "model":, before)
 --- own_hook: answer.lua
 --- no_echo: 1
