@@ -796,7 +796,11 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     b = body;
 
-    if (ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK) {
+    /* held for a response hook alone: the model stays as the engine said */
+
+    if (resp->model_json.len
+        && ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK)
+    {
         head = k.value - body->pos;
         tail = body->last - k.value_end;
         len = head + resp->model_json.len + tail;
