@@ -11,9 +11,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <cjson/cJSON.h>
-
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_text.h"
 
 
 /* an edited body up to a page long is copied into one buffer */
@@ -46,9 +45,16 @@ static ngx_int_t ngx_http_llm_find_member(ngx_http_llm_body_t *body,
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
+static ngx_int_t ngx_http_llm_read_names(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_read_session(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan);
+static ngx_int_t ngx_http_llm_check_name(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const char *field, ngx_str_t *name);
+static ngx_int_t ngx_http_llm_bad_name(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const char *field, int why);
 static void ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
@@ -78,14 +84,13 @@ static ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route);
 static ngx_int_t ngx_http_llm_tokenize_near(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
-    ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t *first,
-    ngx_uint_t prompt, ngx_int_t given);
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *first, ngx_uint_t prompt,
+    ngx_int_t given, ngx_str_t *raw, ngx_str_t *key);
 static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given);
-static size_t ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count);
-static size_t ngx_http_llm_text_bytes_parts(cJSON *parts);
+    ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given,
+    ngx_str_t *raw, ngx_str_t *key);
+static size_t ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count);
 static ngx_int_t ngx_http_llm_flat_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
@@ -336,10 +341,6 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     ctx->route = route;
     ctx->upstream = route->model->upstream->host;
     ctx->target = route->send.len ? route->send : ctx->model;
-
-    if (ngx_http_llm_read_session(r, ctx, &body, scan) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     ngx_http_llm_prefix_hash(ctx, &body, scan);
 
@@ -698,7 +699,30 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     *model = m;
 
-    return NGX_OK;
+    return ngx_http_llm_read_names(r, ctx, body, scan);
+}
+
+
+/*
+ * The names from the body, checked before routing: the model's (decoded
+ * already) and the session's.  They go into $llm_model and $llm_session,
+ * headers, log lines and error messages as they are.
+ */
+
+static ngx_int_t
+ngx_http_llm_read_names(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_llm_check_name(r, ctx, "model", &ctx->model);
+    if (rc != NGX_OK) {
+        ngx_str_null(&ctx->model);
+        ngx_str_null(&ctx->model_json);
+        return rc;
+    }
+
+    return ngx_http_llm_read_session(r, ctx, body, scan);
 }
 
 
@@ -708,23 +732,27 @@ static ngx_int_t
 ngx_http_llm_read_session(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
 {
-    ngx_int_t                     i;
-    ngx_str_t                     raw;
+    ngx_int_t                     i, rc;
+    ngx_str_t                     raw, name;
     ngx_uint_t                    count;
     ngx_http_llm_jscan_member_t  *m;
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_user, &count);
 
     if (i < 0 || count != 1) {
-        return NGX_OK;
+        return (i == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
 
     m = &scan->members[i];
 
-    if (m->type != NGX_HTTP_LLM_JSON_STRING
-        || m->value_end - m->value > 1024)
-    {
+    if (m->type != NGX_HTTP_LLM_JSON_STRING) {
         return NGX_OK;
+    }
+
+    /* a decoded byte takes at most 6 in JSON: longer is too long */
+
+    if (m->value_end - m->value > 6 * NGX_HTTP_LLM_NAME_MAX + 2) {
+        return ngx_http_llm_bad_name(r, ctx, "user", NGX_HTTP_LLM_NAME_LONG);
     }
 
     if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
@@ -733,8 +761,74 @@ ngx_http_llm_read_session(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    return (ngx_http_llm_json_string_value(r->pool, &raw, &ctx->session)
-            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    rc = ngx_http_llm_json_string_value(r->pool, &raw, &name);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_json", "user",
+                                   "the field \"user\" is not a valid "
+                                   "JSON string");
+    }
+
+    rc = ngx_http_llm_check_name(r, ctx, "user", &name);
+
+    if (rc == NGX_OK) {
+        ctx->session = name;
+    }
+
+    return rc;
+}
+
+
+/*
+ * A name is at most 256 bytes of UTF-8 without control characters
+ * (ngx_http_llm_text_name()): a single pass over a short string.
+ */
+
+static ngx_int_t
+ngx_http_llm_check_name(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const char *field, ngx_str_t *name)
+{
+    int  why;
+
+    why = ngx_http_llm_text_name(name->data, name->len);
+
+    if (why == NGX_HTTP_LLM_NAME_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_bad_name(r, ctx, field, why);
+}
+
+
+static ngx_int_t
+ngx_http_llm_bad_name(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const char *field, int why)
+{
+    switch (why) {
+
+    case NGX_HTTP_LLM_NAME_LONG:
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" is longer than %d bytes",
+                                   field, NGX_HTTP_LLM_NAME_MAX);
+
+    case NGX_HTTP_LLM_NAME_CONTROL:
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" holds a control "
+                                   "character", field);
+
+    default: /* NGX_HTTP_LLM_NAME_UTF8 */
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" is not valid UTF-8",
+                                   field);
+    }
 }
 
 
@@ -1027,8 +1121,6 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
     ngx_array_t *edits, ngx_str_t *insert)
 {
-    char                         *text;
-    cJSON                        *json, *item;
     ngx_int_t                     i, rc;
     ngx_str_t                     raw, value;
     ngx_uint_t                    count, on;
@@ -1089,51 +1181,14 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    json = cJSON_ParseWithLength((char *) raw.data, raw.len);
-    if (json == NULL) {
-        return NGX_OK;
+    rc = ngx_http_llm_json_include_usage(r->pool, &raw, &value);
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
-
-    rc = NGX_OK;
-    item = cJSON_GetObjectItemCaseSensitive(json, "include_usage");
-
-    if (cJSON_IsTrue(item)) {
-        goto done;      /* the client asked for it */
-    }
-
-    cJSON_DeleteItemFromObjectCaseSensitive(json, "include_usage");
-
-    if (cJSON_AddTrueToObject(json, "include_usage") == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    text = cJSON_PrintUnformatted(json);
-    if (text == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    value.len = ngx_strlen(text);
-    value.data = ngx_pnalloc(r->pool, value.len);
-
-    if (value.data == NULL) {
-        cJSON_free(text);
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    ngx_memcpy(value.data, text, value.len);
-    cJSON_free(text);
 
     ctx->strip_usage = 1;
-    rc = ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
 
-done:
-
-    cJSON_Delete(json);
-
-    return rc;
+    return ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
 }
 
 
@@ -1477,6 +1532,7 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_route_t **route)
 {
     ngx_int_t                  given, status;
+    ngx_str_t                  raw, key;
     ngx_uint_t                 i, n, prompt, completion, need, largest,
                                context, best_ctx, down_ctx;
     ngx_msec_t                 retry;
@@ -1486,8 +1542,14 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
+    ngx_str_null(&raw);
+    ngx_str_null(&key);
+
+    /* when the engine counted, the texts are not read (nor copied) again */
+
     if (ngx_http_llm_estimate(r, body, scan, (*route)->model, &prompt,
-                              &given)
+                              &given, (ctx->tokenized && ctx->exact_tokens
+                                       >= 0) ? NULL : &raw, &key)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1497,15 +1559,15 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (ctx->tokenized) {
         if (ctx->exact_tokens >= 0) {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "llm router: prompt estimate %ui, exact %i",
-                           prompt, ctx->exact_tokens);
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "llm router: prompt of %i tokens, counted",
+                           ctx->exact_tokens);
             prompt = ctx->exact_tokens;
         }
 
     } else {
-        status = ngx_http_llm_tokenize_near(r, ctx, body, scan, *route,
-                                            prompt, given);
+        status = ngx_http_llm_tokenize_near(r, ctx, *route, prompt, given,
+                                            &raw, &key);
         if (status != NGX_DECLINED) {
             return status;
         }
@@ -1599,30 +1661,28 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 /*
  * A variant with "tokenize on" whose limit is within its margin of the
- * estimate: its engine counts the prompt.  NGX_AGAIN: routing waits for
- * it; NGX_DECLINED: no need, or it could not start.
+ * estimate: its engine counts the prompt (raw: the value of "messages" or
+ * "prompt" as the estimate read it, key: which).  NGX_AGAIN: routing
+ * waits for it; NGX_DECLINED: no need, or it could not start.
  */
 
 static ngx_int_t
 ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given)
+    ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given,
+    ngx_str_t *raw, ngx_str_t *key)
 {
-    cJSON                        *json, *item, *content;
-    u_char                       *p;
-    size_t                        len;
-    ngx_int_t                     k, rc;
-    ngx_str_t                     raw, key, doc, target;
-    ngx_uint_t                    i, count, context, need, margin, engine;
-    ngx_http_llm_route_t        **v, *near;
-    ngx_http_llm_model_t         *model;
-    ngx_http_llm_srv_conf_t      *lscf;
-    ngx_http_llm_main_conf_t     *lmcf;
-    ngx_http_llm_jscan_member_t  *m;
-
-    static ngx_str_t  keys[] = {
-        ngx_string("messages"), ngx_string("prompt"), ngx_null_string
-    };
+    int                        more;
+    u_char                    *p;
+    size_t                     len, n;
+    ngx_int_t                  rc;
+    ngx_str_t                  doc[5];
+    ngx_uint_t                 i, context, need, margin, engine, lead, parts;
+    const u_char              *text;
+    ngx_http_llm_texts_t       texts;
+    ngx_http_llm_route_t     **v, *near;
+    ngx_http_llm_model_t      *model;
+    ngx_http_llm_srv_conf_t   *lscf;
+    ngx_http_llm_main_conf_t  *lmcf;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
@@ -1657,26 +1717,8 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     /* the prompt: chat messages or a completion prompt, as sent */
 
-    k = -1;
-
-    for (i = 0; keys[i].len; i++) {
-        k = ngx_http_llm_find_member(body, scan, &keys[i], &count);
-        if (k >= 0) {
-            key = keys[i];
-            break;
-        }
-    }
-
-    if (k < 0) {
+    if (raw->len == 0) {
         return NGX_DECLINED;
-    }
-
-    m = &scan->members[k];
-
-    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     lscf = ngx_http_conf_upstream_srv_conf(near->model->upstream,
@@ -1685,105 +1727,80 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (engine == NGX_HTTP_LLM_ENGINE_VLLM) {
 
-        /* {"model":TARGET,"messages"|"prompt":...} */
+        /* {"model":TARGET,"messages"|"prompt":...}, the prompt uncopied */
 
-        target = near->send.len ? near->send_json : ctx->model;
+        doc[1] = near->send.len ? near->send_json : ctx->model;
 
         if (!near->send.len
-            && ngx_http_llm_json_quote(r->pool, &ctx->model, &target)
+            && ngx_http_llm_json_quote(r->pool, &ctx->model, &doc[1])
                != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        len = sizeof("{\"model\":,\"\":}") + target.len + key.len + raw.len;
+        ngx_str_set(&doc[0], "{\"model\":");
 
-        doc.data = ngx_pnalloc(r->pool, len);
-        if (doc.data == NULL) {
+        doc[2].data = ngx_pnalloc(r->pool, key->len + sizeof(",\"\":"));
+        if (doc[2].data == NULL) {
             return NGX_ERROR;
         }
 
-        doc.len = ngx_sprintf(doc.data, "{\"model\":%V,\"%V\":%V}", &target,
-                              &key, &raw)
-                  - doc.data;
+        doc[2].len = ngx_sprintf(doc[2].data, ",\"%V\":", key) - doc[2].data;
+        doc[3] = *raw;
+        ngx_str_set(&doc[4], "}");
+        parts = 5;
 
     } else {
 
-        /* llama.cpp: {"content":"the texts, one per line"} */
+        /*
+         * llama.cpp: {"content":"the texts, one per line"}, each copied
+         * as it is escaped in the body (ngx_http_llm_text_quote() keeps
+         * valid escapes, and makes anything else valid JSON)
+         */
 
-        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
-        if (json == NULL) {
+        len = sizeof("{\"content\":\"\"}");
+
+        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
+
+        while ((more = ngx_http_llm_texts_next(&texts, &text, &n)) == 1) {
+            len += ngx_http_llm_text_quote(NULL, text, n, 1) + 2;
+        }
+
+        if (more < 0) {
             return NGX_DECLINED;
         }
 
-        len = 0;
+        doc[0].data = ngx_pnalloc(r->pool, len);
+        if (doc[0].data == NULL) {
+            return NGX_ERROR;
+        }
 
-        cJSON_ArrayForEach(item, json) {
-            content = cJSON_IsObject(item)
-                      ? cJSON_GetObjectItemCaseSensitive(item, "content")
-                      : item;
+        p = ngx_cpymem(doc[0].data, "{\"content\":\"",
+                       sizeof("{\"content\":\"") - 1);
 
-            if (cJSON_IsString(content)) {
-                len += ngx_strlen(content->valuestring) + 1;
+        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
+        lead = 1;
+
+        while (ngx_http_llm_texts_next(&texts, &text, &n) == 1) {
+            if (!lead) {
+                *p++ = '\\';
+                *p++ = 'n';
             }
+
+            lead = 0;
+
+            p += ngx_http_llm_text_quote(p, text, n, 1);
         }
 
-        if (cJSON_IsString(json)) {
-            len = ngx_strlen(json->valuestring) + 1;
-        }
-
-        raw.data = ngx_pnalloc(r->pool, len + 1);
-        if (raw.data == NULL) {
-            cJSON_Delete(json);
-            return NGX_ERROR;
-        }
-
-        p = raw.data;
-
-        if (cJSON_IsString(json)) {
-            p = ngx_cpymem(p, json->valuestring,
-                           ngx_strlen(json->valuestring));
-
-        } else {
-            cJSON_ArrayForEach(item, json) {
-                content = cJSON_IsObject(item)
-                          ? cJSON_GetObjectItemCaseSensitive(item, "content")
-                          : item;
-
-                if (cJSON_IsString(content)) {
-                    if (p != raw.data) {
-                        *p++ = '\n';
-                    }
-
-                    p = ngx_cpymem(p, content->valuestring,
-                                   ngx_strlen(content->valuestring));
-                }
-            }
-        }
-
-        cJSON_Delete(json);
-
-        raw.len = p - raw.data;
-
-        if (ngx_http_llm_json_quote(r->pool, &raw, &target) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        len = sizeof("{\"content\":}") + target.len;
-
-        doc.data = ngx_pnalloc(r->pool, len);
-        if (doc.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        doc.len = ngx_sprintf(doc.data, "{\"content\":%V}", &target)
-                  - doc.data;
+        p = ngx_cpymem(p, "\"}", 2);
+        doc[0].len = p - doc[0].data;
+        parts = 1;
     }
 
     ctx->tokenized = 1;
 
-    rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, &doc,
-                                     near->model->tokenize_timeout);
+    rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, doc,
+                                     parts, near->model->tokenize_timeout);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;
@@ -1797,15 +1814,16 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
  * Tokens, estimated: the bytes of the message texts (and of the tool
  * definitions), of "prompt" or of "input", divided by bytes_per_token
  * of the first block (default 4), plus 4 per message and 3; *given is
- * max_completion_tokens or max_tokens, -1 when the request has neither.
+ * max_completion_tokens or max_tokens, -1 when the request has neither;
+ * *text is the raw value of "messages" or "prompt" (*name says which),
+ * read once for /tokenize too.  With text NULL only *given is found.
  */
 
 static ngx_int_t
 ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_model_t *model,
-    ngx_uint_t *prompt, ngx_int_t *given)
+    ngx_uint_t *prompt, ngx_int_t *given, ngx_str_t *text, ngx_str_t *name)
 {
-    cJSON                        *json;
     double                        number;
     size_t                        bytes;
     ngx_int_t                     i;
@@ -1826,7 +1844,7 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     bytes = 0;
     messages = 0;
 
-    for (key = texts; key->len; key++) {
+    for (key = texts; text && key->len; key++) {
         i = ngx_http_llm_find_member(body, scan, key, &count);
 
         if (i < 0) {
@@ -1841,15 +1859,12 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             return NGX_ERROR;
         }
 
-        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
+        bytes += ngx_http_llm_text_bytes(&raw, key == texts ? &messages
+                                                            : NULL);
 
-        if (json) {
-            bytes += ngx_http_llm_text_bytes(json, key == texts ? &messages
-                                                                : NULL);
-            cJSON_Delete(json);
-
-        } else {
-            bytes += raw.len;
+        if (text->len == 0 && key < &texts[2]) {
+            *text = raw;            /* "messages" or "prompt": /tokenize */
+            *name = *key;
         }
     }
 
@@ -1891,66 +1906,35 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 
 
 /*
- * The bytes of the texts in a value: a string; strings of an array;
- * chat messages' "content" (a string, or parts with "text").
+ * The bytes of the texts in a value, decoded: a string; strings of an
+ * array; chat messages' "content" (a string, or parts with "text"),
+ * walked where they lie (ngx_http_llm_texts_next()): no tree, nothing
+ * allocated, whatever the client sends.
  */
 
 static size_t
-ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count)
+ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count)
 {
-    size_t  bytes;
-    cJSON  *e, *content;
+    int                    rc;
+    size_t                 bytes, len, n;
+    const u_char          *text;
+    ngx_http_llm_texts_t   t;
 
-    if (cJSON_IsString(item)) {
-        return ngx_strlen(item->valuestring);
-    }
-
-    if (!cJSON_IsArray(item)) {
-        return 0;
-    }
+    ngx_http_llm_texts_init(&t, value->data, value->len, count != NULL);
 
     bytes = 0;
 
-    cJSON_ArrayForEach(e, item) {
-        if (cJSON_IsString(e)) {
-            bytes += ngx_strlen(e->valuestring);
-            continue;
-        }
-
-        if (count == NULL || !cJSON_IsObject(e)) {
-            continue;
-        }
-
-        (*count)++;
-
-        content = cJSON_GetObjectItemCaseSensitive(e, "content");
-
-        if (cJSON_IsString(content)) {
-            bytes += ngx_strlen(content->valuestring);
-
-        } else if (cJSON_IsArray(content)) {
-            bytes += ngx_http_llm_text_bytes_parts(content);
-        }
+    while ((rc = ngx_http_llm_texts_next(&t, &text, &len)) == 1) {
+        n = ngx_http_llm_text_decode(NULL, text, len);
+        bytes += (n == NGX_HTTP_LLM_TEXT_BAD) ? len : n;
     }
 
-    return bytes;
-}
+    if (rc < 0) {
+        return value->len;      /* not JSON: its bytes */
+    }
 
-
-static size_t
-ngx_http_llm_text_bytes_parts(cJSON *parts)
-{
-    size_t  bytes;
-    cJSON  *p, *text;
-
-    bytes = 0;
-
-    cJSON_ArrayForEach(p, parts) {
-        text = cJSON_GetObjectItemCaseSensitive(p, "text");
-
-        if (cJSON_IsString(text)) {
-            bytes += ngx_strlen(text->valuestring);
-        }
+    if (count) {
+        *count += t.messages;
     }
 
     return bytes;

@@ -951,7 +951,9 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
             item = cJSON_GetObjectItemCaseSensitive(error, "code");
 
-            if (cJSON_IsString(item)) {
+            if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                            item->valuestring))
+            {
                 code = item->valuestring;
             }
 
@@ -989,13 +991,17 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
             item = cJSON_GetObjectItemCaseSensitive(json, "error_type");
         }
 
-        if (cJSON_IsString(item)) {
+        if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                        item->valuestring))
+        {
             type = item->valuestring;
         }
 
         item = cJSON_GetObjectItemCaseSensitive(json, "code");
 
-        if (cJSON_IsString(item) && item->valuestring[0]) {
+        if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                        item->valuestring))
+        {
             code = item->valuestring;
         }
     }

@@ -380,6 +380,8 @@ ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
+ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
 
@@ -390,9 +392,10 @@ void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 /* exact counts (ngx_http_llm_tokenize.c) */
 ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
-    ngx_str_t *body, ngx_msec_t timeout);
+    ngx_str_t *body, ngx_uint_t n, ngx_msec_t timeout);
 
 /* errors (ngx_http_llm_error.c) */
+ngx_uint_t ngx_http_llm_error_token(const char *s);
 void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
     const char *type, const char *param, ngx_str_t *message);
 ngx_int_t ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
