@@ -1795,7 +1795,9 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (resp->out == NULL && (flush || last)) {
+    /* a flush with bytes waiting downstream: the call itself pushes them */
+
+    if (resp->out == NULL && (last || (flush && resp->busy == NULL))) {
         cl = ngx_chain_get_free_buf(r->pool, &resp->free);
         if (cl == NULL) {
             return NGX_ERROR;
