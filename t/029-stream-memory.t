@@ -12,6 +12,8 @@
 #   - 110 000 events through a chunk hook: less than 4 MB more between the
 #     10 000th and the 100 000th event (before, the request pool grew by
 #     two copies of every event).
+# And a chunk hook that fails while the engine's bytes wait unread still
+# ends the stream with its error event and [DONE], nothing after.
 # Under valgrind the streams are short and only their content is checked.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
@@ -34,15 +36,19 @@ our $BoundKB = 4096;
 our $Dir = File::Temp->newdir('llm-sse-XXXXXX', TMPDIR => 1);
 $ENV{TEST_NGINX_SSE_DIR} = $Dir->dirname;
 
+# COUNT events; the FAIL-th one's content is "tok1 " (t/hooks/answer.lua
+# fails on it when the request has X-Fail)
 sub write_events {
-    my ($name, $count) = @_;
+    my ($name, $count, $fail) = @_;
     open my $fh, '>', "$Dir/$name" or die "$Dir/$name: $!";
     my $pad = 'lorem ipsum dolor sit amet ' x 3;
     for my $i (1 .. $count) {
-        printf {$fh} 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk",'
+        my $content = sprintf 'tok %06d %s', $i, $pad;
+        $content = 'tok1 ' if $fail && $i == $fail;
+        print {$fh} 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk",'
             . '"created":1,"model":"engine-x","choices":[{"index":0,'
-            . '"delta":{"content":"tok %06d %s"},"finish_reason":null}]}'
-            . "\n\n", $i, $pad;
+            . '"delta":{"content":"' . $content . '"},"finish_reason":null}]}'
+            . "\n\n";
     }
     print {$fh} "data: [DONE]\n\n";
     close $fh or die $!;
@@ -51,6 +57,7 @@ sub write_events {
 write_events('big', $BigEvents);
 write_events('hooked', $HookEvents);
 write_events('small', 3);
+write_events('abort', $BigEvents, $BigEvents / 2);
 
 no_shuffle();
 
@@ -116,7 +123,8 @@ sub read_chars {
 # socket's receive buffer (no autotuning); it stays above loopback's MSS
 # (64 KB), or the window would open only by the sender's probes.
 sub open_stream {
-    my ($file, $rcvbuf) = @_;
+    my ($file, $rcvbuf, $headers) = @_;
+    $headers //= '';
     socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
     if ($rcvbuf) {
         setsockopt($s, SOL_SOCKET, SO_RCVBUF, $rcvbuf) or die "setsockopt: $!";
@@ -128,7 +136,7 @@ sub open_stream {
     my $body = '{"model":"m","stream":true,"messages":[]}';
     my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
         . "Connection: close\r\nContent-Type: application/json\r\n"
-        . "X-File: $file\r\nContent-Length: " . length($body)
+        . "X-File: $file\r\n$headers" . "Content-Length: " . length($body)
         . "\r\n\r\n$body";
     syswrite($s, $req) == length $req or die "write: $!";
 
@@ -243,6 +251,22 @@ sub hooked_stream {
     check_events($name, $body, $HookEvents, 'TOK ');
 }
 
+# A chunk hook fails on the middle event while the client does not read
+# (the engine's bytes after it wait unread): once the client reads, it gets
+# the events before it, the hook's error event and [DONE], nothing after.
+sub slow_abort {
+    my ($name) = @_;
+    my ($s, $pid, $rest) = open_stream('abort', 0, "X-Fail: 1\r\n");
+    sleep 1;
+    my $body = dechunk(read_all($s, $rest));
+    my $before = $BigEvents / 2 - 1;
+    my $n = () = $body =~ /^data: \{[^\n]*"model":"m"[^\n]*\n\n/mg;
+    Test::More::is($n, $before, "$name: the $before events before the failed one");
+    Test::More::like(substr($body, -300),
+        qr/\ndata: \{"error":\{[^\n]*"code":"hook_error"[^\n]*\}\n\ndata: \[DONE\]\n\n\z/,
+        "$name: then the hook's error event and [DONE]");
+}
+
 run_tests();
 
 __DATA__
@@ -278,7 +302,23 @@ qr/\A(data: \{[^\n]*"model":"m"[^\n]*"content":"tok 00000\d [^\n]*\n\n){3}data: 
 
 
 
-=== TEST 3: a chunk hook on 110 000 events: the worker's memory stays flat
+=== TEST 3: a chunk hook fails while the engine's bytes wait for a slow client
+--- hook: answer.lua
+--- init
+main::slow_abort('chunk hook fails');
+--- request
+POST /v1/chat/completions
+{"model":"m","stream":true,"messages":[]}
+--- more_headers
+X-File: small
+--- response_body_like eval
+qr/\A(data: \{[^\n]*"model":"m"[^\n]*"content":"TOK 00000\d [^\n]*\n\n){3}data: \[DONE\]\n\n\z/
+--- error_log eval
+qr/chunk\(\) failed: \S+answer\.lua:\d+: chunk boom/
+
+
+
+=== TEST 4: a chunk hook on 110 000 events: the worker's memory stays flat
 --- hook: answer.lua
 --- init
 main::hooked_stream('chunk hook');
