@@ -72,7 +72,7 @@ server {
     listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
     location / {
         root $ENV{TEST_NGINX_SSE_DIR};
-        rewrite ^ /\$http_x_file break;
+        try_files /\$http_x_file =404;
         types { }
         default_type text/event-stream;
         error_page 405 =200 \$uri;
@@ -125,13 +125,20 @@ sub read_chars {
 sub open_stream {
     my ($file, $rcvbuf, $headers) = @_;
     $headers //= '';
-    socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
-    if ($rcvbuf) {
-        setsockopt($s, SOL_SOCKET, SO_RCVBUF, $rcvbuf) or die "setsockopt: $!";
+    my $s;
+    my $deadline = time + 30;      # nginx under valgrind starts slowly
+    while (1) {
+        socket($s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+        if ($rcvbuf) {
+            setsockopt($s, SOL_SOCKET, SO_RCVBUF, $rcvbuf)
+                or die "setsockopt: $!";
+        }
+        last if connect($s, pack_sockaddr_in($ENV{TEST_NGINX_BACKEND2_PORT},
+                                             inet_aton('127.0.0.1')));
+        die "connect: $!" if time > $deadline;
+        close $s;
+        sleep 0.2;
     }
-    connect($s, pack_sockaddr_in($ENV{TEST_NGINX_BACKEND2_PORT},
-                                 inet_aton('127.0.0.1')))
-        or die "connect: $!";
     binmode $s;
     my $body = '{"model":"m","stream":true,"messages":[]}';
     my $req = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
