@@ -1375,13 +1375,12 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
 
         resp->in = cl->next;
+        ngx_free_chain(r->pool, cl);
 
         if (!b->last_buf) {
-            ngx_free_chain(r->pool, cl);
             continue;
         }
 
-        ngx_free_chain(r->pool, cl);
         *last_buf = 1;
 
         /* an unfinished event goes out as it is */
