@@ -2366,7 +2366,8 @@ ngx_http_llm_hook_call(lua_State *L)
             {
                 s = lua_tolstring(co, -nres, &len);
 
-                out->data = ngx_pnalloc(r->pool, len);
+                out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool
+                                                        : r->pool, len);
                 if (out->data == NULL) {
                     run->rc = NGX_ERROR;
                     goto done;
@@ -2440,7 +2441,9 @@ ngx_http_llm_hook_call(lua_State *L)
     }
 
     if (after) {
-        out->data = ngx_pnalloc(r->pool, after_len);
+        /* an event's text lives until the event is sent: not the request */
+        out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool : r->pool,
+                                after_len);
 
         if (out->data == NULL) {
             ngx_http_llm_lua_tmp_free(after);

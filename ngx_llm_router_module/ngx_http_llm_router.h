@@ -333,6 +333,7 @@ typedef struct {
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */
     int                            lua_state_ref;  /* ctx.state, 0: none */
+    ngx_pool_t                    *event_pool; /* a chunk hook's new text */
 
     unsigned                       routed:1;
     unsigned                       tokenized:1;    /* /tokenize was asked */
