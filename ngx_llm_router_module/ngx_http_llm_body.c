@@ -1376,59 +1376,30 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
-/*
- * Removes dropped members with their commas.  Before the first kept member
- * a member goes with the comma after it, after it with the comma before.
- */
+/* removes the dropped members with their commas (ngx_http_llm_edit.c) */
 
 static ngx_int_t
 ngx_http_llm_plan_drops(ngx_http_request_t *r, ngx_http_llm_jscan_t *scan,
     u_char *dropped, ngx_http_llm_edits_t *edits, ngx_uint_t *kept)
 {
-    ngx_uint_t                    i, first, n;
-    ngx_http_llm_jscan_member_t  *m;
+    int     rc;
+    size_t  n;
 
-    m = scan->members;
-    n = scan->nmembers;
+    rc = ngx_http_llm_edits_drop(edits, scan->members, scan->nmembers,
+                                 dropped, &n);
+    *kept = n;
 
-    for (first = 0; first < n && dropped[first]; first++) { /* void */ }
-
-    *kept = 0;
-
-    for (i = 0; i < n; i++) {
-        *kept += !dropped[i];
+    if (rc == NGX_HTTP_LLM_EDIT_OK) {
+        return NGX_OK;
     }
 
-    /* a member starts at its key's opening quote */
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "llm router: a drop of a member is refused: %s",
+                  (rc == NGX_HTTP_LLM_EDIT_OVERLAP) ? "it overlaps an edit"
+                  : (rc == NGX_HTTP_LLM_EDIT_FULL) ? "too many edits"
+                  : "an invalid range");
 
-    if (first == n) {
-        return n ? ngx_http_llm_add_edit(r, edits, m[0].key - 1,
-                                         m[n - 1].value_end, NULL)
-                 : NGX_OK;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (!dropped[i]) {
-            continue;
-        }
-
-        if (i < first) {
-            if (ngx_http_llm_add_edit(r, edits, m[i].key - 1,
-                                      m[i + 1].key - 1, NULL)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_http_llm_add_edit(r, edits, m[i - 1].value_end,
-                                         m[i].value_end, NULL)
-                   != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return NGX_ERROR;
 }
 
 

@@ -96,6 +96,61 @@ ngx_http_llm_edits_add(ngx_http_llm_edits_t *l, off_t start, off_t end,
 }
 
 
+/*
+ * Removes the members of an object marked dropped, with their commas:
+ * before the first kept member a member goes with the comma after it,
+ * after it with the comma before; all of them go as one edit.  Each edit
+ * removes a member and one comma, so the object stays valid JSON whichever
+ * of them were added.  *kept: the members left.
+ */
+
+int
+ngx_http_llm_edits_drop(ngx_http_llm_edits_t *l,
+    const ngx_http_llm_jscan_member_t *m, size_t n,
+    const unsigned char *dropped, size_t *kept)
+{
+    int     rc;
+    size_t  i, first;
+
+    for (first = 0; first < n && dropped[first]; first++) { /* void */ }
+
+    *kept = 0;
+
+    for (i = 0; i < n; i++) {
+        *kept += !dropped[i];
+    }
+
+    /* a member starts at its key's opening quote */
+
+    if (first == n) {
+        return n ? ngx_http_llm_edits_add(l, m[0].key - 1,
+                                          m[n - 1].value_end, NULL, 0)
+                 : NGX_HTTP_LLM_EDIT_OK;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!dropped[i]) {
+            continue;
+        }
+
+        if (i < first) {
+            rc = ngx_http_llm_edits_add(l, m[i].key - 1, m[i + 1].key - 1,
+                                        NULL, 0);
+
+        } else {
+            rc = ngx_http_llm_edits_add(l, m[i - 1].value_end,
+                                        m[i].value_end, NULL, 0);
+        }
+
+        if (rc != NGX_HTTP_LLM_EDIT_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_HTTP_LLM_EDIT_OK;
+}
+
+
 /* 1 if an edit replaces or removes a byte of [start, end) */
 
 int

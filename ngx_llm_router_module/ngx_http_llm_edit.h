@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "ngx_http_llm_jscan.h"
+
 
 /* ngx_http_llm_edits_add() */
 #define NGX_HTTP_LLM_EDIT_OK        0
@@ -67,6 +69,9 @@ void ngx_http_llm_edits_init(ngx_http_llm_edits_t *l,
     ngx_http_llm_edit_t *elts, size_t nalloc);
 int ngx_http_llm_edits_add(ngx_http_llm_edits_t *l, off_t start, off_t end,
     const unsigned char *data, size_t len);
+int ngx_http_llm_edits_drop(ngx_http_llm_edits_t *l,
+    const ngx_http_llm_jscan_member_t *m, size_t n,
+    const unsigned char *dropped, size_t *kept);
 int ngx_http_llm_edits_covered(const ngx_http_llm_edits_t *l, off_t start,
     off_t end);
 

@@ -241,6 +241,58 @@ main(void)
     CHECK(ADD(&l, 3, 3, "c") == NGX_HTTP_LLM_EDIT_FULL && l.nelts == 2,
           "full");
 
+    /* drops: every subset of three members leaves a valid object */
+
+    {
+        static const char  *name[] = { "\"a\":1", "\"b\":2", "\"c\":3" };
+        unsigned char                 dropped[3];
+        size_t                        kept, mask;
+        ngx_http_llm_jscan_member_t   m[3];
+        char                          want[64];
+
+        for (i = 0; i < 3; i++) {
+            m[i].key = 2 + 6 * i;
+            m[i].key_len = 1;
+            m[i].value = 5 + 6 * i;
+            m[i].value_end = 6 + 6 * i;
+            m[i].type = 2;
+        }
+
+        for (mask = 0; mask < 8; mask++) {
+            strcpy(want, "{");
+
+            for (i = 0; i < 3; i++) {
+                dropped[i] = (mask >> i) & 1;
+
+                if (!dropped[i]) {
+                    if (want[1]) {
+                        strcat(want, ",");
+                    }
+
+                    strcat(want, name[i]);
+                }
+            }
+
+            strcat(want, "}");
+
+            ngx_http_llm_edits_init(&l, elts, 16);
+            CHECK(ngx_http_llm_edits_drop(&l, m, 3, dropped, &kept) == 0
+                  && kept == 3 - (size_t) __builtin_popcount(mask),
+                  "drop mask %zu", mask);
+            check_result(&l, "{\"a\":1,\"b\":2,\"c\":3}", want);
+        }
+
+        /* a drop over an edited value is refused */
+
+        ngx_http_llm_edits_init(&l, elts, 16);
+        ADD(&l, 11, 12, "5");
+        dropped[0] = 0;
+        dropped[1] = 1;
+        dropped[2] = 0;
+        CHECK(ngx_http_llm_edits_drop(&l, m, 3, dropped, &kept)
+              == NGX_HTTP_LLM_EDIT_OVERLAP, "drop over an edit");
+    }
+
     /* covered */
 
     ngx_http_llm_edits_init(&l, elts, 16);
