@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_jscan.h"
+#include "ngx_http_llm_edit.h"
 
 
 #define NGX_HTTP_LLM_ENGINE_NONE     0
@@ -60,6 +61,8 @@ typedef struct {
     ngx_str_t                      field;
     ngx_str_t                      value;      /* JSON text (set, clamp) */
     ngx_str_t                      member;     /* set: "field":value */
+    ngx_str_t                      alias;      /* the field's other name */
+    ngx_str_t                      engine_member;  /* "max_tokens":value */
     double                         limit;      /* clamp */
 } ngx_http_llm_rule_t;
 
@@ -282,14 +285,6 @@ typedef struct {
     size_t                         hook_state;     /* the whole state */
     ngx_flag_t                     hook_on_error;  /* 1: pass */
 } ngx_http_llm_loc_conf_t;
-
-
-/* a replacement of the body's bytes [start, end) by data */
-typedef struct {
-    off_t                          start;
-    off_t                          end;
-    ngx_str_t                      data;
-} ngx_http_llm_edit_t;
 
 
 
