@@ -49,6 +49,17 @@
 #define ngx_http_llm_member_is(data, m, name)                                 \
     ((m)->key_len == sizeof(name) - 1                                         \
      && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
+
+#define ngx_http_llm_is_accept_encoding(h)                                    \
+    ((h)->key.len == sizeof("Accept-Encoding") - 1                            \
+     && ngx_strncasecmp((h)->key.data, (u_char *) "Accept-Encoding",          \
+                        sizeof("Accept-Encoding") - 1) == 0)
+
+#define ngx_http_llm_is_identity(v)                                           \
+    ((v)->len == sizeof("identity") - 1                                       \
+     && ngx_strncasecmp((v)->data, (u_char *) "identity",                     \
+                        sizeof("identity") - 1) == 0)
+
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_OUT_SIZE       4096
 
@@ -499,7 +510,7 @@ ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 ngx_int_t
 ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r)
 {
-    ngx_uint_t        i, n;
+    ngx_uint_t        i, n, found;
     ngx_list_t        list;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *copy;
@@ -510,10 +521,26 @@ ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r)
     }
 #endif
 
+    /* "identity" alone (Python's default) asks for what the router reads */
+
     n = 0;
+    found = 0;
 
     for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
         n += part->nelts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_llm_is_accept_encoding(&h[i])
+                && !ngx_http_llm_is_identity(&h[i].value))
+            {
+                found = 1;
+            }
+        }
+    }
+
+    if (!found) {
+        return NGX_OK;
     }
 
     if (ngx_list_init(&list, r->pool, ngx_max(n, 1), sizeof(ngx_table_elt_t))
@@ -528,13 +555,7 @@ ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r)
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == sizeof("Accept-Encoding") - 1
-                && ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) "Accept-Encoding",
-                                   sizeof("Accept-Encoding") - 1)
-                   == 0)
-            {
-                n++;
+            if (ngx_http_llm_is_accept_encoding(&h[i])) {
                 continue;
             }
 
@@ -547,9 +568,10 @@ ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r)
         }
     }
 
-    if (n) {
-        r->headers_in.headers = list;
-    }
+    /* one part, as many elements as were there: "last" is its own */
+
+    r->headers_in.headers = list;
+    r->headers_in.headers.last = &r->headers_in.headers.part;
 
     return NGX_OK;
 }

@@ -52,6 +52,7 @@ server {
         gzip_min_length 1;
         gzip_types application/json text/event-stream;
         add_header X-AE "\$http_accept_encoding";
+        add_header X-Seen "\$http_x_after";
         default_type application/json;
         return 200 '{"id":"x","model":"engine-bt","choices":[{"index":0,"message":{"role":"assistant","content":"a gzip-able answer, a gzip-able answer, a gzip-able answer"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}';
     }
@@ -244,14 +245,16 @@ qr/^data: \{[^\n]*"seen":true[^\n]*\n\ndata: \{[^\n]*x{40000}[^\n]*"seen":true[^
 
 
 
-=== TEST 11: the client's Accept-Encoding is not passed on: the answer comes uncompressed, model restored
+=== TEST 11: the client's Accept-Encoding is not passed on (the other headers are): the answer comes uncompressed, model restored
 --- more_headers
 Accept-Encoding: gzip
+X-After: kept
 --- request eval
 "POST /gzip/\n{\"model\":\"bt\",$::chat}"
 --- response_headers
 !Content-Encoding
 !X-AE
+X-Seen: kept
 --- response_body_like: ^\{"id":"x","model":"bt",.*"usage":\{"prompt_tokens":1,"completion_tokens":2\}\}$
 --- no_error_log
 [error]
