@@ -50,15 +50,18 @@
     ((m)->key_len == sizeof(name) - 1                                         \
      && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
 
+/* by the lower-case key nginx keeps: no ngx_strncasecmp() per header */
 #define ngx_http_llm_is_accept_encoding(h)                                    \
-    ((h)->key.len == sizeof("Accept-Encoding") - 1                            \
-     && ngx_strncasecmp((h)->key.data, (u_char *) "Accept-Encoding",          \
-                        sizeof("Accept-Encoding") - 1) == 0)
+    ((h)->key.len == sizeof("accept-encoding") - 1                            \
+     && (h)->lowcase_key[0] == 'a'                                            \
+     && ngx_strncmp((h)->lowcase_key, "accept-encoding",                      \
+                    sizeof("accept-encoding") - 1) == 0)
 
 #define ngx_http_llm_is_identity(v)                                           \
     ((v)->len == sizeof("identity") - 1                                       \
-     && ngx_strncasecmp((v)->data, (u_char *) "identity",                     \
-                        sizeof("identity") - 1) == 0)
+     && (ngx_strncmp((v)->data, "identity", sizeof("identity") - 1) == 0      \
+         || ngx_strncasecmp((v)->data, (u_char *) "identity",                 \
+                            sizeof("identity") - 1) == 0))
 
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_OUT_SIZE       4096
@@ -394,6 +397,12 @@ ngx_http_llm_api(ngx_http_request_t *r)
     u_char  *last;
 
     last = r->uri.data + r->uri.len;
+
+    /* "/chat/completions", "/completions": not "...es" */
+
+    if (r->uri.len < 9 || last[-2] != 'e') {
+        return NGX_HTTP_LLM_API_CHAT;
+    }
 
     if (r->uri.len >= 10 && ngx_strncmp(last - 10, "/responses", 10) == 0) {
         return NGX_HTTP_LLM_API_RESPONSES;
