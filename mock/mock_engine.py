@@ -79,6 +79,24 @@ POST /v1/chat/completions, /v1/completions, /v1/embeddings
         0\\r\\n\\r\\n
     An HTTP/1.0 client gets the same events without chunk framing, the
     end of the body being marked by closing the connection.
+POST /v1/responses   OpenAI's Responses API: text output "tokI " as above
+                     (``max_output_tokens`` caps it), usage
+                     {"input_tokens","output_tokens","total_tokens"};
+                     P is the chat estimate of a list ``input``, else the
+                     completions one.  Streamed: named events
+                     ("event: NAME" then "data: {...}", each with "type"
+                     and "sequence_number"): response.created, one
+                     response.output_text.delta per token,
+                     response.output_text.done, response.completed; no
+                     [DONE].
+POST /v1/messages    Anthropic's Messages API: content [{"type":"text"}],
+                     stop_reason end_turn / max_tokens.  Streamed:
+                     message_start, content_block_start, one
+                     content_block_delta (text_delta) per token,
+                     content_block_stop, message_delta, message_stop; no
+                     [DONE].  Close-After, Stall-After, Sse-Crlf,
+                     Heartbeat and Stream-Split apply to both streams as
+                     to chat (counted in token events).
 GET  /v1/models      {"object":"list","data":[{"id","object":"model",
                      "created","owned_by":"mock","max_model_len"}]}
 GET  /props          llama.cpp's: {"n_ctx": max_model_len * slots,
@@ -114,7 +132,7 @@ POST /mock/control   JSON object merged into the instance state; keys:
                      new state.
 GET  /mock/control   the current state.
 GET  /mock/stats     {"name","requests","in_flight","by_path"}: requests =
-                     POSTs to the three inference paths (whatever their
+                     POSTs to the five inference paths (whatever their
                      outcome); by_path counts every request except /mock/*.
 POST /mock/reset     state back to the command-line defaults, counters to 0.
 Unknown path: 404 (code ``not_found``); wrong method on a known path: 405
@@ -167,6 +185,8 @@ Applied in this order:
                             instead of the request's value.
     X-Mock-Usage-Always: 1  stream: send the usage event even without
                             "stream_options": {"include_usage": true}.
+    X-Mock-Spaced: 1        JSON answers and events written with
+                            Python's default separators (", ", ": ").
 Boolean headers accept 1/true/yes/on.  A malformed control value is a 400
 (code ``invalid_mock_header``).
 """
@@ -189,7 +209,10 @@ from urllib.parse import urlsplit
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 EMBEDDINGS_PATH = "/v1/embeddings"
-INFERENCE_PATHS = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH)
+RESPONSES_PATH = "/v1/responses"
+MESSAGES_PATH = "/v1/messages"
+INFERENCE_PATHS = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH,
+                   RESPONSES_PATH, MESSAGES_PATH)
 
 MAX_BODY = 64 * 1024 * 1024
 HANG_LIMIT_S = 300
@@ -212,6 +235,7 @@ CONTROL_HEADERS = {
     "X-Mock-Heartbeat": ("heartbeat", "bool"),
     "X-Mock-Model": ("model", "string"),
     "X-Mock-Usage-Always": ("usage_always", "bool"),
+    "X-Mock-Spaced": ("spaced", "bool"),
 }
 CONTROL_KINDS = dict(CONTROL_HEADERS.values())
 
@@ -348,7 +372,9 @@ def completion_limit(body):
     return None
 
 
-def dumps(obj):
+def dumps(obj, spaced=False):
+    if spaced:
+        return json.dumps(obj).encode("utf-8")
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
@@ -622,8 +648,9 @@ class MockHandler(BaseHTTPRequestHandler):
 
     def send_json(self, status, obj, controls=None, headers=()):
         truncate = bool(controls) and controls.get("close_after") is not None
-        self.send_bytes(status, dumps(obj), "application/json", headers,
-                        truncate)
+        spaced = bool(controls) and bool(controls.get("spaced"))
+        self.send_bytes(status, dumps(obj, spaced), "application/json",
+                        headers, truncate)
 
     def send_mock_error(self, error):
         if error.close:
@@ -868,6 +895,7 @@ class MockHandler(BaseHTTPRequestHandler):
         close_after = controls.get("close_after")
         stall_after = controls.get("stall_after")
         heartbeat = bool(controls.get("heartbeat"))
+        spaced = bool(controls.get("spaced"))
         eol = b"\r\n" if controls.get("sse_crlf") else b"\n"
         base["object"] = "chat.completion.chunk" if chat else "text_completion"
 
@@ -885,7 +913,7 @@ class MockHandler(BaseHTTPRequestHandler):
             event = dict(base, choices=choices)
             if extra:
                 event.update(extra)
-            emit_data(dumps(event))
+            emit_data(dumps(event, spaced))
 
         def choice(text, finish_reason=None, role=False):
             if not chat:
@@ -920,6 +948,149 @@ class MockHandler(BaseHTTPRequestHandler):
         emit_data(b"[DONE]")
         if chunked:
             self.write_piece(b"0\r\n\r\n", split)
+
+    def stream_named(self, head, tokens, tail, token_delay, controls):
+        """A stream of named events ("event: NAME" before each data line):
+        head, one event per token, tail, as the Responses and Messages
+        APIs send them (no [DONE]).  Each is (name, object)."""
+        chunked = self.request_version != "HTTP/1.0"
+        if not chunked:
+            self.close_connection = True
+        headers = [("Content-Type", "text/event-stream"),
+                   ("Cache-Control", "no-cache")]
+        if chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        self.start_response(200, headers)
+        if self.command == "HEAD":
+            return
+        split = bool(controls.get("stream_split"))
+        spaced = bool(controls.get("spaced"))
+        close_after = controls.get("close_after")
+        stall_after = controls.get("stall_after")
+        heartbeat = bool(controls.get("heartbeat"))
+        eol = b"\r\n" if controls.get("sse_crlf") else b"\n"
+
+        def emit(name, obj):
+            if heartbeat:
+                payload = b": ping" + eol + eol
+                if chunked:
+                    payload = b"%x\r\n%s\r\n" % (len(payload), payload)
+                self.write_piece(payload, split)
+            payload = (b"event: " + name.encode() + eol + b"data: " +
+                       dumps(obj, spaced) + eol + eol)
+            if chunked:
+                payload = b"%x\r\n%s\r\n" % (len(payload), payload)
+            self.write_piece(payload, split)
+
+        for name, obj in head:
+            emit(name, obj)
+        if stall_after is not None and close_after is not None:
+            if close_after <= stall_after:
+                stall_after = None
+            else:
+                close_after = None
+        limit = close_after if close_after is not None else stall_after
+        for name, obj in tokens[:len(tokens) if limit is None else limit]:
+            if token_delay > 0:
+                time.sleep(token_delay)
+            emit(name, obj)
+        if close_after is not None:
+            self.abort_connection()
+            return
+        if stall_after is not None:
+            self.hang()
+            return
+        for name, obj in tail:
+            emit(name, obj)
+        if chunked:
+            self.write_piece(b"0\r\n\r\n", split)
+
+    def handle_responses(self, body, controls):
+        """OpenAI's Responses API, text output only."""
+        request = self.parse_inference_body(body)
+        instance = self.server.instance
+        model = controls.get("model") or request.get(
+            "model", instance.config.models[0])
+        raw = request.get("input")
+        prompt_tokens = (estimate_chat_prompt(raw) if isinstance(raw, list)
+                         else estimate_text_inputs(raw))
+        request = dict(request)
+        if "max_output_tokens" in request:
+            request["max_tokens"] = request["max_output_tokens"]
+        count, _, token_delay = self.generation_plan(request, controls)
+        text = "".join("tok%d " % i for i in range(count))
+        rid = instance.next_id("resp")
+        usage = {"input_tokens": prompt_tokens, "output_tokens": count,
+                 "total_tokens": prompt_tokens + count}
+        item = {"id": "msg_" + rid, "type": "message", "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text,
+                             "annotations": []}]}
+        done = {"id": rid, "object": "response",
+                "created_at": int(time.time()), "status": "completed",
+                "model": model, "output": [item], "usage": usage}
+        if request.get("stream") is not True:
+            self.send_json(200, done, controls)
+            return
+        started = dict(done, status="in_progress", output=[], usage=None)
+        head = [("response.created",
+                 {"type": "response.created", "response": started})]
+        tokens = [("response.output_text.delta",
+                   {"type": "response.output_text.delta",
+                    "item_id": item["id"], "output_index": 0,
+                    "content_index": 0, "delta": "tok%d " % i})
+                  for i in range(count)]
+        tail = [("response.output_text.done",
+                 {"type": "response.output_text.done", "item_id": item["id"],
+                  "output_index": 0, "content_index": 0, "text": text}),
+                ("response.completed",
+                 {"type": "response.completed", "response": done})]
+        seq = 0
+        for _, obj in head + tokens + tail:
+            obj["sequence_number"] = seq
+            seq += 1
+        self.stream_named(head, tokens, tail, token_delay, controls)
+
+    def handle_messages(self, body, controls):
+        """Anthropic's Messages API, text output only."""
+        request = self.parse_inference_body(body)
+        instance = self.server.instance
+        model = controls.get("model") or request.get(
+            "model", instance.config.models[0])
+        prompt_tokens = estimate_chat_prompt(request.get("messages"))
+        count, finish, token_delay = self.generation_plan(request, controls)
+        text = "".join("tok%d " % i for i in range(count))
+        mid = instance.next_id("msg")
+        stop = "max_tokens" if finish == "length" else "end_turn"
+        message = {"id": mid, "type": "message", "role": "assistant",
+                   "model": model, "content": [{"type": "text",
+                                                "text": text}],
+                   "stop_reason": stop, "stop_sequence": None,
+                   "usage": {"input_tokens": prompt_tokens,
+                             "output_tokens": count}}
+        if request.get("stream") is not True:
+            self.send_json(200, message, controls)
+            return
+        start = dict(message, content=[], stop_reason=None,
+                     usage={"input_tokens": prompt_tokens,
+                            "output_tokens": 0})
+        head = [("message_start", {"type": "message_start",
+                                   "message": start}),
+                ("content_block_start",
+                 {"type": "content_block_start", "index": 0,
+                  "content_block": {"type": "text", "text": ""}})]
+        tokens = [("content_block_delta",
+                   {"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": "tok%d " % i}})
+                  for i in range(count)]
+        tail = [("content_block_stop",
+                 {"type": "content_block_stop", "index": 0}),
+                ("message_delta",
+                 {"type": "message_delta",
+                  "delta": {"stop_reason": stop, "stop_sequence": None},
+                  "usage": {"output_tokens": count}}),
+                ("message_stop", {"type": "message_stop"})]
+        self.stream_named(head, tokens, tail, token_delay, controls)
 
     def handle_chat(self, body, controls):
         self.handle_generation(body, controls, chat=True)
@@ -1016,6 +1187,8 @@ ROUTES = {
     CHAT_PATH: {"POST": MockHandler.handle_chat},
     COMPLETIONS_PATH: {"POST": MockHandler.handle_completions},
     EMBEDDINGS_PATH: {"POST": MockHandler.handle_embeddings},
+    RESPONSES_PATH: {"POST": MockHandler.handle_responses},
+    MESSAGES_PATH: {"POST": MockHandler.handle_messages},
     "/v1/models": {"GET": MockHandler.handle_models},
     "/health": {"GET": MockHandler.handle_health},
     "/metrics": {"GET": MockHandler.handle_metrics},

@@ -121,6 +121,28 @@ rc=$?
 check_eq "close-after: 2 token events" "$(grep -c '"content":"tok' "$TMP/cut")" "2"
 check_not "close-after: no [DONE]" "$(cat "$TMP/cut")" "[DONE]"
 
+# --- Responses and Messages streams (no [DONE]) -----------------------------
+out="$(curl -sN -H 'X-Mock-Tokens: 3' -d '{"model":"r","stream":true,"input":"hi"}' "$A/v1/responses")"
+check "responses: created first" "$(printf '%s' "$out" | head -n 1)" "event: response.created"
+check_eq "responses: 3 text deltas" "$(printf '%s' "$out" | grep -c '"type":"response.output_text.delta"')" "3"
+check_eq "responses: ends with completed" "$(printf '%s' "$out" | grep '^event: ' | tail -n 1)" "event: response.completed"
+check "responses: usage" "$out" '"usage":{"input_tokens":1,"output_tokens":3,"total_tokens":4}'
+check_not "responses: no [DONE]" "$out" "[DONE]"
+out="$(curl -sN -H 'X-Mock-Close-After: 1' -d '{"model":"r","stream":true,"input":"hi"}' "$A/v1/responses" 2>/dev/null)"
+check_eq "responses close-after: 1 delta" "$(printf '%s' "$out" | grep -c 'output_text.delta"')" "1"
+check_not "responses close-after: no completed" "$out" "response.completed"
+out="$(curl -s -d '{"model":"r","input":"hi"}' "$A/v1/responses")"
+check "responses: non-stream" "$out" '"object":"response","created_at"'
+out="$(curl -sN -H 'X-Mock-Tokens: 2' -d '{"model":"a","stream":true,"messages":[{"role":"user","content":"hi"}]}' "$A/v1/messages")"
+check "messages: message_start first" "$(printf '%s' "$out" | head -n 1)" "event: message_start"
+check_eq "messages: 2 text deltas" "$(printf '%s' "$out" | grep -c '"type":"text_delta"')" "2"
+check_eq "messages: ends with message_stop" "$(printf '%s' "$out" | grep -v '^$' | tail -n 1)" 'data: {"type":"message_stop"}'
+check_not "messages: no [DONE]" "$out" "[DONE]"
+out="$(curl -s -d '{"model":"a","messages":[]}' "$A/v1/messages")"
+check "messages: non-stream" "$out" '"type":"message","role":"assistant"'
+out="$(curl -sN -H 'X-Mock-Spaced: 1' -H 'X-Mock-Tokens: 1' -d '{"model":"s","stream":true,"messages":[]}' "$A/v1/chat/completions")"
+check "spaced: events with Python's separators" "$out" '"delta": {"content": "tok0 "}'
+
 curl -s -H 'X-Mock-Close-After: 1' -d "$CHAT" "$A/v1/chat/completions" >/dev/null 2>&1
 rc=$?
 [ "$rc" -ne 0 ] && ok "close-after non-stream truncated (rc=$rc)" || not_ok "close-after non-stream truncated"

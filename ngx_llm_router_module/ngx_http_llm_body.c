@@ -383,6 +383,10 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ctx->routed = 1;
 
+    if (ngx_http_llm_hide_accept_encoding(r) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_llm_metrics_start(r, ctx);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

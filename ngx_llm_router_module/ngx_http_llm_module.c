@@ -32,6 +32,11 @@ static ngx_conf_enum_t  ngx_http_llm_hook_on_error[] = {
 };
 
 
+static ngx_conf_post_t  ngx_http_llm_buffer_size_post = {
+    ngx_http_llm_check_buffer_size
+};
+
+
 static ngx_command_t  ngx_http_llm_commands[] = {
 
     { ngx_string("llm_model"),
@@ -89,6 +94,20 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_llm_loc_conf_t, hook_on_error),
       &ngx_http_llm_hook_on_error },
+
+    { ngx_string("llm_response_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, response_buffer_size),
+      &ngx_http_llm_buffer_size_post },
+
+    { ngx_string("llm_event_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, event_max_size),
+      &ngx_http_llm_buffer_size_post },
 
     { ngx_string("llm_router_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -463,6 +482,8 @@ ngx_http_llm_create_loc_conf(ngx_conf_t *cf)
     llcf->hook_memory = NGX_CONF_UNSET_SIZE;
     llcf->hook_state = NGX_CONF_UNSET_SIZE;
     llcf->hook_on_error = NGX_CONF_UNSET;
+    llcf->response_buffer_size = NGX_CONF_UNSET_SIZE;
+    llcf->event_max_size = NGX_CONF_UNSET_SIZE;
 
     return llcf;
 }
@@ -486,6 +507,10 @@ ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->hook_state, prev->hook_state,
                               256 * 1024 * 1024);
     ngx_conf_merge_value(conf->hook_on_error, prev->hook_on_error, 0);
+    ngx_conf_merge_size_value(conf->response_buffer_size,
+                              prev->response_buffer_size, 1024 * 1024);
+    ngx_conf_merge_size_value(conf->event_max_size, prev->event_max_size,
+                              32 * 1024);
 
     return NGX_CONF_OK;
 }

@@ -15,8 +15,15 @@
  *     change (model name restored, a usage event the client did not ask
  *     for dropped), and then events are copied out one by one;
  *   - a stream the engine breaks off (closed, timed out) ends with an error
- *     event and "data: [DONE]", so that a client never takes a truncated
- *     answer for a whole one;
+ *     event in the shape of its API (Chat Completions: the error and
+ *     "data: [DONE]"; Responses and Messages: "event: error"), so that a
+ *     client never takes a truncated answer for a whole one; a stream ends
+ *     by its API's last event ([DONE]; response.completed, .failed,
+ *     .incomplete; message_stop);
+ *   - what a response or chunk hook must see and cannot (an answer over
+ *     llm_response_buffer_size, an event over llm_event_max_size, a
+ *     compressed answer) fails closed, unless llm_hook_on_error is pass;
+ *     routed requests do not pass the client's Accept-Encoding on;
  *   - engine errors (4xx, 5xx) that are not in OpenAI's shape are rewritten
  *     into it.
  */
@@ -32,8 +39,7 @@
 #include "ngx_http_llm_sse.h"
 
 
-#define NGX_HTTP_LLM_JSON_KEEP      (1024 * 1024)  /* JSON body kept */
-#define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past that */
+#define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past the limit */
 
 
 #define ngx_http_llm_is_space(c)                                              \
@@ -43,8 +49,21 @@
 #define ngx_http_llm_member_is(data, m, name)                                 \
     ((m)->key_len == sizeof(name) - 1                                         \
      && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
+
+/* by the lower-case key nginx keeps: no ngx_strncasecmp() per header */
+#define ngx_http_llm_is_accept_encoding(h)                                    \
+    ((h)->key.len == sizeof("accept-encoding") - 1                            \
+     && (h)->lowcase_key[0] == 'a'                                            \
+     && ngx_strncmp((h)->lowcase_key, "accept-encoding",                      \
+                    sizeof("accept-encoding") - 1) == 0)
+
+#define ngx_http_llm_is_identity(v)                                           \
+    ((v)->len == sizeof("identity") - 1                                       \
+     && (ngx_strncmp((v)->data, "identity", sizeof("identity") - 1) == 0      \
+         || ngx_strncasecmp((v)->data, (u_char *) "identity",                 \
+                            sizeof("identity") - 1) == 0))
+
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
-#define NGX_HTTP_LLM_EVENT_MAX      (32 * 1024)    /* event data parsed */
 #define NGX_HTTP_LLM_OUT_SIZE       4096
 #define NGX_HTTP_LLM_OUT_BUFS       4    /* waiting downstream, at most */
 #define NGX_HTTP_LLM_SCRATCH_SIZE   4096 /* a chunk hook's, per event */
@@ -62,11 +81,18 @@
 #define NGX_HTTP_LLM_EVENT_ABORT    4    /* a chunk hook failed */
 #define NGX_HTTP_LLM_EVENT_RAW      5    /* resp->replacement, whole */
 
+/* the API of a stream, by its path: how it ends, how its errors look */
+#define NGX_HTTP_LLM_API_CHAT       0    /* chat/completions, completions */
+#define NGX_HTTP_LLM_API_RESPONSES  1    /* OpenAI's /v1/responses */
+#define NGX_HTTP_LLM_API_MESSAGES   2    /* Anthropic's /v1/messages */
+
 
 struct ngx_http_llm_response_s {
     ngx_uint_t                      mode;
     ngx_buf_t                      *body;       /* JSON kept */
     size_t                          limit;
+    size_t                          event_max;
+    ngx_uint_t                      api;        /* NGX_HTTP_LLM_API_* */
     ngx_http_llm_sse_t              sse;
     ngx_buf_t                      *raw;        /* the event, rewriting */
     ngx_str_t                       model_json; /* to restore, or empty */
@@ -103,6 +129,10 @@ static ngx_int_t ngx_http_llm_response_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_restore_wanted(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_uint_t ngx_http_llm_api(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_llm_compressed(ngx_str_t *value);
+static ngx_int_t ngx_http_llm_refuse(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const char *code, const char *text);
 static ngx_int_t ngx_http_llm_keep(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
 static void ngx_http_llm_observe_json(ngx_http_request_t *r,
@@ -125,6 +155,8 @@ static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
+static ngx_int_t ngx_http_llm_too_large(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t *cl);
 static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_sse_body(ngx_http_request_t *r,
@@ -142,7 +174,12 @@ static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static ngx_uint_t ngx_http_llm_has_content(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static ngx_uint_t ngx_http_llm_stream_end(ngx_uint_t api, u_char *name,
+    size_t len);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
 static ngx_int_t ngx_http_llm_out_flush(ngx_http_request_t *r,
@@ -215,9 +252,10 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     size_t                    size;
     ngx_str_t                *type;
-    ngx_uint_t                status, sse, json;
+    ngx_uint_t                status, sse, json, read, level;
     ngx_pool_cleanup_t       *cln;
     ngx_http_llm_response_t  *resp;
+    ngx_http_llm_loc_conf_t  *llcf;
 
     status = r->headers_out.status;
     type = &r->headers_out.content_type;
@@ -256,6 +294,42 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     }
 
     ctx->response = resp;
+    resp->api = ngx_http_llm_api(r);
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    resp->hooks = ngx_http_llm_hook_kinds(r, ctx);
+
+    if (r->headers_out.content_encoding
+        && r->headers_out.content_encoding->hash
+        && ngx_http_llm_compressed(&r->headers_out.content_encoding->value))
+    {
+        /* the router cannot read it: refused where a hook must */
+
+        read = (status < NGX_HTTP_BAD_REQUEST
+                && (resp->hooks
+                    & (sse ? ((1 << NGX_HTTP_LLM_HOOK_CHUNK)
+                              | (1 << NGX_HTTP_LLM_HOOK_DONE))
+                           : (1 << NGX_HTTP_LLM_HOOK_RESPONSE))));
+
+        if (read && !llcf->hook_on_error) {
+            return ngx_http_llm_refuse(r, ctx, "compressed_response",
+                                       "the engine's answer is compressed "
+                                       "(Content-Encoding), the hooks "
+                                       "cannot read it");
+        }
+
+        level = read ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+        ngx_log_error(level, r->connection->log, 0,
+                      "llm router: the engine's answer is compressed "
+                      "(Content-Encoding: %V), passed on as it is%s",
+                      &r->headers_out.content_encoding->value,
+                      read ? " without the hooks (llm_hook_on_error pass)"
+                           : "");
+
+        return NGX_OK;      /* NGX_HTTP_LLM_MODE_NONE */
+    }
 
     /* the name goes back to the client as the client wrote it */
 
@@ -273,8 +347,6 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     r->main_filter_need_in_memory = 1;
 
-    resp->hooks = ngx_http_llm_hook_kinds(r, ctx);
-
     if (status >= NGX_HTTP_BAD_REQUEST) {
         resp->mode = NGX_HTTP_LLM_MODE_ERROR;
         resp->limit = NGX_HTTP_LLM_ERROR_KEEP;
@@ -287,17 +359,18 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                          || (resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_CHUNK)
                                             | (1 << NGX_HTTP_LLM_HOOK_DONE))));
 
-        size = NGX_HTTP_LLM_EVENT_MAX;
+        size = llcf->event_max_size;
+        resp->event_max = size;
         ngx_http_llm_sse_init(&resp->sse, ngx_pnalloc(r->pool, size), size);
 
         if (resp->sse.data == NULL) {
             return NGX_ERROR;
         }
 
-        if (resp->rewrite) {
-            ngx_http_clear_content_length(r);
-            ngx_http_clear_accept_ranges(r);
-        }
+        /* an error event may be added: the engine's length would lie */
+
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
 
         /* what a chunk hook makes of an event lives until it is sent */
 
@@ -330,11 +403,11 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
                || (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_RESPONSE)))
     {
         resp->mode = NGX_HTTP_LLM_MODE_EDIT;
-        resp->limit = NGX_HTTP_LLM_JSON_KEEP;
+        resp->limit = llcf->response_buffer_size;
 
     } else {
         resp->mode = NGX_HTTP_LLM_MODE_OBSERVE;
-        resp->limit = NGX_HTTP_LLM_JSON_KEEP;
+        resp->limit = llcf->response_buffer_size;
         return NGX_OK;
     }
 
@@ -343,6 +416,218 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     r->allow_ranges = 0;
 
     return NGX_DONE;
+}
+
+
+/* the API of the request, by the end of its path */
+
+static ngx_uint_t
+ngx_http_llm_api(ngx_http_request_t *r)
+{
+    u_char  *last;
+
+    last = r->uri.data + r->uri.len;
+
+    /* "/chat/completions", "/completions": not "...es" */
+
+    if (r->uri.len < 9 || last[-2] != 'e') {
+        return NGX_HTTP_LLM_API_CHAT;
+    }
+
+    if (r->uri.len >= 10 && ngx_strncmp(last - 10, "/responses", 10) == 0) {
+        return NGX_HTTP_LLM_API_RESPONSES;
+    }
+
+    if (r->uri.len >= 9 && ngx_strncmp(last - 9, "/messages", 9) == 0) {
+        return NGX_HTTP_LLM_API_MESSAGES;
+    }
+
+    return NGX_HTTP_LLM_API_CHAT;
+}
+
+
+/* a Content-Encoding other than identity */
+
+static ngx_uint_t
+ngx_http_llm_compressed(ngx_str_t *value)
+{
+    if (value->len == 0) {
+        return 0;
+    }
+
+    return !(value->len == 8
+             && ngx_strncasecmp(value->data, (u_char *) "identity", 8) == 0);
+}
+
+
+/*
+ * An answer the hooks must see and cannot: the client gets a 502 in
+ * OpenAI's shape instead, sent from here, its headers not yet gone; what
+ * the engine sends after it is swallowed.
+ */
+
+static ngx_int_t
+ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const char *code, const char *text)
+{
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_str_t                 message;
+    ngx_chain_t               out;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    resp->mode = NGX_HTTP_LLM_MODE_NONE;
+    resp->ended = 1;
+
+    if (resp->body) {
+        resp->body->last = resp->body->pos;
+    }
+
+    message.data = (u_char *) text;
+    message.len = ngx_strlen(text);
+
+    ngx_http_llm_set_error(ctx, code, "server_error", NULL, &message);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "llm router: %V, the client gets 502 %s", &message, code);
+
+    b = ngx_http_llm_error_body(r, NGX_HTTP_BAD_GATEWAY, ctx);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_BAD_GATEWAY;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    if (r->headers_out.content_encoding) {
+        r->headers_out.content_encoding->hash = 0;
+        r->headers_out.content_encoding = NULL;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_next_body_filter(r, &out);
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_DONE;
+}
+
+
+/*
+ * Routed requests do not pass the client's Accept-Encoding to the engine
+ * (the router reads the answers): the proxy copies the headers of
+ * r->headers_in.headers, which is replaced by a copy without it.  The
+ * elements the other r->headers_in fields point to stay where they are,
+ * unchanged.  Nothing is copied for a request without the header.
+ */
+
+ngx_int_t
+ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n, found;
+    ngx_list_t        list;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *copy;
+
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+    if (r->headers_in.accept_encoding == NULL) {
+        return NGX_OK;
+    }
+#endif
+
+    /* "identity" alone (Python's default) asks for what the router reads */
+
+    n = 0;
+    found = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        n += part->nelts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_llm_is_accept_encoding(&h[i])
+                && !ngx_http_llm_is_identity(&h[i].value))
+            {
+                found = 1;
+            }
+        }
+    }
+
+    if (!found) {
+        return NGX_OK;
+    }
+
+    if (ngx_list_init(&list, r->pool, ngx_max(n, 1), sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_llm_is_accept_encoding(&h[i])) {
+                continue;
+            }
+
+            copy = ngx_list_push(&list);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
+
+            *copy = h[i];
+        }
+    }
+
+    /* one part, as many elements as were there: "last" is its own */
+
+    r->headers_in.headers = list;
+    r->headers_in.headers.last = &r->headers_in.headers.part;
+
+    return NGX_OK;
+}
+
+
+/* llm_response_buffer_size, llm_event_max_size: at least 1k */
+
+char *
+ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < 1024) {
+        return "must be at least 1k";
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -690,7 +975,7 @@ ngx_http_llm_held_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                               : 0;
 
             if (have + n > resp->limit) {
-                return ngx_http_llm_release_held(r, ctx, cl);
+                return ngx_http_llm_too_large(r, ctx, in, cl);
             }
 
             if (ngx_http_llm_keep(r, resp, cl->buf->pos, n) != NGX_OK) {
@@ -714,6 +999,54 @@ ngx_http_llm_held_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     return ngx_http_llm_send_edited(r, ctx);
+}
+
+
+/*
+ * A held body over the limit: a response hook cannot see it, and the
+ * answer is refused with a 502, unless llm_hook_on_error is pass; else it
+ * is passed on as the engine sent it, without its model restored.
+ */
+
+static ngx_int_t
+ngx_http_llm_too_large(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in, ngx_chain_t *cl)
+{
+    ngx_int_t                 rc;
+    ngx_chain_t              *ln;
+    ngx_http_llm_loc_conf_t  *llcf;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    if (resp->mode == NGX_HTTP_LLM_MODE_ERROR
+        || !(resp->hooks & (1 << NGX_HTTP_LLM_HOOK_RESPONSE)))
+    {
+        return ngx_http_llm_release_held(r, ctx, cl);
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    if (llcf->hook_on_error) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm router: the answer is over "
+                      "llm_response_buffer_size (%uz bytes), passed on "
+                      "without the response hook (llm_hook_on_error pass)",
+                      resp->limit);
+
+        return ngx_http_llm_release_held(r, ctx, cl);
+    }
+
+    for (ln = in; ln; ln = ln->next) {
+        ln->buf->pos = ln->buf->last;
+    }
+
+    rc = ngx_http_llm_refuse(r, ctx, "response_too_large",
+                             "the engine's answer is over "
+                             "llm_response_buffer_size, the response hook "
+                             "cannot see it");
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -826,11 +1159,12 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     b = body;
 
-    /* held for a response hook alone: the model stays as the engine said */
+    /* a response hook alone restores nothing (and reads the usage) */
 
-    if (resp->model_json.len
-        && ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK)
-    {
+    if (resp->model_json.len == 0) {
+        ngx_http_llm_tail_usage(ctx, body->pos, body->last);
+
+    } else if (ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK) {
         head = k.value - body->pos;
         tail = body->last - k.value_end;
         len = head + resp->model_json.len + tail;
@@ -1329,7 +1663,17 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             } else if (raw == NULL || (size_t) (raw->end - raw->last) < n) {
                 size = raw ? (size_t) (raw->last - raw->pos) : 0;
 
-                if (size + n > NGX_HTTP_LLM_EVENT_MAX) {
+                if (size + n > resp->event_max) {
+
+                    if (ngx_http_llm_event_unseen(r, ctx)) {
+                        if (raw) {
+                            raw->last = raw->pos;
+                        }
+
+                        resp->hook_abort = 1;
+                        return NGX_OK;
+                    }
+
                     /* too big to hold: out as it is */
 
                     if ((size && ngx_http_llm_out(r, resp, raw->pos, size)
@@ -1534,7 +1878,8 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_sse_t           *sse;
     ngx_http_llm_jscan_t          scan;
     ngx_http_llm_response_t      *resp;
-    ngx_http_llm_jscan_member_t  *m, *usage, *model, *choices;
+    ngx_http_llm_jscan_member_t  *m, *usage, *model, *choices, *type,
+                                 *delta;
 
     resp = ctx->response;
     sse = &resp->sse;
@@ -1560,7 +1905,19 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     ctx->events++;
 
+    /* the Responses and Messages APIs end with an event of their own */
+
+    if (resp->api != NGX_HTTP_LLM_API_CHAT && sse->name_len
+        && ngx_http_llm_stream_end(resp->api, sse->name, sse->name_len))
+    {
+        ctx->stream_done = 1;
+    }
+
     if (sse->truncated) {
+        if (!resp->raw_pass && ngx_http_llm_event_unseen(r, ctx)) {
+            return NGX_HTTP_LLM_EVENT_ABORT;
+        }
+
         return NGX_HTTP_LLM_EVENT_KEEP;
     }
 
@@ -1574,6 +1931,8 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     usage = NULL;
     model = NULL;
     choices = NULL;
+    type = NULL;
+    delta = NULL;
 
     for (i = 0; i < scan.nmembers; i++) {
         m = &scan.members[i];
@@ -1586,7 +1945,33 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         } else if (ngx_http_llm_member_is(data, m, "choices")) {
             choices = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "type")) {
+            type = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "delta")) {
+            delta = m;
         }
+    }
+
+    if (resp->api != NGX_HTTP_LLM_API_CHAT && type && !ctx->stream_done
+        && type->type == NGX_HTTP_LLM_JSON_STRING
+        && ngx_http_llm_stream_end(resp->api, data + type->value + 1,
+                                   type->value_end - type->value - 2))
+    {
+        ctx->stream_done = 1;
+    }
+
+    /* Responses: "delta":"text"; Messages: "delta":{"text":"..."} */
+
+    if (ctx->ttft < 0 && delta
+        && ((delta->type == NGX_HTTP_LLM_JSON_STRING
+             && delta->value_end - delta->value > 2)
+            || (delta->type == NGX_HTTP_LLM_JSON_OBJECT
+                && ngx_http_llm_delta_content(data + delta->value,
+                                            delta->value_end - delta->value))))
+    {
+        ctx->ttft = ngx_http_llm_elapsed(r);
     }
 
     empty_choices = 0;
@@ -1603,8 +1988,9 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         empty_choices = (data[i] == ']');
 
         if (ctx->ttft < 0 && !empty_choices
-            && ngx_http_llm_has_content(data + choices->value,
-                                        choices->value_end - choices->value))
+            && ngx_http_llm_choices_content(data + choices->value,
+                                            choices->value_end
+                                            - choices->value))
         {
             ctx->ttft = ngx_http_llm_elapsed(r);
         }
@@ -1704,33 +2090,176 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
-/* a choice that carries generated text, reasoning or a tool call */
+/*
+ * A choice that carries generated text, reasoning or a tool call: the
+ * choices are walked with the skimmer, whatever spaces the engine writes
+ * ("content": "x" as Python's json module writes it).
+ */
 
 static ngx_uint_t
-ngx_http_llm_has_content(u_char *p, size_t len)
+ngx_http_llm_choices_content(u_char *p, size_t len)
 {
-    u_char      *last, *f;
-    ngx_uint_t   i;
+    int                    rc;
+    u_char                *last;
+    ngx_http_llm_jskim_t   k;
+
+    last = p + len - 1;     /* the ']' */
+    p++;
+
+    for ( ;; ) {
+        while (p < last && (ngx_http_llm_is_space(*p) || *p == ',')) {
+            p++;
+        }
+
+        if (p >= last || *p != '{'
+            || !ngx_http_llm_jskim_open(&k, p, last - p))
+        {
+            return 0;
+        }
+
+        while ((rc = ngx_http_llm_jskim_next(&k))
+               == NGX_HTTP_LLM_JSKIM_MEMBER)
+        {
+            if (k.key_len == 5 && ngx_strncmp(k.key, "delta", 5) == 0
+                && *k.value == '{'
+                && ngx_http_llm_delta_content((u_char *) k.value,
+                                              k.value_end - k.value))
+            {
+                return 1;
+            }
+
+            /* completions: the choice's own "text" */
+
+            if (k.key_len == 4 && ngx_strncmp(k.key, "text", 4) == 0
+                && *k.value == '"' && k.value_end - k.value > 2)
+            {
+                return 1;
+            }
+        }
+
+        if (rc != NGX_HTTP_LLM_JSKIM_END) {
+            return 0;
+        }
+
+        p = (u_char *) k.pos + 1;       /* past the choice's '}' */
+    }
+}
+
+
+/* a delta with text: a non-empty string, or a tool call */
+
+static ngx_uint_t
+ngx_http_llm_delta_content(u_char *p, size_t len)
+{
+    ngx_uint_t             i;
+    ngx_http_llm_jskim_t   k;
 
     static ngx_str_t  keys[] = {
-        ngx_string("\"content\":\""),
-        ngx_string("\"text\":\""),
-        ngx_string("\"reasoning_content\":\""),
+        ngx_string("content"),              /* chat */
+        ngx_string("reasoning_content"),
+        ngx_string("reasoning"),
+        ngx_string("text"),                 /* Messages: text_delta */
+        ngx_string("thinking"),
+        ngx_string("partial_json"),
         ngx_null_string
     };
 
-    last = p + len;
+    if (!ngx_http_llm_jskim_open(&k, p, len)) {
+        return 0;
+    }
 
-    for (i = 0; keys[i].len; i++) {
-        f = ngx_strlcasestrn(p, last, keys[i].data, keys[i].len - 1);
+    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
 
-        if (f && f + keys[i].len < last && f[keys[i].len] != '"') {
+        if (*k.value == '"') {
+            if (k.value_end - k.value <= 2) {
+                continue;
+            }
+
+            for (i = 0; keys[i].len; i++) {
+                if (k.key_len == keys[i].len
+                    && ngx_strncmp(k.key, keys[i].data, keys[i].len) == 0)
+                {
+                    return 1;
+                }
+            }
+
+        } else if (*k.value == '[' && k.key_len == 10
+                   && ngx_strncmp(k.key, "tool_calls", 10) == 0)
+        {
             return 1;
         }
     }
 
-    return ngx_strlcasestrn(p, last, (u_char *) "\"tool_calls\"", 12 - 1)
-           != NULL;
+    return 0;
+}
+
+
+/*
+ * An event over llm_event_max_size: a chunk hook cannot see it.  1: the
+ * stream is ended with an error (ctx->hook_status, ctx->error), unless
+ * llm_hook_on_error is pass.
+ */
+
+static ngx_uint_t
+ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_str_t                 message;
+    ngx_http_llm_loc_conf_t  *llcf;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    if (!(resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK))) {
+        return 0;
+    }
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    if (llcf->hook_on_error) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm router: an event over llm_event_max_size "
+                      "(%uz bytes) passed on without the chunk hook "
+                      "(llm_hook_on_error pass)", resp->event_max);
+        return 0;
+    }
+
+    ngx_str_set(&message, "an event of the engine's stream is over "
+                          "llm_event_max_size, the chunk hook cannot see it");
+    ngx_http_llm_set_error(ctx, "response_too_large", "server_error", NULL,
+                           &message);
+    ctx->hook_status = NGX_HTTP_BAD_GATEWAY;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "llm router: %V (%uz bytes), the stream ends with an "
+                  "error event", &message, resp->event_max);
+
+    return 1;
+}
+
+
+/* the last event of a Responses or Messages stream, by its name or type */
+
+static ngx_uint_t
+ngx_http_llm_stream_end(ngx_uint_t api, u_char *name, size_t len)
+{
+    if (len == 5 && ngx_strncmp(name, "error", 5) == 0) {
+        return 1;       /* the engine's own error event ends it */
+    }
+
+    if (api == NGX_HTTP_LLM_API_MESSAGES) {
+        return len == 12 && ngx_strncmp(name, "message_stop", 12) == 0;
+    }
+
+    if (len < 15 || ngx_strncmp(name, "response.", 9) != 0) {
+        return 0;
+    }
+
+    name += 9;
+    len -= 9;
+
+    return (len == 9 && ngx_strncmp(name, "completed", 9) == 0)
+           || (len == 6 && ngx_strncmp(name, "failed", 6) == 0)
+           || (len == 10 && ngx_strncmp(name, "incomplete", 10) == 0);
 }
 
 
@@ -1876,32 +2405,148 @@ ngx_http_llm_stream_error_text(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
-/* data: {"error":{...}}, then data: [DONE] */
+/*
+ * The error event that ends a stream, in the shape of its API:
+ *   Chat Completions: data: {"error":{...}}, then data: [DONE];
+ *   Responses: event: error, data: {"type":"error","code":...,
+ *     "message":...,"param":...,"sequence_number":N};
+ *   Messages: event: error, data: {"type":"error","error":{"type":...,
+ *     "message":...}}.
+ * The message, code and param are those of OpenAI's shape, as escaped
+ * there.
+ */
 
 static ngx_int_t
 ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *text)
 {
-    u_char     *p;
-    ngx_buf_t  *b;
+    u_char                *p;
+    size_t                 len;
+    ngx_buf_t             *b;
+    ngx_str_t              v[3], type;
+    ngx_uint_t             i;
+    ngx_http_llm_jskim_t   k;
+
+    static ngx_str_t  names[] = {
+        ngx_string("message"),
+        ngx_string("code"),
+        ngx_string("param")
+    };
 
     b = ngx_http_llm_error_body(r, status, ctx);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    /* the body ends with "\n" */
+    if (ctx->response->api == NGX_HTTP_LLM_API_CHAT) {
 
-    text->len = sizeof("data: \ndata: [DONE]\n\n") + (b->last - b->pos);
-    text->data = ngx_pnalloc(r->pool, text->len);
+        /* the body ends with "\n" */
 
+        text->len = sizeof("data: \ndata: [DONE]\n\n") + (b->last - b->pos);
+        text->data = ngx_pnalloc(r->pool, text->len);
+
+        if (text->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(text->data, "data: ", 6);
+        p = ngx_cpymem(p, b->pos, b->last - b->pos - 1);
+        p = ngx_cpymem(p, "\n\ndata: [DONE]\n\n", 16);
+
+        text->len = p - text->data;
+
+        return NGX_OK;
+    }
+
+    /* the values of {"error":{...}}, JSON text as they are */
+
+    ngx_str_set(&v[0], "\"the request failed\"");
+    ngx_str_set(&v[1], "\"server_error\"");
+    ngx_str_set(&v[2], "null");
+
+    if (ngx_http_llm_jskim_open(&k, b->pos, b->last - b->pos)
+        && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER
+        && ngx_http_llm_jskim_open(&k, k.value, k.value_end - k.value))
+    {
+        while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
+            for (i = 0; i < 3; i++) {
+                if (k.key_len == names[i].len
+                    && ngx_strncmp(k.key, names[i].data, names[i].len) == 0)
+                {
+                    v[i].data = (u_char *) k.value;
+                    v[i].len = k.value_end - k.value;
+                }
+            }
+        }
+    }
+
+    if (ctx->response->api == NGX_HTTP_LLM_API_RESPONSES) {
+        len = sizeof("event: error\ndata: {\"type\":\"error\",\"code\":,"
+                     "\"message\":,\"param\":,\"sequence_number\":}\n\n")
+              + v[0].len + v[1].len + v[2].len + NGX_INT_T_LEN;
+
+        text->data = ngx_pnalloc(r->pool, len);
+        if (text->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(text->data,
+                        "event: error\ndata: {\"type\":\"error\",\"code\":%V,"
+                        "\"message\":%V,\"param\":%V,"
+                        "\"sequence_number\":%i}\n\n",
+                        &v[1], &v[0], &v[2], ctx->events);
+
+        text->len = p - text->data;
+
+        return NGX_OK;
+    }
+
+    /* Anthropic's error types */
+
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        ngx_str_set(&type, "invalid_request_error");
+        break;
+    case NGX_HTTP_UNAUTHORIZED:
+        ngx_str_set(&type, "authentication_error");
+        break;
+    case NGX_HTTP_FORBIDDEN:
+        ngx_str_set(&type, "permission_error");
+        break;
+    case NGX_HTTP_NOT_FOUND:
+        ngx_str_set(&type, "not_found_error");
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        ngx_str_set(&type, "request_too_large");
+        break;
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        ngx_str_set(&type, "rate_limit_error");
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_str_set(&type, "overloaded_error");
+        break;
+    default:
+        if (status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            ngx_str_set(&type, "invalid_request_error");
+
+        } else {
+            ngx_str_set(&type, "api_error");
+        }
+    }
+
+    len = sizeof("event: error\ndata: {\"type\":\"error\",\"error\":"
+                 "{\"type\":\"\",\"message\":}}\n\n")
+          + type.len + v[0].len;
+
+    text->data = ngx_pnalloc(r->pool, len);
     if (text->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(text->data, "data: ", 6);
-    p = ngx_cpymem(p, b->pos, b->last - b->pos - 1);
-    p = ngx_cpymem(p, "\n\ndata: [DONE]\n\n", 16);
+    p = ngx_sprintf(text->data,
+                    "event: error\ndata: {\"type\":\"error\",\"error\":"
+                    "{\"type\":\"%V\",\"message\":%V}}\n\n",
+                    &type, &v[0]);
 
     text->len = p - text->data;
 
@@ -1933,7 +2578,9 @@ ngx_http_llm_stream_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "llm router: %V after %i events, the client gets an "
-                  "error event and [DONE]", &message, ctx->events);
+                  "error event%s", &message, ctx->events,
+                  ctx->response->api == NGX_HTTP_LLM_API_CHAT
+                  ? " and [DONE]" : "");
 }
 
 

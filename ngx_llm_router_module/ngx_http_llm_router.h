@@ -284,6 +284,8 @@ typedef struct {
     size_t                         hook_memory;
     size_t                         hook_state;     /* the whole state */
     ngx_flag_t                     hook_on_error;  /* 1: pass */
+    size_t                         response_buffer_size;   /* JSON held */
+    size_t                         event_max_size;     /* SSE event held */
 } ngx_http_llm_loc_conf_t;
 
 
@@ -456,6 +458,9 @@ ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
 ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
 ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
     size_t len);
+ngx_int_t ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r);
+char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
+    void *data);
 
 /* metrics (ngx_http_llm_metrics.c) */
 char *ngx_http_llm_router_metrics(ngx_conf_t *cf, ngx_command_t *cmd,

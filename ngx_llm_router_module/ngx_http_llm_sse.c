@@ -13,6 +13,8 @@
 #define NGX_HTTP_LLM_SSE_SPACE  1    /* after "data:", an optional ' ' */
 #define NGX_HTTP_LLM_SSE_VALUE  2    /* in a data line's value */
 #define NGX_HTTP_LLM_SSE_SKIP   3    /* in a comment or another field */
+#define NGX_HTTP_LLM_SSE_NSPACE 4    /* after "event:", an optional ' ' */
+#define NGX_HTTP_LLM_SSE_NAME   5    /* in an event line's value */
 
 
 static void ngx_http_llm_sse_append(ngx_http_llm_sse_t *p,
@@ -43,6 +45,7 @@ ngx_http_llm_sse_next(ngx_http_llm_sse_t *p)
     p->raw_len = 0;
     p->value_start = 0;
     p->value_end = 0;
+    p->name_len = 0;
 }
 
 
@@ -163,6 +166,12 @@ ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
 
                     p->state = NGX_HTTP_LLM_SSE_SPACE;
 
+                } else if (p->field_len == 5
+                           && memcmp(p->field, "event", 5) == 0)
+                {
+                    p->name_len = 0;       /* the last "event:" line wins */
+                    p->state = NGX_HTTP_LLM_SSE_NSPACE;
+
                 } else {
                     /* a comment (empty name) or another field */
                     p->state = NGX_HTTP_LLM_SSE_SKIP;
@@ -213,6 +222,33 @@ ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
                 p->value_end = p->raw_len;
             }
 
+            i = n;
+            break;
+
+        case NGX_HTTP_LLM_SSE_NSPACE:
+
+            p->state = NGX_HTTP_LLM_SSE_NAME;
+
+            if (c == ' ') {
+                i++;
+                p->raw_len++;
+            }
+
+            break;
+
+        case NGX_HTTP_LLM_SSE_NAME:
+
+            for (n = i; n < len && in[n] != '\n' && in[n] != '\r'; n++) {
+                if (p->name_len < NGX_HTTP_LLM_SSE_NAME_MAX) {
+                    p->name[p->name_len] = in[n];
+                }
+
+                if (p->name_len <= NGX_HTTP_LLM_SSE_NAME_MAX) {
+                    p->name_len++;
+                }
+            }
+
+            p->raw_len += n - i;
             i = n;
             break;
 

@@ -8,7 +8,9 @@
  * also keeps where, in the event's raw bytes, the value of its first data
  * line lies, so that a filter can splice a new value into the original
  * bytes.  Comment lines (":" heartbeats) and other fields are kept in the
- * raw bytes and otherwise ignored.
+ * raw bytes and otherwise ignored, but for the event's name (its last
+ * "event:" line, up to NGX_HTTP_LLM_SSE_NAME_MAX bytes), by which the
+ * Responses and Messages APIs end their streams.
  *
  * Pure C with no nginx dependency, so that t/unit/ can test it alone.
  */
@@ -21,6 +23,9 @@
 #include <stddef.h>
 
 
+#define NGX_HTTP_LLM_SSE_NAME_MAX  32
+
+
 typedef struct {
     unsigned char  *data;         /* the data lines, joined by "\n" */
     size_t          data_cap;
@@ -31,6 +36,9 @@ typedef struct {
     size_t          raw_len;      /* bytes of this event fed so far */
     size_t          value_start;  /* first data line's value, in raw */
     size_t          value_end;
+
+    unsigned char   name[NGX_HTTP_LLM_SSE_NAME_MAX];   /* "event:" */
+    size_t          name_len;     /* over NAME_MAX: longer, not kept */
 
     /* the line being read */
     unsigned        state;

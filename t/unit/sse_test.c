@@ -24,6 +24,8 @@ typedef struct {
     int     truncated[MAX_EVENTS];
     char    value[MAX_EVENTS][256];   /* raw[value_start, value_end) */
     size_t  raw[MAX_EVENTS];
+    char    name[MAX_EVENTS][NGX_HTTP_LLM_SSE_NAME_MAX + 1];   /* event: */
+    size_t  name_len[MAX_EVENTS];
     size_t  consumed;
 } result_t;
 
@@ -82,6 +84,12 @@ run(const char *text, const size_t *cuts, size_t ncuts, result_t *res)
                 res->lines[res->n] = p.data_lines;
                 res->truncated[res->n] = p.truncated;
                 res->raw[res->n] = p.raw_len;
+                res->name_len[res->n] = p.name_len;
+
+                if (p.name_len <= NGX_HTTP_LLM_SSE_NAME_MAX) {
+                    memcpy(res->name[res->n], p.name, p.name_len);
+                    res->name[res->n][p.name_len] = '\0';
+                }
 
                 if (p.value_end >= p.value_start
                     && p.value_end - p.value_start < 256
@@ -115,7 +123,9 @@ same(const result_t *a, const result_t *b)
             || a->lines[i] != b->lines[i]
             || a->truncated[i] != b->truncated[i]
             || a->raw[i] != b->raw[i]
-            || strcmp(a->value[i], b->value[i]) != 0)
+            || strcmp(a->value[i], b->value[i]) != 0
+            || a->name_len[i] != b->name_len[i]
+            || strcmp(a->name[i], b->name[i]) != 0)
         {
             return 0;
         }
@@ -277,6 +287,31 @@ main(void)
     run("data: a\r\n\r\n: x\n\ndata: b\n\n", NULL, 0, &r);
     CHECK(r.n == 3 && r.raw[0] == 10 && r.raw[1] == 6 && r.raw[2] == 9,
           "raw lengths");
+
+    /* the event's name: the last "event:" line, cut or not */
+
+    {
+        static const char *const d[] = { "{}", "x", "" };
+        check_events("names",
+                     "event: response.completed\ndata: {}\n\n"
+                     "event:a\nevent: message_stop\r\ndata: x\r\n\r\n"
+                     "data\n\n",
+                     3, d, d);
+    }
+
+    run("event: response.completed\ndata: {}\n\n"
+        "event:a\nevent: message_stop\r\ndata: x\r\n\r\ndata\n\n",
+        NULL, 0, &r);
+    CHECK(r.n == 3 && strcmp(r.name[0], "response.completed") == 0
+          && strcmp(r.name[1], "message_stop") == 0 && r.name_len[2] == 0,
+          "event names");
+
+    run("event: 0123456789012345678901234567890123456789\ndata: y\n\n"
+        "event: 01234567890123456789012345678901\ndata: z\n\n",
+        NULL, 0, &r);
+    CHECK(r.n == 2 && r.name_len[0] == NGX_HTTP_LLM_SSE_NAME_MAX + 1
+          && r.name_len[1] == NGX_HTTP_LLM_SSE_NAME_MAX
+          && strcmp(r.data[0], "y") == 0, "a name too long is not kept");
 
     printf("sse: %d passed, %d failed\n", passed, failed);
 
