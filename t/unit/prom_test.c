@@ -148,6 +148,26 @@ test_negative_and_exponent(void)
 }
 
 
+/* finite samples whose sum is not finite: the sum stays finite */
+
+static void
+test_sum_overflow(void)
+{
+    ngx_http_llm_prom_t  pr;
+
+    parse_split(&pr,
+                "vllm:num_requests_running 1e308\n"
+                "vllm:num_requests_running 1e308\n"
+                "vllm:num_requests_waiting -1.7e308\n"
+                "vllm:num_requests_waiting -1.7e308\n"
+                "vllm:num_requests_waiting 1\n", 0, 1 << 20);
+
+    CHECK(pr.seen[0] && pr.sum[0] == 1e308, "a sum never reaches +Inf");
+    CHECK(pr.seen[1] && isfinite(pr.sum[1]), "a sum never reaches -Inf");
+    CHECK(pr.bad_lines == 2, "the samples that overflow are bad lines");
+}
+
+
 int
 main(void)
 {
@@ -156,6 +176,7 @@ main(void)
     test_missing_and_empty();
     test_limits();
     test_negative_and_exponent();
+    test_sum_overflow();
 
     printf("prom parser: %d passed, %d failed\n", passed, failed);
 
