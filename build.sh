@@ -117,16 +117,18 @@ run_unit_tests() {
 # libFuzzer targets, built with clang into build/fuzz/NAME_fuzz with the
 # module's .c files named on their "/* fuzz-sources: ... */" line (else
 # ngx_http_llm_NAME.c) and the libraries on "/* fuzz-libs: ... */".
-# Without libFuzzer args each target runs LLM_FUZZ_RUNS inputs (fixed
-# seed) on a scratch copy of its seed corpus t/fuzz/corpus/NAME/: the
+# Without libFuzzer args each target runs LLM_FUZZ_RUNS inputs (else the
+# number on its "/* fuzz-runs: N */" line, else 50000; fixed seed) on a
+# scratch copy of its seed corpus t/fuzz/corpus/NAME/: the
 # quick step of the test command.  With args (-runs=, -max_total_time=,
 # -jobs=, or a crash file to replay) the target's corpus grows in
 # build/fuzz/corpus/NAME/.  Crash, leak and timeout files land in
 # build/fuzz/crashes/NAME/; any of them makes the step fail.
 run_fuzz() {
     local only="" t name bin src srcs libs lib cflags f rc=0 quick=1
-    local work corpus crashes arg files=0 stale args=()
-    need_packages clang libclang-rt-14-dev
+    local work corpus crashes arg files=0 stale args=() runs t0=$SECONDS
+    # the libraries the targets name (fuzz-libs) come with the build's
+    need_packages clang libclang-rt-14-dev pkg-config "${build_deps[@]}"
     if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
         only=$1
         shift
@@ -188,14 +190,18 @@ run_fuzz() {
 
         crashes=$BUILD/fuzz/crashes/$name
         mkdir -p "$crashes"
+        # a slow target may ask for fewer runs: /* fuzz-runs: 10000 */
+        runs=$(sed -n 's|.*/\* *fuzz-runs: *\([0-9]*\) *\*/.*|\1|p' "$t" |
+               head -n 1)
+        runs=${LLM_FUZZ_RUNS:-${runs:-50000}}
         if [ $quick = 1 ]; then
             # the seeds on a scratch copy: the run adds inputs to it
             work=$(mktemp -d "$BUILD/fuzz/run.XXXXXX")
             if [ -d "t/fuzz/corpus/$name" ]; then
                 cp -r "t/fuzz/corpus/$name/." "$work/"
             fi
-            say "fuzz: $name, ${LLM_FUZZ_RUNS:-50000} runs"
-            (cd "$BUILD/fuzz" && "$bin" -runs="${LLM_FUZZ_RUNS:-50000}" \
+            say "fuzz: $name, $runs runs"
+            (cd "$BUILD/fuzz" && "$bin" -runs="$runs" \
                 -seed=1 -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
                 -artifact_prefix="$crashes/" "$work" \
                 >"$BUILD/fuzz/$name.log" 2>&1) || {
@@ -225,6 +231,7 @@ run_fuzz() {
         fi
     done
     [ $rc = 0 ] || die "fuzzing found a crash, a leak or a timeout"
+    [ $quick = 0 ] || say "fuzz: no crash, leak or timeout ($((SECONDS - t0))s)"
 }
 
 run_tests() {
