@@ -234,11 +234,51 @@ run_fuzz() {
     [ $quick = 0 ] || say "fuzz: no crash, leak or timeout ($((SECONDS - t0))s)"
 }
 
+# static analysis of the module: cppcheck and gcc -fanalyzer, zero findings;
+# a false positive is suppressed inline, with its reason, never here
+run_lint() {
+    local src flags incs log
+    need_packages cppcheck
+    src=${NGINX_SRC:-$BUILD/nginx-src}
+    log=$BUILD/lint.log
+    [ -f "$src/objs/Makefile" ] || die "no $src/objs/Makefile (build first)"
+
+    # the flags and include paths of the module's own compilation
+    flags=$(make -s --no-print-directory -C "$src" -f objs/Makefile \
+            --eval='llm-cflags: ; @echo $(CFLAGS)' llm-cflags)
+    incs=$(make -s --no-print-directory -C "$src" -f objs/Makefile \
+           --eval='llm-incs: ; @echo $(ALL_INCS)' llm-incs)
+
+    say "lint: cppcheck"
+    # one configuration (the -D below), that of this build; luaconf.h
+    # needs LLONG_MAX, which cppcheck does not take from <limits.h>
+    # shellcheck disable=SC2086
+    (cd "$src" && cppcheck --enable=warning,performance,portability \
+        --inline-suppr --error-exitcode=1 --quiet -j "$(nproc)" --std=c99 \
+        --library=posix -D__linux__ -D__GNUC__ -D__x86_64__ \
+        -DLLONG_MAX=9223372036854775807LL -DLLONG_MIN='(-LLONG_MAX-1)' \
+        $incs "$ROOT"/ngx_llm_router_module/*.c) > "$log" 2>&1 || {
+        cat "$log" >&2
+        die "cppcheck found problems (see $log)"
+    }
+
+    say "lint: gcc -fanalyzer"
+    # shellcheck disable=SC2086
+    (cd "$src" && printf '%s\0' "$ROOT"/ngx_llm_router_module/*.c |
+        xargs -0 -n 1 -P "$(nproc)" gcc -c -fPIC $flags $incs \
+            -fanalyzer -Werror -o /dev/null) > "$log" 2>&1 || {
+        cat "$log" >&2
+        die "gcc -fanalyzer found problems (see $log)"
+    }
+    say "lint: clean"
+}
+
 run_tests() {
     local status=0
     need_packages "${test_deps[@]}"
     cd "$ROOT"
 
+    run_lint
     say "unit tests"
     run_unit_tests
     say "fuzz targets"; run_fuzz
@@ -267,6 +307,8 @@ case "${1:-build}" in
     run|demo) build_module; run_demo ;;
     test) build_module; run_tests ;;
     fuzz) shift; run_fuzz "$@" ;;
+
+    lint) build_module; run_lint ;;
     bench) build_module
            need_packages wrk python3 libnginx-mod-http-lua lua-cjson
            exec bash "$ROOT/bench/run.sh" "$MODULE" ;;

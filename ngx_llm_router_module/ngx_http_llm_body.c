@@ -11,13 +11,15 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <cjson/cJSON.h>
-
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_text.h"
 
 
 /* an edited body up to a page long is copied into one buffer */
 #define NGX_HTTP_LLM_FLAT_BODY  4096
+
+/* a member's key and value, or the member; the model; the insertion */
+#define NGX_HTTP_LLM_MAX_EDITS  (2 * NGX_HTTP_LLM_JSCAN_MAX_MEMBERS + 2)
 
 
 /* the body as nginx read it: memory buffers, or a file read into one */
@@ -43,49 +45,69 @@ static ngx_int_t ngx_http_llm_body_keys(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_find_member(ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_str_t *name, ngx_uint_t *count);
+static ngx_int_t ngx_http_llm_check_keys(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
+static ngx_int_t ngx_http_llm_read_names(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_read_session(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan);
+static ngx_int_t ngx_http_llm_check_name(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const char *field, ngx_str_t *name);
+static ngx_int_t ngx_http_llm_bad_name(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const char *field, int why);
 static void ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t *model,
-    ngx_array_t *edits);
+    ngx_http_llm_edits_t *edits);
+static ngx_int_t ngx_http_llm_plan_rule(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_rule_t *rule, u_char *dropped,
+    u_char *touched, ngx_http_llm_edits_t *edits, ngx_uint_t *found);
 static ngx_int_t ngx_http_llm_plan_stream_usage(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
-    ngx_http_llm_jscan_t *scan, ngx_array_t *edits, ngx_str_t *insert);
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_edits_t *edits,
+    ngx_str_t *insert);
+static ngx_uint_t ngx_http_llm_stream_options_owned(ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_jscan_member_t *m, ngx_http_llm_edits_t *edits);
 static ngx_int_t ngx_http_llm_plan_profile(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_uint_t profile, u_char *dropped,
-    u_char *touched, ngx_array_t *edits, ngx_str_t *insert);
-static ngx_int_t ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan,
-    u_char *dropped, ngx_array_t *edits, ngx_uint_t *kept);
-static ngx_int_t ngx_http_llm_add_edit(ngx_array_t *edits, off_t start,
-    off_t end, ngx_str_t *data);
+    u_char *touched, ngx_http_llm_edits_t *edits, ngx_str_t *insert);
+static ngx_int_t ngx_http_llm_plan_drops(ngx_http_request_t *r,
+    ngx_http_llm_jscan_t *scan, u_char *dropped, ngx_http_llm_edits_t *edits,
+    ngx_uint_t *kept);
+static ngx_int_t ngx_http_llm_add_edit(ngx_http_request_t *r,
+    ngx_http_llm_edits_t *edits, off_t start, off_t end, ngx_str_t *data);
 static ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
-    ngx_http_llm_body_t *body, ngx_array_t *edits);
+    ngx_http_llm_body_t *body, ngx_http_llm_edits_t *edits);
+static int ngx_http_llm_edit_copy(void *arg, const u_char *p, size_t len);
+static int ngx_http_llm_edit_link(void *arg, const u_char *p, size_t len);
 static void ngx_http_llm_body_link(ngx_chain_t *cl, ngx_buf_t *b,
     u_char *start, u_char *end);
 static ngx_int_t ngx_http_llm_request_hook(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_llm_jscan_t *scan, ngx_array_t *edits);
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_edits_t *edits);
 static ngx_int_t ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
-    ngx_array_t *edits, ngx_http_llm_jscan_t *out);
+    ngx_http_llm_edits_t *edits, ngx_http_llm_jscan_t *out);
 static ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route);
 static ngx_int_t ngx_http_llm_tokenize_near(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
-    ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t *first,
-    ngx_uint_t prompt, ngx_int_t given);
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *first, ngx_uint_t prompt,
+    ngx_int_t given, ngx_str_t *raw, ngx_str_t *key);
 static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given);
-static size_t ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count);
-static size_t ngx_http_llm_text_bytes_parts(cJSON *parts);
+    ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given,
+    ngx_str_t *raw, ngx_str_t *key);
+static size_t ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count);
 static ngx_int_t ngx_http_llm_flat_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
@@ -237,8 +259,9 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     int                           rc;
     ngx_int_t                     status;
     ngx_chain_t                  *cl;
-    ngx_array_t                   edits;
+    ngx_http_llm_edit_t           edit[NGX_HTTP_LLM_MAX_EDITS];
     ngx_http_llm_body_t           body;
+    ngx_http_llm_edits_t          edits;
     ngx_http_llm_route_t         *route, *healthy;
     ngx_http_llm_jscan_t         *scan, scanner;
     ngx_http_llm_main_conf_t     *lmcf;
@@ -337,17 +360,9 @@ ngx_http_llm_route_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     ctx->upstream = route->model->upstream->host;
     ctx->target = route->send.len ? route->send : ctx->model;
 
-    if (ngx_http_llm_read_session(r, ctx, &body, scan) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     ngx_http_llm_prefix_hash(ctx, &body, scan);
 
-    if (ngx_array_init(&edits, r->pool, 4, sizeof(ngx_http_llm_edit_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    ngx_http_llm_edits_init(&edits, edit, NGX_HTTP_LLM_MAX_EDITS);
 
     status = ngx_http_llm_plan_edits(r, ctx, &body, scan, model, &edits);
     if (status != NGX_OK) {
@@ -561,45 +576,98 @@ ngx_http_llm_body_keys(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 }
 
 
-/* the index of the first top-level member named "name", or NGX_DECLINED */
+/*
+ * The index of the top-level member named "name", or NGX_DECLINED.  The
+ * keys were checked (ngx_http_llm_check_keys()): plain and unique, so the
+ * first equal key is the only one, and count is 0 or 1.
+ */
 
 static ngx_int_t
 ngx_http_llm_find_member(ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_str_t *name, ngx_uint_t *count)
 {
-    ngx_int_t    found;
     ngx_str_t   *key;
     ngx_uint_t   i;
-
-    found = NGX_DECLINED;
-    *count = 0;
 
     for (i = 0; i < scan->nmembers; i++) {
         key = &body->keys[i];
 
-        if (!(body->escaped & ((uint64_t) 1 << i))) {
-            if (key->len != name->len
-                || ngx_strncmp(key->data, name->data, name->len) != 0)
-            {
-                continue;
-            }
-
-        } else if (key->len < name->len || key->len > 6 * name->len
-                   || !ngx_http_llm_json_key_equals(key->data, key->len,
-                                                    name))
+        if (key->len == name->len
+            && ngx_memcmp(key->data, name->data, name->len) == 0)
         {
-            /* an escaped key is at most 6 bytes a character */
-            continue;
+            *count = 1;
+            return i;
         }
-
-        if (found == NGX_DECLINED) {
-            found = i;
-        }
-
-        (*count)++;
     }
 
-    return found;
+    *count = 0;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Top-level keys are plain and unique, before anything reads a field or a
+ * hook runs.  A key with a JSON escape would name a field in a way the
+ * rules do not see ("\u006dax_tokens" is max_tokens to the engine), and
+ * of two copies of a field the router reads the first, Python engines the
+ * last, and a hook either.  A body has a few members: the pairs are
+ * compared by length first.
+ */
+
+static ngx_int_t
+ngx_http_llm_check_keys(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
+{
+    u_char      *param;
+    ngx_str_t   *key;
+    ngx_uint_t   i, j, count;
+
+    key = body->keys;
+
+    for (i = 0; i < scan->nmembers; i++) {
+
+        if (body->escaped & ((uint64_t) 1 << i)) {
+            goto refuse;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (key[j].len == key[i].len
+                && ngx_memcmp(key[j].data, key[i].data, key[i].len) == 0)
+            {
+                goto refuse;
+            }
+        }
+    }
+
+    return NGX_OK;
+
+refuse:
+
+    param = ngx_pnalloc(r->pool, key[i].len + 1);
+    if (param == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(param, key[i].data, key[i].len);
+    param[key[i].len] = '\0';
+
+    if (body->escaped & ((uint64_t) 1 << i)) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", (char *) param,
+                                   "the top-level key \"%V\" is written "
+                                   "with a JSON escape", &key[i]);
+    }
+
+    for (count = 0, j = 0; j < scan->nmembers; j++) {
+        count += (key[j].len == key[i].len
+                  && ngx_memcmp(key[j].data, key[i].data, key[i].len) == 0);
+    }
+
+    return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                               "invalid_request", (char *) param,
+                               "the field \"%V\" appears %ui times",
+                               &key[i], count);
 }
 
 
@@ -613,18 +681,13 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t                    count;
     ngx_http_llm_jscan_member_t  *m;
 
-    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream,
-                                 &count);
-    if (i == NGX_ERROR) {
-        return NGX_ERROR;
+    rc = ngx_http_llm_check_keys(r, ctx, body, scan);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    if (count > 1) {
-        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_request", "stream",
-                                   "the field \"stream\" appears %ui times",
-                                   count);
-    }
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream,
+                                 &count);
 
     m = (i >= 0) ? &scan->members[i] : NULL;
 
@@ -644,16 +707,6 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_model,
                                  &count);
-    if (i == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
-    if (count > 1) {
-        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_request", "model",
-                                   "the field \"model\" appears %ui times",
-                                   count);
-    }
 
     if (i < 0) {
         return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
@@ -698,7 +751,30 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     *model = m;
 
-    return NGX_OK;
+    return ngx_http_llm_read_names(r, ctx, body, scan);
+}
+
+
+/*
+ * The names from the body, checked before routing: the model's (decoded
+ * already) and the session's.  They go into $llm_model and $llm_session,
+ * headers, log lines and error messages as they are.
+ */
+
+static ngx_int_t
+ngx_http_llm_read_names(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_llm_check_name(r, ctx, "model", &ctx->model);
+    if (rc != NGX_OK) {
+        ngx_str_null(&ctx->model);
+        ngx_str_null(&ctx->model_json);
+        return rc;
+    }
+
+    return ngx_http_llm_read_session(r, ctx, body, scan);
 }
 
 
@@ -708,23 +784,27 @@ static ngx_int_t
 ngx_http_llm_read_session(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
 {
-    ngx_int_t                     i;
-    ngx_str_t                     raw;
+    ngx_int_t                     i, rc;
+    ngx_str_t                     raw, name;
     ngx_uint_t                    count;
     ngx_http_llm_jscan_member_t  *m;
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_user, &count);
 
     if (i < 0 || count != 1) {
-        return NGX_OK;
+        return (i == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
 
     m = &scan->members[i];
 
-    if (m->type != NGX_HTTP_LLM_JSON_STRING
-        || m->value_end - m->value > 1024)
-    {
+    if (m->type != NGX_HTTP_LLM_JSON_STRING) {
         return NGX_OK;
+    }
+
+    /* a decoded byte takes at most 6 in JSON: longer is too long */
+
+    if (m->value_end - m->value > 6 * NGX_HTTP_LLM_NAME_MAX + 2) {
+        return ngx_http_llm_bad_name(r, ctx, "user", NGX_HTTP_LLM_NAME_LONG);
     }
 
     if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
@@ -733,8 +813,74 @@ ngx_http_llm_read_session(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    return (ngx_http_llm_json_string_value(r->pool, &raw, &ctx->session)
-            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+    rc = ngx_http_llm_json_string_value(r->pool, &raw, &name);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_json", "user",
+                                   "the field \"user\" is not a valid "
+                                   "JSON string");
+    }
+
+    rc = ngx_http_llm_check_name(r, ctx, "user", &name);
+
+    if (rc == NGX_OK) {
+        ctx->session = name;
+    }
+
+    return rc;
+}
+
+
+/*
+ * A name is at most 256 bytes of UTF-8 without control characters
+ * (ngx_http_llm_text_name()): a single pass over a short string.
+ */
+
+static ngx_int_t
+ngx_http_llm_check_name(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const char *field, ngx_str_t *name)
+{
+    int  why;
+
+    why = ngx_http_llm_text_name(name->data, name->len);
+
+    if (why == NGX_HTTP_LLM_NAME_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_bad_name(r, ctx, field, why);
+}
+
+
+static ngx_int_t
+ngx_http_llm_bad_name(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const char *field, int why)
+{
+    switch (why) {
+
+    case NGX_HTTP_LLM_NAME_LONG:
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" is longer than %d bytes",
+                                   field, NGX_HTTP_LLM_NAME_MAX);
+
+    case NGX_HTTP_LLM_NAME_CONTROL:
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" holds a control "
+                                   "character", field);
+
+    default: /* NGX_HTTP_LLM_NAME_UTF8 */
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", field,
+                                   "the field \"%s\" is not valid UTF-8",
+                                   field);
+    }
 }
 
 
@@ -808,18 +954,16 @@ ngx_http_llm_prefix_hash(ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
 static ngx_int_t
 ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_jscan_member_t *model, ngx_array_t *edits)
+    ngx_http_llm_jscan_member_t *model, ngx_http_llm_edits_t *edits)
 {
     u_char                       *p, *dropped, *found, *touched;
-    double                        number;
     size_t                        len;
-    ngx_int_t                     k, status;
-    ngx_str_t                     insert, raw, usage, profile_insert;
-    ngx_http_llm_srv_conf_t      *lscf;
-    ngx_uint_t                    i, count, kept;
+    ngx_int_t                     status;
+    ngx_str_t                     insert, usage, profile_insert, *member;
+    ngx_uint_t                    i, kept, given;
     ngx_http_llm_rule_t          *rule;
     ngx_http_llm_route_t         *route;
-    ngx_http_llm_jscan_member_t  *m;
+    ngx_http_llm_srv_conf_t      *lscf;
 
     route = ctx->route;
 
@@ -828,18 +972,12 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             || ngx_strncmp(ctx->model.data, route->send.data,
                            route->send.len) != 0))
     {
-        if (ngx_http_llm_add_edit(edits, model->value, model->value_end,
+        if (ngx_http_llm_add_edit(r, edits, model->value, model->value_end,
                                   &route->send_json)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
-    }
-
-    status = ngx_http_llm_plan_stream_usage(r, ctx, body, scan, edits,
-                                            &usage);
-    if (status != NGX_OK) {
-        return status;
     }
 
     rule = route->model->rules.elts;
@@ -852,10 +990,15 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                            ngx_http_llm_router_module);
 
     if (route->model->rules.nelts == 0 && lscf->profile == 0) {
-        goto insert;
+        goto usage;
     }
 
-    /* dropped[k]: 1 dropped; touched[k]: a rule changed member k */
+    /*
+     * dropped[k]: 1 dropped; touched[k]: a rule changed member k.  The
+     * model's rules come first, then the engine's profile, the drops, and
+     * llm_stream_usage last: each leaves alone what the ones before it
+     * took, and an edit overlapping another cannot be added anyway.
+     */
 
     dropped = ngx_pcalloc(r->pool, 2 * (scan->nmembers + 1));
     found = ngx_pcalloc(r->pool, route->model->rules.nelts + 1);
@@ -867,80 +1010,16 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     touched = dropped + scan->nmembers + 1;
 
     for (i = 0; i < route->model->rules.nelts; i++) {
-
-        k = ngx_http_llm_find_member(body, scan, &rule[i].field, &count);
-        if (k == NGX_ERROR) {
-            return NGX_ERROR;
+        status = ngx_http_llm_plan_rule(r, ctx, body, scan, &rule[i],
+                                        dropped, touched, edits, &given);
+        if (status != NGX_OK) {
+            return status;
         }
 
-        if (count > 1) {
-            return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_request", NULL,
-                                       "the field \"%V\" appears %ui times",
-                                       &rule[i].field, count);
-        }
+        found[i] = (u_char) given;
 
-        m = (k >= 0) ? &scan->members[k] : NULL;
-        found[i] = (m != NULL);
-
-        switch (rule[i].op) {
-
-        case NGX_HTTP_LLM_RULE_SET:
-            if (m == NULL) {
-                len += rule[i].member.len + 1;
-                break;
-            }
-
-            if (m->type == NGX_HTTP_LLM_JSON_NULL) {
-                touched[k] = 1;
-
-                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
-                                          &rule[i].value)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
-            break;
-
-        case NGX_HTTP_LLM_RULE_CLAMP:
-            if (m == NULL || m->type == NGX_HTTP_LLM_JSON_NULL) {
-                break;
-            }
-
-            if (m->type != NGX_HTTP_LLM_JSON_NUMBER
-                || ngx_http_llm_body_range(r, body, m->value, m->value_end,
-                                           &raw)
-                   != NGX_OK
-                || ngx_http_llm_json_number(raw.data, raw.len, &number)
-                   != NGX_OK)
-            {
-                return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                           "invalid_request", NULL,
-                                           "the field \"%V\" must be "
-                                           "a number", &rule[i].field);
-            }
-
-            if (number > rule[i].limit) {
-                touched[k] = 1;
-
-                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
-                                          &rule[i].value)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
-            break;
-
-        default: /* NGX_HTTP_LLM_RULE_DROP */
-            if (m) {
-                dropped[k] = 1;
-            }
-
-            break;
+        if (rule[i].op == NGX_HTTP_LLM_RULE_SET && !given) {
+            len += rule[i].member.len + 1;
         }
     }
 
@@ -953,11 +1032,17 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
     }
 
-    if (ngx_http_llm_plan_drops(scan, dropped, edits, &kept) != NGX_OK) {
+    if (ngx_http_llm_plan_drops(r, scan, dropped, edits, &kept) != NGX_OK) {
         return NGX_ERROR;
     }
 
-insert:
+usage:
+
+    status = ngx_http_llm_plan_stream_usage(r, ctx, body, scan, edits,
+                                            &usage);
+    if (status != NGX_OK) {
+        return status;
+    }
 
     if (usage.len) {
         len += usage.len + 1;
@@ -989,7 +1074,13 @@ insert:
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, rule[i].member.data, rule[i].member.len);
+        /* the name the engine reads: its profile's max_tokens */
+
+        member = (rule[i].engine_member.len
+                  && (lscf->profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS))
+                 ? &rule[i].engine_member : &rule[i].member;
+
+        p = ngx_cpymem(p, member->data, member->len);
     }
 
     if (usage.len) {
@@ -1010,8 +1101,114 @@ insert:
 
     insert.len = p - insert.data;
 
-    return ngx_http_llm_add_edit(edits, scan->obj_end - 1, scan->obj_end - 1,
-                                 &insert);
+    return ngx_http_llm_add_edit(r, edits, scan->obj_end - 1,
+                                 scan->obj_end - 1, &insert);
+}
+
+
+/*
+ * One rule on its field.  max_tokens and max_completion_tokens are one
+ * field (an engine reads either, vLLM the second first), so a rule on one
+ * holds the other too: both are clamped or dropped, and a default is set
+ * only when neither is given.  *given: the client sent the field, under
+ * either name, null or not.
+ */
+
+static ngx_int_t
+ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_rule_t *rule, u_char *dropped, u_char *touched,
+    ngx_http_llm_edits_t *edits, ngx_uint_t *given)
+{
+    double                        number;
+    ngx_int_t                     k[2];
+    ngx_str_t                     raw;
+    ngx_uint_t                    j, count, set;
+    ngx_http_llm_jscan_member_t  *m;
+
+    k[0] = ngx_http_llm_find_member(body, scan, &rule->field, &count);
+    k[1] = rule->alias.len
+           ? ngx_http_llm_find_member(body, scan, &rule->alias, &count)
+           : NGX_DECLINED;
+
+    *given = (k[0] >= 0 || k[1] >= 0);
+
+    /* set: the client's nulls are replaced when it gave no value */
+
+    set = 1;
+
+    for (j = 0; j < 2; j++) {
+        if (k[j] >= 0 && scan->members[k[j]].type != NGX_HTTP_LLM_JSON_NULL)
+        {
+            set = 0;
+        }
+    }
+
+    for (j = 0; j < 2; j++) {
+
+        if (k[j] < 0) {
+            continue;
+        }
+
+        m = &scan->members[k[j]];
+
+        switch (rule->op) {
+
+        case NGX_HTTP_LLM_RULE_SET:
+            if (!set) {
+                break;
+            }
+
+            touched[k[j]] = 1;
+
+            if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
+                                      &rule->value)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        case NGX_HTTP_LLM_RULE_CLAMP:
+            if (m->type == NGX_HTTP_LLM_JSON_NULL) {
+                break;
+            }
+
+            if (m->type != NGX_HTTP_LLM_JSON_NUMBER
+                || ngx_http_llm_body_range(r, body, m->value, m->value_end,
+                                           &raw)
+                   != NGX_OK
+                || ngx_http_llm_json_number(raw.data, raw.len, &number)
+                   != NGX_OK)
+            {
+                return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                           "invalid_request", NULL,
+                                           "the field \"%V\" must be "
+                                           "a number",
+                                           j ? &rule->alias : &rule->field);
+            }
+
+            if (number > rule->limit) {
+                touched[k[j]] = 1;
+
+                if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
+                                          &rule->value)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            break;
+
+        default: /* NGX_HTTP_LLM_RULE_DROP */
+            dropped[k[j]] = 1;
+            break;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1019,16 +1216,15 @@ insert:
  * llm_stream_usage: a streamed request that does not ask for usage gets
  * "stream_options":{"include_usage":true}, and the response filter drops
  * the usage event the client did not ask for.  An existing stream_options
- * object is rewritten; one of another type is left to the engine.
+ * object is rewritten; one of another type is left to the engine, and so
+ * is one a model's rule or the engine's profile owns.
  */
 
 static ngx_int_t
 ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_array_t *edits, ngx_str_t *insert)
+    ngx_http_llm_edits_t *edits, ngx_str_t *insert)
 {
-    char                         *text;
-    cJSON                        *json, *item;
     ngx_int_t                     i, rc;
     ngx_str_t                     raw, value;
     ngx_uint_t                    count, on;
@@ -1057,8 +1253,11 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream_options,
                                  &count);
-    if (i == NGX_ERROR) {
-        return NGX_ERROR;
+
+    if (ngx_http_llm_stream_options_owned(ctx, i >= 0 ? &scan->members[i]
+                                                      : NULL, edits))
+    {
+        return NGX_OK;
     }
 
     if (i < 0) {
@@ -1076,7 +1275,8 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (m->type == NGX_HTTP_LLM_JSON_NULL) {
         ngx_str_set(&value, "{\"include_usage\":true}");
         ctx->strip_usage = 1;
-        return ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
+        return ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
+                                     &value);
     }
 
     if (m->type != NGX_HTTP_LLM_JSON_OBJECT) {
@@ -1089,51 +1289,39 @@ ngx_http_llm_plan_stream_usage(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    json = cJSON_ParseWithLength((char *) raw.data, raw.len);
-    if (json == NULL) {
-        return NGX_OK;
+    rc = ngx_http_llm_json_include_usage(r->pool, &raw, &value);
+    if (rc != NGX_OK) {
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
     }
-
-    rc = NGX_OK;
-    item = cJSON_GetObjectItemCaseSensitive(json, "include_usage");
-
-    if (cJSON_IsTrue(item)) {
-        goto done;      /* the client asked for it */
-    }
-
-    cJSON_DeleteItemFromObjectCaseSensitive(json, "include_usage");
-
-    if (cJSON_AddTrueToObject(json, "include_usage") == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    text = cJSON_PrintUnformatted(json);
-    if (text == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    value.len = ngx_strlen(text);
-    value.data = ngx_pnalloc(r->pool, value.len);
-
-    if (value.data == NULL) {
-        cJSON_free(text);
-        rc = NGX_ERROR;
-        goto done;
-    }
-
-    ngx_memcpy(value.data, text, value.len);
-    cJSON_free(text);
 
     ctx->strip_usage = 1;
-    rc = ngx_http_llm_add_edit(edits, m->value, m->value_end, &value);
 
-done:
+    return ngx_http_llm_add_edit(r, edits, m->value, m->value_end, &value);
+}
 
-    cJSON_Delete(json);
 
-    return rc;
+/* a model's rule on stream_options, or an edit of the member, owns it */
+
+static ngx_uint_t
+ngx_http_llm_stream_options_owned(ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_jscan_member_t *m, ngx_http_llm_edits_t *edits)
+{
+    ngx_uint_t            i;
+    ngx_http_llm_rule_t  *rule;
+
+    rule = ctx->route->model->rules.elts;
+
+    for (i = 0; i < ctx->route->model->rules.nelts; i++) {
+        if (rule[i].field.len == ngx_http_llm_key_stream_options.len
+            && ngx_memcmp(rule[i].field.data,
+                          ngx_http_llm_key_stream_options.data,
+                          rule[i].field.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return m && ngx_http_llm_edits_covered(edits, m->key - 1, m->value_end);
 }
 
 
@@ -1144,14 +1332,15 @@ done:
  *   stream_options  removed: TGI;
  *   n               above 1 becomes 1: TGI makes one choice;
  *   cache_prompt    "cache_prompt":true unless the client set it: llama.cpp.
- * Members a model's rules changed or dropped are left alone.
+ * Members a model's rules changed or dropped are left alone, but for the
+ * rename of a max_completion_tokens a rule clamped: its key alone changes.
  */
 
 static ngx_int_t
 ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_uint_t profile, u_char *dropped, u_char *touched, ngx_array_t *edits,
-    ngx_str_t *insert)
+    ngx_uint_t profile, u_char *dropped, u_char *touched,
+    ngx_http_llm_edits_t *edits, ngx_str_t *insert)
 {
     double                        number;
     ngx_int_t                     k, j;
@@ -1171,15 +1360,17 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         k = ngx_http_llm_find_member(body, scan, &mct, &count);
         j = ngx_http_llm_find_member(body, scan, &mt, &count);
 
-        if (k >= 0 && !dropped[k] && !touched[k]) {
+        if (k >= 0 && !dropped[k]) {
             if (j >= 0) {
-                dropped[k] = 1;
+                if (!touched[k]) {
+                    dropped[k] = 1;
+                }
 
             } else {
                 m = &scan->members[k];
                 touched[k] = 1;
 
-                if (ngx_http_llm_add_edit(edits, m->key - 1,
+                if (ngx_http_llm_add_edit(r, edits, m->key - 1,
                                           m->key + m->key_len + 1, &mt_key)
                     != NGX_OK)
                 {
@@ -1218,7 +1409,7 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             {
                 touched[k] = 1;
 
-                if (ngx_http_llm_add_edit(edits, m->value, m->value_end,
+                if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
                                           &one)
                     != NGX_OK)
                 {
@@ -1240,135 +1431,114 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
+/* removes the dropped members with their commas (ngx_http_llm_edit.c) */
+
+static ngx_int_t
+ngx_http_llm_plan_drops(ngx_http_request_t *r, ngx_http_llm_jscan_t *scan,
+    u_char *dropped, ngx_http_llm_edits_t *edits, ngx_uint_t *kept)
+{
+    int     rc;
+    size_t  n;
+
+    rc = ngx_http_llm_edits_drop(edits, scan->members, scan->nmembers,
+                                 dropped, &n);
+    *kept = n;
+
+    if (rc == NGX_HTTP_LLM_EDIT_OK) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "llm router: a drop of a member is refused: %s",
+                  (rc == NGX_HTTP_LLM_EDIT_OVERLAP) ? "it overlaps an edit"
+                  : (rc == NGX_HTTP_LLM_EDIT_FULL) ? "too many edits"
+                  : "an invalid range");
+
+    return NGX_ERROR;
+}
+
+
 /*
- * Removes dropped members with their commas.  Before the first kept member
- * a member goes with the comma after it, after it with the comma before.
+ * An edit overlapping one planned before it is refused (ngx_http_llm_edit.c):
+ * the planner leaves alone what an earlier step took, so this is a bug of
+ * the router's, and the request fails rather than go out half edited.
  */
 
 static ngx_int_t
-ngx_http_llm_plan_drops(ngx_http_llm_jscan_t *scan, u_char *dropped,
-    ngx_array_t *edits, ngx_uint_t *kept)
+ngx_http_llm_add_edit(ngx_http_request_t *r, ngx_http_llm_edits_t *edits,
+    off_t start, off_t end, ngx_str_t *data)
 {
-    ngx_uint_t                    i, first, n;
-    ngx_http_llm_jscan_member_t  *m;
+    int  rc;
 
-    m = scan->members;
-    n = scan->nmembers;
+    rc = ngx_http_llm_edits_add(edits, start, end, data ? data->data : NULL,
+                                data ? data->len : 0);
 
-    for (first = 0; first < n && dropped[first]; first++) { /* void */ }
-
-    *kept = 0;
-
-    for (i = 0; i < n; i++) {
-        *kept += !dropped[i];
+    if (rc == NGX_HTTP_LLM_EDIT_OK) {
+        return NGX_OK;
     }
 
-    /* a member starts at its key's opening quote */
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "llm router: an edit of the body's bytes %O-%O is refused: "
+                  "%s", start, end,
+                  (rc == NGX_HTTP_LLM_EDIT_OVERLAP) ? "it overlaps another"
+                  : (rc == NGX_HTTP_LLM_EDIT_FULL) ? "too many edits"
+                  : "an invalid range");
 
-    if (first == n) {
-        return n ? ngx_http_llm_add_edit(edits, m[0].key - 1,
-                                         m[n - 1].value_end, NULL)
-                 : NGX_OK;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (!dropped[i]) {
-            continue;
-        }
-
-        if (i < first) {
-            if (ngx_http_llm_add_edit(edits, m[i].key - 1, m[i + 1].key - 1,
-                                      NULL)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-        } else if (ngx_http_llm_add_edit(edits, m[i - 1].value_end,
-                                         m[i].value_end, NULL)
-                   != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return NGX_ERROR;
 }
 
 
-static ngx_int_t
-ngx_http_llm_add_edit(ngx_array_t *edits, off_t start, off_t end,
-    ngx_str_t *data)
-{
-    ngx_uint_t            i;
-    ngx_http_llm_edit_t  *e, *elts;
-
-    e = ngx_array_push(edits);
-    if (e == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* keep the list ordered by position */
-
-    elts = edits->elts;
-
-    for (i = edits->nelts - 1; i > 0 && elts[i - 1].start > start; i--) {
-        elts[i] = elts[i - 1];
-    }
-
-    e = &elts[i];
-    e->start = start;
-    e->end = end;
-
-    if (data) {
-        e->data = *data;
-
-    } else {
-        ngx_str_null(&e->data);
-    }
-
-    return NGX_OK;
-}
+/* where the edited body goes: one buffer, or buffers linked */
+typedef struct {
+    u_char                *pos;
+    u_char                *end;
+    ngx_buf_t             *b;
+    ngx_chain_t           *cl;
+    ngx_chain_t           *last;
+} ngx_http_llm_edit_out_t;
 
 
 /*
  * Replaces the request body with the kept spans of its buffers and the
  * edited pieces between them.  A body of up to NGX_HTTP_LLM_FLAT_BODY
  * bytes is copied into one buffer: one short copy costs less than the proxy
- * handling a buffer per piece.  A larger one is linked uncopied.
+ * handling a buffer per piece.  A larger one is linked uncopied.  The walk
+ * of ngx_http_llm_edit.c writes what the list counts, and never past the
+ * buffer or the links made for it.
  */
 
 static ngx_int_t
 ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
-    ngx_array_t *edits)
+    ngx_http_llm_edits_t *edits)
 {
-    off_t                 pos, stop, start, size, from, to;
-    u_char               *flat, *p;
-    ngx_str_t             doc;
-    ngx_buf_t            *b;
-    ngx_uint_t            i, n;
-    ngx_chain_t          *cl, *src, *links;
-    ngx_http_llm_edit_t  *e;
+    off_t                       size;
+    u_char                     *flat;
+    ngx_str_t                   doc;
+    ngx_uint_t                  n;
+    ngx_chain_t                *src, *links;
+    ngx_http_llm_edit_out_t     out;
+    ngx_http_llm_edits_walk_t   walk;
 
-    e = edits->elts;
-    size = body->len;
-
-    for (i = 0; i < edits->nelts; i++) {
-        size += (off_t) e[i].data.len - (e[i].end - e[i].start);
-    }
+    size = body->len + edits->delta;
 
     flat = NULL;
-    p = NULL;
-    b = NULL;
     links = NULL;
 
+    if (size < 0) {
+        goto failed;
+    }
+
     if (size <= NGX_HTTP_LLM_FLAT_BODY) {
-        flat = ngx_pnalloc(r->pool, (size_t) size);
+        flat = ngx_pnalloc(r->pool, (size_t) size + 1);
         if (flat == NULL) {
             return NGX_ERROR;
         }
 
-        p = flat;
+        out.pos = flat;
+        out.end = flat + size;
+
+        ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_copy,
+                                     &out);
 
     } else {
 
@@ -1380,89 +1550,92 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             n++;
         }
 
-        b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+        out.b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
         links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
 
-        if (b == NULL || links == NULL) {
+        if (out.b == NULL || links == NULL) {
             return NGX_ERROR;
+        }
+
+        out.cl = links;
+        out.last = links + n;
+
+        ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_link,
+                                     &out);
+    }
+
+    for (src = body->bufs; src; src = src->next) {
+        if (ngx_http_llm_edits_walk_feed(&walk, src->buf->pos,
+                                         src->buf->last - src->buf->pos)
+            != 0)
+        {
+            goto failed;
         }
     }
 
-    cl = links;
-    src = body->bufs;
-    start = 0;
-    pos = 0;
-
-    for (i = 0; i <= edits->nelts; i++) {
-
-        /* the original bytes [pos, stop), then edit i */
-
-        stop = (i < edits->nelts) ? e[i].start : body->len;
-
-        while (pos < stop && src) {
-            size = src->buf->last - src->buf->pos;
-
-            if (pos >= start + size) {
-                start += size;
-                src = src->next;
-                continue;
-            }
-
-            from = pos - start;
-            to = ngx_min(stop, start + size) - start;
-
-            if (flat) {
-                p = ngx_cpymem(p, src->buf->pos + from, (size_t) (to - from));
-
-            } else {
-                ngx_http_llm_body_link(cl++, b++, src->buf->pos + from,
-                                       src->buf->pos + to);
-            }
-
-            pos = start + to;
-        }
-
-        if (i == edits->nelts) {
-            break;
-        }
-
-        if (e[i].data.len) {
-            if (flat) {
-                p = ngx_cpymem(p, e[i].data.data, e[i].data.len);
-
-            } else {
-                ngx_http_llm_body_link(cl++, b++, e[i].data.data,
-                                       e[i].data.data + e[i].data.len);
-            }
-        }
-
-        pos = e[i].end;
+    if (ngx_http_llm_edits_walk_finish(&walk) != 0 || walk.out != size) {
+        goto failed;
     }
 
     if (flat) {
         doc.data = flat;
-        doc.len = p - flat;
+        doc.len = (size_t) size;
 
         return ngx_http_llm_set_body(r, &doc);
     }
 
-    if (cl == links) {
-        return NGX_ERROR;
+    if (out.cl == links) {
+        goto failed;
     }
 
-    cl[-1].next = NULL;
-    cl[-1].buf->last_buf = 1;
-    cl[-1].buf->last_in_chain = 1;
-
-    size = 0;
-
-    for (cl = links; cl; cl = cl->next) {
-        size += cl->buf->last - cl->buf->pos;
-    }
+    out.cl[-1].next = NULL;
+    out.cl[-1].buf->last_buf = 1;
+    out.cl[-1].buf->last_in_chain = 1;
 
     r->request_body->bufs = links;
 
     return ngx_http_llm_body_length(r, size);
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "llm router: the edited body does not come to the %O "
+                  "bytes planned", size);
+
+    return NGX_ERROR;
+}
+
+
+static int
+ngx_http_llm_edit_copy(void *arg, const u_char *p, size_t len)
+{
+    ngx_http_llm_edit_out_t  *out = arg;
+
+    if (len > (size_t) (out->end - out->pos)) {
+        return -1;
+    }
+
+    out->pos = ngx_cpymem(out->pos, p, len);
+
+    return 0;
+}
+
+
+static int
+ngx_http_llm_edit_link(void *arg, const u_char *p, size_t len)
+{
+    ngx_http_llm_edit_out_t  *out = arg;
+
+    if (out->cl == out->last) {
+        return -1;
+    }
+
+    /* the pieces are read, never written: the proxy sends them */
+
+    ngx_http_llm_body_link(out->cl++, out->b++, (u_char *) p,
+                           (u_char *) p + len);
+
+    return 0;
 }
 
 
@@ -1477,6 +1650,7 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_route_t **route)
 {
     ngx_int_t                  given, status;
+    ngx_str_t                  raw, key;
     ngx_uint_t                 i, n, prompt, completion, need, largest,
                                context, best_ctx, down_ctx;
     ngx_msec_t                 retry;
@@ -1486,8 +1660,14 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
+    ngx_str_null(&raw);
+    ngx_str_null(&key);
+
+    /* when the engine counted, the texts are not read (nor copied) again */
+
     if (ngx_http_llm_estimate(r, body, scan, (*route)->model, &prompt,
-                              &given)
+                              &given, (ctx->tokenized && ctx->exact_tokens
+                                       >= 0) ? NULL : &raw, &key)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1497,15 +1677,15 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (ctx->tokenized) {
         if (ctx->exact_tokens >= 0) {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "llm router: prompt estimate %ui, exact %i",
-                           prompt, ctx->exact_tokens);
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "llm router: prompt of %i tokens, counted",
+                           ctx->exact_tokens);
             prompt = ctx->exact_tokens;
         }
 
     } else {
-        status = ngx_http_llm_tokenize_near(r, ctx, body, scan, *route,
-                                            prompt, given);
+        status = ngx_http_llm_tokenize_near(r, ctx, *route, prompt, given,
+                                            &raw, &key);
         if (status != NGX_DECLINED) {
             return status;
         }
@@ -1599,30 +1779,28 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 /*
  * A variant with "tokenize on" whose limit is within its margin of the
- * estimate: its engine counts the prompt.  NGX_AGAIN: routing waits for
- * it; NGX_DECLINED: no need, or it could not start.
+ * estimate: its engine counts the prompt (raw: the value of "messages" or
+ * "prompt" as the estimate read it, key: which).  NGX_AGAIN: routing
+ * waits for it; NGX_DECLINED: no need, or it could not start.
  */
 
 static ngx_int_t
 ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given)
+    ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given,
+    ngx_str_t *raw, ngx_str_t *key)
 {
-    cJSON                        *json, *item, *content;
-    u_char                       *p;
-    size_t                        len;
-    ngx_int_t                     k, rc;
-    ngx_str_t                     raw, key, doc, target;
-    ngx_uint_t                    i, count, context, need, margin, engine;
-    ngx_http_llm_route_t        **v, *near;
-    ngx_http_llm_model_t         *model;
-    ngx_http_llm_srv_conf_t      *lscf;
-    ngx_http_llm_main_conf_t     *lmcf;
-    ngx_http_llm_jscan_member_t  *m;
-
-    static ngx_str_t  keys[] = {
-        ngx_string("messages"), ngx_string("prompt"), ngx_null_string
-    };
+    int                        more;
+    u_char                    *p;
+    size_t                     len, n;
+    ngx_int_t                  rc;
+    ngx_str_t                  doc[5];
+    ngx_uint_t                 i, context, need, margin, engine, lead, parts;
+    const u_char              *text;
+    ngx_http_llm_texts_t       texts;
+    ngx_http_llm_route_t     **v, *near;
+    ngx_http_llm_model_t      *model;
+    ngx_http_llm_srv_conf_t   *lscf;
+    ngx_http_llm_main_conf_t  *lmcf;
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
@@ -1657,26 +1835,8 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     /* the prompt: chat messages or a completion prompt, as sent */
 
-    k = -1;
-
-    for (i = 0; keys[i].len; i++) {
-        k = ngx_http_llm_find_member(body, scan, &keys[i], &count);
-        if (k >= 0) {
-            key = keys[i];
-            break;
-        }
-    }
-
-    if (k < 0) {
+    if (raw->len == 0) {
         return NGX_DECLINED;
-    }
-
-    m = &scan->members[k];
-
-    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
     }
 
     lscf = ngx_http_conf_upstream_srv_conf(near->model->upstream,
@@ -1685,105 +1845,80 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (engine == NGX_HTTP_LLM_ENGINE_VLLM) {
 
-        /* {"model":TARGET,"messages"|"prompt":...} */
+        /* {"model":TARGET,"messages"|"prompt":...}, the prompt uncopied */
 
-        target = near->send.len ? near->send_json : ctx->model;
+        doc[1] = near->send.len ? near->send_json : ctx->model;
 
         if (!near->send.len
-            && ngx_http_llm_json_quote(r->pool, &ctx->model, &target)
+            && ngx_http_llm_json_quote(r->pool, &ctx->model, &doc[1])
                != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        len = sizeof("{\"model\":,\"\":}") + target.len + key.len + raw.len;
+        ngx_str_set(&doc[0], "{\"model\":");
 
-        doc.data = ngx_pnalloc(r->pool, len);
-        if (doc.data == NULL) {
+        doc[2].data = ngx_pnalloc(r->pool, key->len + sizeof(",\"\":"));
+        if (doc[2].data == NULL) {
             return NGX_ERROR;
         }
 
-        doc.len = ngx_sprintf(doc.data, "{\"model\":%V,\"%V\":%V}", &target,
-                              &key, &raw)
-                  - doc.data;
+        doc[2].len = ngx_sprintf(doc[2].data, ",\"%V\":", key) - doc[2].data;
+        doc[3] = *raw;
+        ngx_str_set(&doc[4], "}");
+        parts = 5;
 
     } else {
 
-        /* llama.cpp: {"content":"the texts, one per line"} */
+        /*
+         * llama.cpp: {"content":"the texts, one per line"}, each copied
+         * as it is escaped in the body (ngx_http_llm_text_quote() keeps
+         * valid escapes, and makes anything else valid JSON)
+         */
 
-        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
-        if (json == NULL) {
+        len = sizeof("{\"content\":\"\"}");
+
+        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
+
+        while ((more = ngx_http_llm_texts_next(&texts, &text, &n)) == 1) {
+            len += ngx_http_llm_text_quote(NULL, text, n, 1) + 2;
+        }
+
+        if (more < 0) {
             return NGX_DECLINED;
         }
 
-        len = 0;
+        doc[0].data = ngx_pnalloc(r->pool, len);
+        if (doc[0].data == NULL) {
+            return NGX_ERROR;
+        }
 
-        cJSON_ArrayForEach(item, json) {
-            content = cJSON_IsObject(item)
-                      ? cJSON_GetObjectItemCaseSensitive(item, "content")
-                      : item;
+        p = ngx_cpymem(doc[0].data, "{\"content\":\"",
+                       sizeof("{\"content\":\"") - 1);
 
-            if (cJSON_IsString(content)) {
-                len += ngx_strlen(content->valuestring) + 1;
+        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
+        lead = 1;
+
+        while (ngx_http_llm_texts_next(&texts, &text, &n) == 1) {
+            if (!lead) {
+                *p++ = '\\';
+                *p++ = 'n';
             }
+
+            lead = 0;
+
+            p += ngx_http_llm_text_quote(p, text, n, 1);
         }
 
-        if (cJSON_IsString(json)) {
-            len = ngx_strlen(json->valuestring) + 1;
-        }
-
-        raw.data = ngx_pnalloc(r->pool, len + 1);
-        if (raw.data == NULL) {
-            cJSON_Delete(json);
-            return NGX_ERROR;
-        }
-
-        p = raw.data;
-
-        if (cJSON_IsString(json)) {
-            p = ngx_cpymem(p, json->valuestring,
-                           ngx_strlen(json->valuestring));
-
-        } else {
-            cJSON_ArrayForEach(item, json) {
-                content = cJSON_IsObject(item)
-                          ? cJSON_GetObjectItemCaseSensitive(item, "content")
-                          : item;
-
-                if (cJSON_IsString(content)) {
-                    if (p != raw.data) {
-                        *p++ = '\n';
-                    }
-
-                    p = ngx_cpymem(p, content->valuestring,
-                                   ngx_strlen(content->valuestring));
-                }
-            }
-        }
-
-        cJSON_Delete(json);
-
-        raw.len = p - raw.data;
-
-        if (ngx_http_llm_json_quote(r->pool, &raw, &target) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        len = sizeof("{\"content\":}") + target.len;
-
-        doc.data = ngx_pnalloc(r->pool, len);
-        if (doc.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        doc.len = ngx_sprintf(doc.data, "{\"content\":%V}", &target)
-                  - doc.data;
+        p = ngx_cpymem(p, "\"}", 2);
+        doc[0].len = p - doc[0].data;
+        parts = 1;
     }
 
     ctx->tokenized = 1;
 
-    rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, &doc,
-                                     near->model->tokenize_timeout);
+    rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, doc,
+                                     parts, near->model->tokenize_timeout);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;
@@ -1797,15 +1932,16 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
  * Tokens, estimated: the bytes of the message texts (and of the tool
  * definitions), of "prompt" or of "input", divided by bytes_per_token
  * of the first block (default 4), plus 4 per message and 3; *given is
- * max_completion_tokens or max_tokens, -1 when the request has neither.
+ * max_completion_tokens or max_tokens, -1 when the request has neither;
+ * *text is the raw value of "messages" or "prompt" (*name says which),
+ * read once for /tokenize too.  With text NULL only *given is found.
  */
 
 static ngx_int_t
 ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_model_t *model,
-    ngx_uint_t *prompt, ngx_int_t *given)
+    ngx_uint_t *prompt, ngx_int_t *given, ngx_str_t *text, ngx_str_t *name)
 {
-    cJSON                        *json;
     double                        number;
     size_t                        bytes;
     ngx_int_t                     i;
@@ -1826,7 +1962,7 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     bytes = 0;
     messages = 0;
 
-    for (key = texts; key->len; key++) {
+    for (key = texts; text && key->len; key++) {
         i = ngx_http_llm_find_member(body, scan, key, &count);
 
         if (i < 0) {
@@ -1841,15 +1977,12 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             return NGX_ERROR;
         }
 
-        json = cJSON_ParseWithLength((char *) raw.data, raw.len);
+        bytes += ngx_http_llm_text_bytes(&raw, key == texts ? &messages
+                                                            : NULL);
 
-        if (json) {
-            bytes += ngx_http_llm_text_bytes(json, key == texts ? &messages
-                                                                : NULL);
-            cJSON_Delete(json);
-
-        } else {
-            bytes += raw.len;
+        if (text->len == 0 && key < &texts[2]) {
+            *text = raw;            /* "messages" or "prompt": /tokenize */
+            *name = *key;
         }
     }
 
@@ -1891,66 +2024,35 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 
 
 /*
- * The bytes of the texts in a value: a string; strings of an array;
- * chat messages' "content" (a string, or parts with "text").
+ * The bytes of the texts in a value, decoded: a string; strings of an
+ * array; chat messages' "content" (a string, or parts with "text"),
+ * walked where they lie (ngx_http_llm_texts_next()): no tree, nothing
+ * allocated, whatever the client sends.
  */
 
 static size_t
-ngx_http_llm_text_bytes(cJSON *item, ngx_uint_t *count)
+ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count)
 {
-    size_t  bytes;
-    cJSON  *e, *content;
+    int                    rc;
+    size_t                 bytes, len, n;
+    const u_char          *text;
+    ngx_http_llm_texts_t   t;
 
-    if (cJSON_IsString(item)) {
-        return ngx_strlen(item->valuestring);
-    }
-
-    if (!cJSON_IsArray(item)) {
-        return 0;
-    }
+    ngx_http_llm_texts_init(&t, value->data, value->len, count != NULL);
 
     bytes = 0;
 
-    cJSON_ArrayForEach(e, item) {
-        if (cJSON_IsString(e)) {
-            bytes += ngx_strlen(e->valuestring);
-            continue;
-        }
-
-        if (count == NULL || !cJSON_IsObject(e)) {
-            continue;
-        }
-
-        (*count)++;
-
-        content = cJSON_GetObjectItemCaseSensitive(e, "content");
-
-        if (cJSON_IsString(content)) {
-            bytes += ngx_strlen(content->valuestring);
-
-        } else if (cJSON_IsArray(content)) {
-            bytes += ngx_http_llm_text_bytes_parts(content);
-        }
+    while ((rc = ngx_http_llm_texts_next(&t, &text, &len)) == 1) {
+        n = ngx_http_llm_text_decode(NULL, text, len);
+        bytes += (n == NGX_HTTP_LLM_TEXT_BAD) ? len : n;
     }
 
-    return bytes;
-}
+    if (rc < 0) {
+        return value->len;      /* not JSON: its bytes */
+    }
 
-
-static size_t
-ngx_http_llm_text_bytes_parts(cJSON *parts)
-{
-    size_t  bytes;
-    cJSON  *p, *text;
-
-    bytes = 0;
-
-    cJSON_ArrayForEach(p, parts) {
-        text = cJSON_GetObjectItemCaseSensitive(p, "text");
-
-        if (cJSON_IsString(text)) {
-            bytes += ngx_strlen(text->valuestring);
-        }
+    if (count) {
+        *count += t.messages;
     }
 
     return bytes;
@@ -1964,7 +2066,7 @@ ngx_http_llm_text_bytes_parts(cJSON *parts)
 
 static ngx_int_t
 ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_llm_jscan_t *scan, ngx_array_t *edits)
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_edits_t *edits)
 {
     ngx_int_t             rc;
     ngx_str_t             doc;
@@ -2015,20 +2117,21 @@ ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 /*
  * The top-level members of the body after the edits, from those of the
- * body before them: a member whose key an edit covers was dropped, a value
- * an edit replaces whole takes the edit's place and type, the rest move by
- * the lengths the edits before them changed, and the members an edit
- * inserts are skimmed from its text alone.  NGX_DECLINED for any other
- * shape of edit: the hook scans the body then.
+ * body before them: a member an edit covers from its key on was dropped, a
+ * key an edit replaces whole (quotes and all) was renamed, a value an edit
+ * replaces whole takes the edit's place and type, the rest move by the
+ * lengths the edits before them changed, and the members an edit inserts
+ * are skimmed from its text alone.  NGX_DECLINED for any other shape of
+ * edit: the hook scans the body then.
  */
 
 static ngx_int_t
-ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
-    ngx_http_llm_jscan_t *out)
+ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_edits_t *edits, ngx_http_llm_jscan_t *out)
 {
-    off_t                         shift, at[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    off_t                         shift, at[NGX_HTTP_LLM_MAX_EDITS];
     size_t                        lead;
-    ngx_uint_t                    i, k, n, moved;
+    ngx_uint_t                    i, k, n, moved, renamed;
     ngx_http_llm_edit_t          *e;
     ngx_http_llm_jskim_t          part;
     const u_char                 *from;
@@ -2037,7 +2140,7 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
     e = edits->elts;
     n = edits->nelts;
 
-    if (n > NGX_HTTP_LLM_JSCAN_MAX_MEMBERS) {
+    if (n > NGX_HTTP_LLM_MAX_EDITS) {
         return NGX_DECLINED;
     }
 
@@ -2047,7 +2150,7 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
 
     for (k = 0; k < n; k++) {
         at[k] = e[k].start + shift;
-        shift += (off_t) e[k].data.len - (e[k].end - e[k].start);
+        shift += (off_t) e[k].len - (e[k].end - e[k].start);
     }
 
     out->nmembers = 0;
@@ -2058,8 +2161,17 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
         m = &scan->members[i];
         shift = 0;
         moved = 0;
+        renamed = 0;
 
         for (k = 0; k < n; k++) {
+            if (e[k].start == m->key - 1
+                && e[k].end == m->key + (off_t) m->key_len + 1
+                && e[k].len >= 2)
+            {
+                renamed = k + 1;                        /* "new key" */
+                continue;
+            }
+
             if (e[k].start <= m->key - 1 && m->key - 1 < e[k].end) {
                 break;                                  /* dropped */
             }
@@ -2070,7 +2182,7 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
             }
 
             if (e[k].end <= m->key - 1) {
-                shift += (off_t) e[k].data.len - (e[k].end - e[k].start);
+                shift += (off_t) e[k].len - (e[k].end - e[k].start);
                 continue;
             }
 
@@ -2089,13 +2201,19 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
         *o = *m;
         o->key += shift;
 
+        if (renamed) {
+            k = renamed - 1;
+            o->key = at[k] + 1;
+            o->key_len = e[k].len - 2;
+            shift += (off_t) e[k].len - (e[k].end - e[k].start);
+        }
+
         if (moved) {
             k = moved - 1;
             o->value = at[k];
-            o->value_end = at[k] + e[k].data.len;
+            o->value_end = at[k] + e[k].len;
 
-            o->type = ngx_http_llm_jscan_type(e[k].data.len
-                                              ? e[k].data.data[0] : 0);
+            o->type = ngx_http_llm_jscan_type(e[k].len ? e[k].data[0] : 0);
 
         } else {
             o->value += shift;
@@ -2106,14 +2224,14 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
     /* members inserted: ,"a":1,"b":2, the router's own valid text, skimmed */
 
     for (k = 0; k < n; k++) {
-        if (e[k].start != e[k].end || e[k].data.len == 0) {
+        if (e[k].start != e[k].end || e[k].len == 0) {
             continue;
         }
 
-        lead = (e[k].data.data[0] == ',');
+        lead = (e[k].data[0] == ',');
 
-        part.pos = e[k].data.data + lead;
-        part.last = e[k].data.data + e[k].data.len;
+        part.pos = e[k].data + lead;
+        part.last = e[k].data + e[k].len;
 
         for ( ;; ) {
             from = part.pos;
@@ -2127,10 +2245,10 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan, ngx_array_t *edits,
             }
 
             o = &out->members[out->nmembers++];
-            o->key = at[k] + (part.key - e[k].data.data);
+            o->key = at[k] + (part.key - e[k].data);
             o->key_len = part.key_len;
-            o->value = at[k] + (part.value - e[k].data.data);
-            o->value_end = at[k] + (part.value_end - e[k].data.data);
+            o->value = at[k] + (part.value - e[k].data);
+            o->value_end = at[k] + (part.value_end - e[k].data);
             o->type = ngx_http_llm_jscan_type(*part.value);
         }
 

@@ -887,7 +887,7 @@ ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p, size_t len)
     if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) {
         n = (ngx_uint_t) v->valuedouble;
 
-        if (cJSON_IsNumber(slots) && slots->valuedouble >= 1
+        if (slots && cJSON_IsNumber(slots) && slots->valuedouble >= 1
             && slots->valuedouble < 1e6)
         {
             n /= (ngx_uint_t) slots->valuedouble;

@@ -454,7 +454,13 @@ invalid:
 }
 
 
-/* set FIELD JSON; clamp FIELD NUMBER; drop FIELD [FIELD ...] */
+/*
+ * set FIELD JSON; clamp FIELD NUMBER; drop FIELD [FIELD ...]
+ *
+ * max_tokens and max_completion_tokens are one field, under two names: a
+ * rule on one holds the other (ngx_http_llm_plan_rule()), so a second rule
+ * on it is refused, but for a drop of both names.
+ */
 
 static char *
 ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
@@ -462,11 +468,15 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
 {
     char                 *text;
     cJSON                *json;
-    ngx_str_t            *value;
+    ngx_str_t            *value, alias;
     ngx_uint_t            i, j, last;
     ngx_http_llm_rule_t  *rule, *rules;
 
+    static ngx_str_t  mt = ngx_string("max_tokens");
+    static ngx_str_t  mct = ngx_string("max_completion_tokens");
+
     value = cf->args->elts;
+    rule = NULL;
     last = (op == NGX_HTTP_LLM_RULE_DROP) ? cf->args->nelts : 2;
 
     for (i = 1; i < last; i++) {
@@ -485,6 +495,19 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
             return NGX_CONF_ERROR;
         }
 
+        ngx_str_null(&alias);
+
+        if (value[i].len == mt.len
+            && ngx_strncmp(value[i].data, mt.data, mt.len) == 0)
+        {
+            alias = mct;
+
+        } else if (value[i].len == mct.len
+                   && ngx_strncmp(value[i].data, mct.data, mct.len) == 0)
+        {
+            alias = mt;
+        }
+
         rules = model->rules.elts;
 
         for (j = 0; j < model->rules.nelts; j++) {
@@ -498,6 +521,30 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
                                    &model->name);
                 return NGX_CONF_ERROR;
             }
+
+            if (alias.len == 0
+                || rules[j].field.len != alias.len
+                || ngx_strncmp(rules[j].field.data, alias.data, alias.len)
+                   != 0)
+            {
+                continue;
+            }
+
+            if (op == NGX_HTTP_LLM_RULE_DROP
+                && rules[j].op == NGX_HTTP_LLM_RULE_DROP)
+            {
+                break;      /* dropped already, under its other name */
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "field \"%V\" already has a rule in "
+                               "llm_model \"%V\" (as \"%V\": they are one "
+                               "field)", &value[i], &model->name, &alias);
+            return NGX_CONF_ERROR;
+        }
+
+        if (j < model->rules.nelts) {
+            continue;
         }
 
         rule = ngx_array_push(&model->rules);
@@ -509,6 +556,11 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
 
         rule->op = op;
         rule->field = value[i];
+        rule->alias = alias;
+    }
+
+    if (rule == NULL) {
+        return NGX_CONF_OK;
     }
 
     if (op == NGX_HTTP_LLM_RULE_SET) {
@@ -552,6 +604,21 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
 
         ngx_sprintf(rule->member.data, "\"%V\":%V", &rule->field,
                     &rule->value);
+
+        /* an engine that reads max_tokens only gets it under that name */
+
+        if (rule->alias.len == mt.len) {
+            rule->engine_member.len = mt.len + rule->value.len + 3;
+            rule->engine_member.data = ngx_pnalloc(cf->pool,
+                                                   rule->engine_member.len);
+
+            if (rule->engine_member.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_sprintf(rule->engine_member.data, "\"%V\":%V", &mt,
+                        &rule->value);
+        }
 
     } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
         if (ngx_http_llm_json_number(value[2].data, value[2].len,
@@ -650,6 +717,17 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 
     for (i = 0; i < lmcf->models.nelts; i++) {
 
+        /* the zone keys a model's counters by its name: whole names only */
+
+        if (models[i].name.len >= NGX_HTTP_LLM_MODEL_LEN) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "llm_model name \"%V\" is longer than %d bytes, "
+                          "in %V:%ui", &models[i].name,
+                          NGX_HTTP_LLM_MODEL_LEN - 1, &models[i].file,
+                          models[i].line);
+            goto failed;
+        }
+
         if (ngx_http_llm_resolve_upstream(cf, &models[i]) != NGX_OK) {
             goto failed;
         }
@@ -702,7 +780,9 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
     hinit.hash = &lmcf->names;
     hinit.key = ngx_hash_key;
     hinit.max_size = 8192;
-    hinit.bucket_size = ngx_align(128, ngx_cacheline_size);
+    /* a bucket holds a name of NGX_HTTP_LLM_MODEL_LEN - 1 bytes */
+    hinit.bucket_size = ngx_align(2 * NGX_HTTP_LLM_MODEL_LEN,
+                                  ngx_cacheline_size);
     hinit.name = "llm_model_names_hash";
     hinit.pool = cf->pool;
     hinit.temp_pool = NULL;

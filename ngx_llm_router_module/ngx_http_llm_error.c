@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_text.h"
 
 
 typedef struct {
@@ -61,10 +62,31 @@ static ngx_http_llm_status_error_t  ngx_http_llm_status_errors[] = {
 };
 
 
+/*
+ * A code or a type from elsewhere (an engine, a hook) is taken only when it
+ * is a token (ngx_http_llm_text_token()): $llm_error can go into a header
+ * or a log line, and the error body stays valid JSON.
+ */
+
+ngx_uint_t
+ngx_http_llm_error_token(const char *s)
+{
+    return ngx_http_llm_text_token((u_char *) s, ngx_strlen(s));
+}
+
+
 void
 ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
     const char *type, const char *param, ngx_str_t *message)
 {
+    if (!ngx_http_llm_error_token(code)) {
+        code = "server_error";
+    }
+
+    if (type && !ngx_http_llm_error_token(type)) {
+        type = NULL;            /* the status says which */
+    }
+
     ctx->error.code.data = (u_char *) code;
     ctx->error.code.len = ngx_strlen(code);
 
@@ -115,7 +137,11 @@ ngx_http_llm_default_error(ngx_uint_t status, ngx_http_llm_ctx_t *ctx)
 }
 
 
-/* {"error":{"message":...,"type":...,"param":...,"code":...}} */
+/*
+ * {"error":{"message":...,"type":...,"param":...,"code":...}}: every part
+ * quoted, so the body is valid JSON and valid UTF-8 whatever the message
+ * holds (a name, an engine's text, a hook's message).
+ */
 
 ngx_buf_t *
 ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
@@ -123,7 +149,7 @@ ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
 {
     size_t                 len;
     ngx_buf_t             *b;
-    ngx_str_t              message, param, type;
+    ngx_str_t              message, param, type, qtype, code;
     ngx_http_llm_error_t  *e;
 
     e = &ctx->error;
@@ -142,7 +168,10 @@ ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&type, "invalid_request_error");
     }
 
-    if (ngx_http_llm_json_quote(r->pool, &e->message, &message) != NGX_OK) {
+    if (ngx_http_llm_json_quote(r->pool, &e->message, &message) != NGX_OK
+        || ngx_http_llm_json_quote(r->pool, &type, &qtype) != NGX_OK
+        || ngx_http_llm_json_quote(r->pool, &e->code, &code) != NGX_OK)
+    {
         return NULL;
     }
 
@@ -155,9 +184,9 @@ ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&param, "null");
     }
 
-    len = sizeof("{\"error\":{\"message\":,\"type\":\"\",\"param\":,"
-                 "\"code\":\"\"}}\n") - 1
-          + message.len + type.len + param.len + e->code.len;
+    len = sizeof("{\"error\":{\"message\":,\"type\":,\"param\":,"
+                 "\"code\":}}\n") - 1
+          + message.len + qtype.len + param.len + code.len;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -165,9 +194,9 @@ ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     b->last = ngx_sprintf(b->last,
-                          "{\"error\":{\"message\":%V,\"type\":\"%V\","
-                          "\"param\":%V,\"code\":\"%V\"}}\n",
-                          &message, &type, &param, &e->code);
+                          "{\"error\":{\"message\":%V,\"type\":%V,"
+                          "\"param\":%V,\"code\":%V}}\n",
+                          &message, &qtype, &param, &code);
 
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

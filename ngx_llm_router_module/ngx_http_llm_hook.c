@@ -41,6 +41,11 @@
 #define NGX_HTTP_LLM_ABORT_MEMORY       3
 #define NGX_HTTP_LLM_ABORT_REJECT       4
 #define NGX_HTTP_LLM_ABORT_YIELD        5
+#define NGX_HTTP_LLM_ABORT_BAD_REJECT   6
+
+#define NGX_HTTP_LLM_REJECT_CODE_MAX    64     /* llm.reject() code */
+#define NGX_HTTP_LLM_REJECT_TEXT_MAX    1024   /* llm.reject() message */
+#define NGX_HTTP_LLM_HEADER_NAME_MAX    256    /* llm.set_header() name */
 
 
 /* the call in progress: a worker runs one at a time */
@@ -114,6 +119,8 @@ static int ngx_http_llm_co_wrap(lua_State *L);
 static int ngx_http_llm_co_wrapped(lua_State *L);
 static int ngx_http_llm_lua_panic(lua_State *L);
 static int ngx_http_llm_lib_reject(lua_State *L);
+static size_t ngx_http_llm_reject_text(u_char *dst, const u_char *src,
+    size_t len);
 static int ngx_http_llm_lib_route(lua_State *L);
 static int ngx_http_llm_lib_set_header(lua_State *L);
 static int ngx_http_llm_lib_log(lua_State *L);
@@ -187,7 +194,8 @@ static ngx_uint_t  ngx_http_llm_co_depth;   /* coroutine.close nesting */
 
 static const char  *ngx_http_llm_abort_reasons[] = {
     "", "instruction limit", "time limit", "memory limit", "rejected",
-    "yield outside a coroutine"
+    "yield outside a coroutine",
+    "llm.reject: the code is not 1 to 64 of A-Z a-z 0-9 _ . -"
 };
 
 
@@ -694,8 +702,11 @@ ngx_http_llm_lua_tmp_free(void *p)
 static void
 ngx_http_llm_lua_tmp_free_all(void)
 {
-    while (ngx_http_llm_tmps.next != &ngx_http_llm_tmps) {
-        ngx_http_llm_lua_tmp_free(ngx_http_llm_tmps.next + 1);
+    ngx_http_llm_tmp_t  *t, *next;
+
+    for (t = ngx_http_llm_tmps.next; t != &ngx_http_llm_tmps; t = next) {
+        next = t->next;
+        ngx_http_llm_lua_tmp_free(t + 1);
     }
 }
 
@@ -1498,14 +1509,20 @@ ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why)
 }
 
 
-/* llm.reject(status, message, code) */
+/*
+ * llm.reject(status, message, code).  The code goes into the error body,
+ * $llm_error and the log as it is, so it must be a token; the message is
+ * made valid UTF-8 (U+FFFD for a bad byte), one line (a control byte
+ * becomes a space) and at most NGX_HTTP_LLM_REJECT_TEXT_MAX bytes.  A bad
+ * code stops the hook: it failed, and a pcall cannot make it go on.
+ */
 
 static int
 ngx_http_llm_lib_reject(lua_State *L)
 {
-    size_t                len;
+    size_t                len, i;
     lua_Integer           status;
-    const char           *s;
+    const char           *s, *code;
     ngx_http_llm_call_t  *call;
 
     call = ngx_http_llm_call;
@@ -1521,24 +1538,115 @@ ngx_http_llm_lib_reject(lua_State *L)
                           (int) status);
     }
 
+    s = luaL_optlstring(L, 2, "rejected by a hook", &len);
+    code = luaL_optlstring(L, 3, "rejected", &i);
+
+    if (i == 0 || i > NGX_HTTP_LLM_REJECT_CODE_MAX) {
+        return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_BAD_REJECT);
+    }
+
+    call->reject_code.len = i;
+
+    while (i--) {
+        if (!((code[i] >= 'a' && code[i] <= 'z')
+              || (code[i] >= 'A' && code[i] <= 'Z')
+              || (code[i] >= '0' && code[i] <= '9')
+              || code[i] == '_' || code[i] == '.' || code[i] == '-'))
+        {
+            return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_BAD_REJECT);
+        }
+    }
+
+    call->reject_code.data = ngx_pnalloc(call->request->pool,
+                                         call->reject_code.len + 1);
+
+    /* the cut text, each byte a replacement character at most */
+
+    len = ngx_min(len, NGX_HTTP_LLM_REJECT_TEXT_MAX);
+    call->reject_message.data = ngx_pnalloc(call->request->pool, len * 3);
+
+    if (call->reject_code.data == NULL || call->reject_message.data == NULL) {
+        return luaL_error(L, "no memory");
+    }
+
+    ngx_memcpy(call->reject_code.data, code, call->reject_code.len);
+    call->reject_code.data[call->reject_code.len] = '\0';
+
+    call->reject_message.len = ngx_http_llm_reject_text(
+                                        call->reject_message.data,
+                                        (const u_char *) s, len);
+
     call->reject_status = (ngx_uint_t) status;
 
-    s = luaL_optlstring(L, 2, "rejected by a hook", &len);
-    call->reject_message.data = ngx_pnalloc(call->request->pool, len);
-    if (call->reject_message.data) {
-        ngx_memcpy(call->reject_message.data, s, len);
-        call->reject_message.len = len;
-    }
-
-    s = luaL_optlstring(L, 3, "rejected", &len);
-    call->reject_code.data = ngx_pnalloc(call->request->pool, len + 1);
-    if (call->reject_code.data) {
-        ngx_memcpy(call->reject_code.data, s, len);
-        call->reject_code.data[len] = '\0';
-        call->reject_code.len = len;
-    }
-
     return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_REJECT);
+}
+
+
+/*
+ * A hook's message, as valid UTF-8 on one line: a byte that does not begin
+ * a valid sequence is U+FFFD, a control byte a space; a sequence cut by the
+ * end of len is dropped.  dst holds 3 * len bytes.
+ */
+
+static size_t
+ngx_http_llm_reject_text(u_char *dst, const u_char *src, size_t len)
+{
+    u_char        c, *p;
+    size_t        i, n, k;
+    unsigned int  lo, hi;
+
+    p = dst;
+
+    for (i = 0; i < len; i += n) {
+        c = src[i];
+        n = 1;
+
+        if (c < 0x80) {
+            *p++ = (c < 0x20 || c == 0x7f) ? ' ' : c;
+            continue;
+        }
+
+        /* the length of the sequence, and the range of its second byte */
+
+        lo = 0x80;
+        hi = 0xbf;
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+            lo = (c == 0xe0) ? 0xa0 : 0x80;
+            hi = (c == 0xed) ? 0x9f : 0xbf;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+            lo = (c == 0xf0) ? 0x90 : 0x80;
+            hi = (c == 0xf4) ? 0x8f : 0xbf;
+        }
+
+        if (n > 1 && i + n > len) {
+            break;
+        }
+
+        for (k = 1; k < n; k++) {
+            if (src[i + k] < (k == 1 ? lo : 0x80)
+                || src[i + k] > (k == 1 ? hi : 0xbf))
+            {
+                break;
+            }
+        }
+
+        if (n == 1 || k < n) {
+            p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
+            n = 1;
+            continue;
+        }
+
+        p = ngx_cpymem(p, src + i, n);
+    }
+
+    return p - dst;
 }
 
 
@@ -1576,7 +1684,8 @@ ngx_http_llm_lib_route(lua_State *L)
 static int
 ngx_http_llm_lib_set_header(lua_State *L)
 {
-    size_t                nlen, vlen;
+    u_char                c;
+    size_t                nlen, vlen, i;
     const char           *name, *value;
     ngx_table_elt_t      *h;
     ngx_http_request_t   *r;
@@ -1590,11 +1699,32 @@ ngx_http_llm_lib_set_header(lua_State *L)
     name = luaL_checklstring(L, 1, &nlen);
     value = luaL_checklstring(L, 2, &vlen);
 
-    if (nlen == 0 || memchr(name, ':', nlen) || memchr(name, '\n', nlen)
-        || memchr(name, '\r', nlen) || memchr(value, '\n', vlen)
-        || memchr(value, '\r', vlen))
-    {
-        return luaL_error(L, "llm.set_header: invalid header");
+    /* a name is an HTTP token (RFC 9110 tchar) */
+
+    if (nlen == 0 || nlen > NGX_HTTP_LLM_HEADER_NAME_MAX) {
+        return luaL_error(L, "llm.set_header: the name is not 1 to %d bytes",
+                          NGX_HTTP_LLM_HEADER_NAME_MAX);
+    }
+
+    for (i = 0; i < nlen; i++) {
+        c = (u_char) name[i];
+
+        if (c <= 0x20 || c >= 0x7f
+            || ngx_strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
+        {
+            return luaL_error(L, "llm.set_header: the name is not a token");
+        }
+    }
+
+    /* a value: visible bytes, spaces and tabs (no NUL, CR, LF, DEL) */
+
+    for (i = 0; i < vlen; i++) {
+        c = (u_char) value[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return luaL_error(L, "llm.set_header: the value has a control "
+                              "byte");
+        }
     }
 
     h = ngx_list_push(&r->headers_in.headers);
@@ -1688,8 +1818,8 @@ ngx_http_llm_lib_json_decode(lua_State *L)
 
     text = luaL_checklstring(L, 1, &len);
 
-    if (ngx_http_llm_lua_json_decode(L, (const unsigned char *) text, len,
-                                     &error)
+    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) text,
+                                            len, &error)
         != 0)
     {
         return luaL_error(L, "llm.json_decode: %s", error);
@@ -1959,7 +2089,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     *drop = 0;
 
     if (L == NULL) {
-        return NGX_OK;
+        return ngx_http_llm_hook_failed(r, ctx, h, name, "no Lua state");
     }
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
@@ -2070,6 +2200,7 @@ ngx_http_llm_hook_call(lua_State *L)
     ngx_http_llm_hook_t  *h;
     ngx_http_llm_call_t  *call;
     ngx_http_llm_lazy_t  *lazy;
+    u_char                why[128];
 
     run = lua_touserdata(L, 1);
     r = run->request;
@@ -2105,7 +2236,13 @@ ngx_http_llm_hook_call(lua_State *L)
     lua_pushstring(co, name);
 
     if (lua_rawget(co, -2) != LUA_TFUNCTION) {
+
+        /* the hook's own table lost the function: never skipped silently */
+
         lua_settop(co, 0);
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                           "the function is gone from the "
+                                           "table the file returned");
         return 0;
     }
 
@@ -2131,19 +2268,22 @@ ngx_http_llm_hook_call(lua_State *L)
     {
         lua_settop(co, 0);
 
-        if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-            /* not the document's fault: the memory cap */
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_call_error(call,
-                                                                       error));
-            return 0;
+        /*
+         * the memory cap, or a document that is not JSON (an engine's
+         * broken answer: what the router let through, the decoder takes):
+         * a hook that cannot run fails, or passes by the operator's choice
+         */
+
+        if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+            *ngx_snprintf(why, sizeof(why) - 1,
+                          "not called, the document is not JSON: %s",
+                          error) = '\0';
+            error = (const char *) why;
         }
 
-        /* an engine's broken answer or event goes on as it is */
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "llm hook: %V %s() not called, the document is not "
-                      "JSON: %s", &h->file, name, error);
+        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+                                           ngx_http_llm_call_error(call,
+                                                                   error));
         return 0;
     }
 
@@ -2226,7 +2366,8 @@ ngx_http_llm_hook_call(lua_State *L)
             {
                 s = lua_tolstring(co, -nres, &len);
 
-                out->data = ngx_pnalloc(r->pool, len);
+                out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool
+                                                        : r->pool, len);
                 if (out->data == NULL) {
                     run->rc = NGX_ERROR;
                     goto done;
@@ -2300,7 +2441,9 @@ ngx_http_llm_hook_call(lua_State *L)
     }
 
     if (after) {
-        out->data = ngx_pnalloc(r->pool, after_len);
+        /* an event's text lives until the event is sent: not the request */
+        out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool : r->pool,
+                                after_len);
 
         if (out->data == NULL) {
             ngx_http_llm_lua_tmp_free(after);

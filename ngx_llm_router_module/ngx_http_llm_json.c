@@ -8,9 +8,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_text.h"
 
 
 /* a raw key, as it stands between its quotes, equals a plain name */
@@ -88,48 +88,48 @@ ngx_http_llm_json_key_equals(u_char *p, size_t len, ngx_str_t *name)
 
 /*
  * The value of a quoted JSON string (quotes included in "in"); points
- * into "in" when there is nothing to decode.
+ * into "in" when there is nothing to decode.  NGX_DECLINED: an escape
+ * that is not JSON's.  An escaped NUL stays a byte of the value.
  */
 
 ngx_int_t
 ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out)
 {
-    cJSON   *json;
     size_t   len;
+    u_char  *p;
 
-    out->data = in->data + 1;
-    out->len = in->len - 2;
+    ngx_str_null(out);
 
-    if (memchr(out->data, '\\', out->len) == NULL) {
+    if (memchr(in->data + 1, '\\', in->len - 2) == NULL) {
+        out->data = in->data + 1;
+        out->len = in->len - 2;
         return NGX_OK;
     }
 
-    json = cJSON_ParseWithLength((const char *) in->data, in->len);
-
-    if (json == NULL || !cJSON_IsString(json)) {
-        cJSON_Delete(json);
-        return NGX_DECLINED;
-    }
-
-    len = ngx_strlen(json->valuestring);
-
-    out->data = ngx_pnalloc(pool, len);
-    if (out->data == NULL) {
-        cJSON_Delete(json);
+    p = ngx_pnalloc(pool, in->len - 2);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(out->data, json->valuestring, len);
-    out->len = len;
+    len = ngx_http_llm_text_decode(p, in->data + 1, in->len - 2);
 
-    cJSON_Delete(json);
+    if (len == NGX_HTTP_LLM_TEXT_BAD) {
+        return NGX_DECLINED;    /* "out" stays empty */
+    }
+
+    out->data = p;
+    out->len = len;
 
     return NGX_OK;
 }
 
 
-/* "in" as a quoted JSON string */
+/*
+ * "in" as a quoted JSON string, always valid JSON and UTF-8: control
+ * characters and 0x7f escaped, bytes that are not UTF-8 replaced by
+ * U+FFFD (ngx_http_llm_text_quote()).
+ */
 
 ngx_int_t
 ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
@@ -138,52 +138,99 @@ ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
     size_t       len;
     ngx_uint_t   i;
 
-    static u_char  hex[] = "0123456789abcdef";
-
-    len = 2;
+    len = in->len;
 
     for (i = 0; i < in->len; i++) {
         c = in->data[i];
-        len += (c == '"' || c == '\\') ? 2 : (c < 0x20 ? 6 : 1);
+
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            len = ngx_http_llm_text_quote(NULL, in->data, in->len, 0);
+            break;
+        }
     }
 
-    p = ngx_pnalloc(pool, len);
+    p = ngx_pnalloc(pool, len + 2);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     out->data = p;
-    out->len = len;
+    out->len = len + 2;
 
     *p++ = '"';
 
-    if (len == in->len + 2) {
+    if (i == in->len) {
         p = ngx_cpymem(p, in->data, in->len);   /* nothing to escape */
-        *p = '"';
-        return NGX_OK;
-    }
 
-    for (i = 0; i < in->len; i++) {
-        c = in->data[i];
-
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = c;
-
-        } else if (c < 0x20) {
-            *p++ = '\\';
-            *p++ = 'u';
-            *p++ = '0';
-            *p++ = '0';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 0xf];
-
-        } else {
-            *p++ = c;
-        }
+    } else {
+        p += ngx_http_llm_text_quote(p, in->data, in->len, 0);
     }
 
     *p = '"';
+
+    return NGX_OK;
+}
+
+
+/*
+ * The object "in" (raw JSON, checked by the scanner) with
+ * "include_usage":true, its members kept as they are: for stream_options,
+ * without a tree.  NGX_DECLINED: it has "include_usage":true already (the
+ * last copy counts, as in the Python engines), or it cannot be read.
+ */
+
+ngx_int_t
+ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out)
+{
+    int                    rc;
+    u_char                *p;
+    ngx_uint_t             asked;
+    ngx_http_llm_jskim_t   k;
+
+    static ngx_str_t  name = ngx_string("include_usage");
+
+    if (!ngx_http_llm_jskim_open(&k, in->data, in->len)) {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(pool, in->len + sizeof(",\"include_usage\":true}"));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    *p++ = '{';
+    asked = 0;
+
+    while ((rc = ngx_http_llm_jskim_next(&k)) == NGX_HTTP_LLM_JSKIM_MEMBER) {
+
+        if (ngx_http_llm_json_key_equals((u_char *) k.key, k.key_len, &name))
+        {
+            asked = (k.value_end - k.value == 4
+                     && ngx_strncmp(k.value, "true", 4) == 0);
+            continue;                   /* replaced */
+        }
+
+        if (p > out->data + 1) {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, k.key - 1, k.value_end - (k.key - 1));
+    }
+
+    if (rc != NGX_HTTP_LLM_JSKIM_END || asked) {
+        return NGX_DECLINED;            /* asked: the client wants it */
+    }
+
+    if (p > out->data + 1) {
+        *p++ = ',';
+    }
+
+    p = ngx_cpymem(p, "\"include_usage\":true}",
+                   sizeof("\"include_usage\":true}") - 1);
+
+    out->len = p - out->data;
 
     return NGX_OK;
 }

@@ -10,10 +10,18 @@
  *     kept on output, new keys after the old, sorted;
  *   - null is llm.null (a light userdata);
  *   - integers are Lua integers (64 bits, exact); an integer literal beyond
- *     them comes as an llm.number userdata that keeps its digits and is
- *     written back as they were; other numbers are floats, written back in
- *     the shortest form that reads back to the same double;
+ *     them, or a number beyond the range of a double (1e400, 1e-400), comes
+ *     as an llm.number userdata that keeps its digits and is written back
+ *     as they were; other numbers are floats, written back in the shortest
+ *     form that reads back to the same double;
  *   - \u escapes (surrogate pairs too) become UTF-8.
+ *
+ * A document is decoded whatever the router's scanner (jscan) let through,
+ * so that a hook always gets it: nesting up to the scanner's depth limit,
+ * any number of the grammar, any bytes in strings, an escape JSON does not
+ * know kept as its bytes (the engine refuses such a body anyway), a
+ * repeated key taking its last value.  llm.json_decode() is strict on
+ * escapes.
  */
 
 
@@ -28,7 +36,8 @@
 #include "ngx_http_llm_lua_json.h"
 
 
-#define NGX_HTTP_LLM_JSON_DEPTH  200
+/* one limit for the scanner, the decoder and the encoder */
+#define NGX_HTTP_LLM_JSON_DEPTH  NGX_HTTP_LLM_JSCAN_MAX_DEPTH
 
 
 typedef struct {
@@ -37,6 +46,7 @@ typedef struct {
     const char           *error;
     char                 *scratch;
     size_t                scratch_size;
+    unsigned              strict;      /* refuse unknown escapes */
 } ngx_http_llm_jdec_t;
 
 
@@ -71,11 +81,15 @@ ngx_http_llm_jkey_cmp(const void *a, const void *b)
 }
 
 
+static int ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
+    size_t len, unsigned strict, const char **error);
 static int ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d,
     int depth);
 static int ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d);
 static int ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d);
 static void ngx_http_llm_jdec_space(ngx_http_llm_jdec_t *d);
+static int ngx_http_llm_lua_json_write(lua_State *L, int idx, size_t hint,
+    int depth, char **out, size_t *len, const char **error);
 static int ngx_http_llm_jenc_value(lua_State *L, ngx_http_llm_jenc_t *e,
     int idx, int depth);
 static int ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e,
@@ -193,6 +207,24 @@ int
 ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
     size_t len, const char **error)
 {
+    return ngx_http_llm_lua_json_parse(L, p, len, 0, error);
+}
+
+
+/* the same for a text a hook gives (llm.json_decode): escapes are checked */
+
+int
+ngx_http_llm_lua_json_decode_strict(lua_State *L, const unsigned char *p,
+    size_t len, const char **error)
+{
+    return ngx_http_llm_lua_json_parse(L, p, len, 1, error);
+}
+
+
+static int
+ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
+    size_t len, unsigned strict, const char **error)
+{
     int                  rc;
     ngx_http_llm_jdec_t  d;
 
@@ -201,6 +233,7 @@ ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
     d.error = NULL;
     d.scratch = NULL;
     d.scratch_size = 0;
+    d.strict = strict;
 
     rc = ngx_http_llm_jdec_value(L, &d, 0);
 
@@ -260,11 +293,6 @@ ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
     int         table, n;
     lua_Integer i;
 
-    if (depth > NGX_HTTP_LLM_JSON_DEPTH) {
-        d->error = "nested too deep";
-        return -1;
-    }
-
     if (!lua_checkstack(L, 4)) {
         d->error = "out of Lua stack";
         return -1;
@@ -274,6 +302,13 @@ ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d, int depth)
 
     if (d->p == d->end) {
         d->error = "unexpected end";
+        return -1;
+    }
+
+    /* depth: the containers around this value, the scanner's count */
+
+    if ((*d->p == '[' || *d->p == '{') && depth >= NGX_HTTP_LLM_JSON_DEPTH) {
+        d->error = "nesting too deep";
         return -1;
     }
 
@@ -496,7 +531,7 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
 
     /* the unescaped text is never longer than the escaped one */
 
-    if (d->scratch_size < (size_t) (end - s)) {
+    if (d->scratch == NULL || d->scratch_size < (size_t) (end - s)) {
         ngx_http_llm_lua_tmp_free(d->scratch);
         d->scratch_size = (end - s) * 2;
         d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);
@@ -528,12 +563,21 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
         case 't': *o++ = '\t'; break;
 
         case 'u':
-            if (end - p < 5) {
-                d->error = "bad \\u escape";
-                return -1;
+            cp = (end - p < 5) ? 0x110000 : ngx_http_llm_jdec_hex(p + 1);
+
+            if (cp > 0xffff) {
+                if (d->strict) {
+                    d->error = "bad \\u escape";
+                    return -1;
+                }
+
+                /* as it is: the scanner let it through */
+
+                *o++ = '\\';
+                *o++ = 'u';
+                break;
             }
 
-            cp = ngx_http_llm_jdec_hex(p + 1);
             p += 4;
 
             if (cp >= 0xd800 && cp <= 0xdbff && end - p > 6
@@ -545,11 +589,6 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                     p += 6;
                 }
-            }
-
-            if (cp > 0x10ffff) {
-                d->error = "bad \\u escape";
-                return -1;
             }
 
             /* a lone surrogate is kept as its 3-byte form */
@@ -576,8 +615,14 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
             break;
 
         default:
-            d->error = "bad escape";
-            return -1;
+            if (d->strict) {
+                d->error = "bad escape";
+                return -1;
+            }
+
+            *o++ = '\\';
+            *o++ = (char) *p;
+            break;
         }
 
         p++;
@@ -598,16 +643,17 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
 static int
 ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
 {
-    char                 *text, *end;
+    char                 *text, *buf, *end;
     size_t                n;
     double                v;
-    unsigned              integer;
+    unsigned              integer, nonzero;
     long long             ll;
     const unsigned char  *p;
-    char                  buf[64];
+    char                  small[64];
 
     p = d->p;
     integer = 1;
+    nonzero = 0;
 
     if (p < d->end && *p == '-') {
         p++;
@@ -624,6 +670,7 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
     }
 
     while (p < d->end && *p >= '0' && *p <= '9') {
+        nonzero |= (*p != '0');
         p++;
     }
 
@@ -637,6 +684,7 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
         }
 
         while (p < d->end && *p >= '0' && *p <= '9') {
+            nonzero |= (*p != '0');
             p++;
         }
     }
@@ -661,13 +709,28 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
 
     n = p - d->p;
 
-    if (n >= sizeof(buf)) {
-        if (integer) {
-            goto big;
+    if (integer && n >= sizeof(small)) {
+        goto big;
+    }
+
+    /* a long text (many digits) goes through the scratch buffer */
+
+    buf = small;
+
+    if (n >= sizeof(small)) {
+        if (d->scratch == NULL || d->scratch_size <= n) {
+            ngx_http_llm_lua_tmp_free(d->scratch);
+            d->scratch_size = n + 1;
+            d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);
+
+            if (d->scratch == NULL) {
+                d->scratch_size = 0;
+                d->error = "out of memory";
+                return -1;
+            }
         }
 
-        d->error = "number too long";
-        return -1;
+        buf = d->scratch;
     }
 
     memcpy(buf, d->p, n);
@@ -688,9 +751,10 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
 
     v = strtod(buf, &end);
 
-    if (isinf(v)) {
-        d->error = "number out of range";
-        return -1;
+    /* beyond a double (1e400, or 1e-400 that would read as 0): its text */
+
+    if (isinf(v) || (v == 0 && nonzero)) {
+        goto big;
     }
 
     lua_pushnumber(L, v);
@@ -700,7 +764,7 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
 
 big:
 
-    /* an integer beyond 64 bits: an llm.number keeping its digits */
+    /* an llm.number keeping its text */
 
     text = lua_newuserdatauv(L, n + 1, 0);
     memcpy(text, d->p, n);
@@ -722,6 +786,24 @@ int
 ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint, char **out,
     size_t *len, const char **error)
 {
+    return ngx_http_llm_lua_json_write(L, idx, hint, 0, out, len, error);
+}
+
+
+/* the same for a member of a document: it is one level down already */
+
+int
+ngx_http_llm_lua_json_encode_member(lua_State *L, int idx, char **out,
+    size_t *len, const char **error)
+{
+    return ngx_http_llm_lua_json_write(L, idx, 0, 1, out, len, error);
+}
+
+
+static int
+ngx_http_llm_lua_json_write(lua_State *L, int idx, size_t hint, int depth,
+    char **out, size_t *len, const char **error)
+{
     ngx_http_llm_jenc_t  e;
 
     e.data = NULL;
@@ -738,7 +820,7 @@ ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint, char **out,
         }
     }
 
-    if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), 0) != 0) {
+    if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), depth) != 0) {
         ngx_http_llm_lua_tmp_free(e.data);
         *error = e.error ? e.error : "cannot encode";
         return -1;
@@ -961,7 +1043,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     const char           *s;
     ngx_http_llm_jkey_t  *sorted;
 
-    if (depth > NGX_HTTP_LLM_JSON_DEPTH) {
+    if (depth >= NGX_HTTP_LLM_JSON_DEPTH) {
         e->error = "nested too deep (or a cycle)";
         return -1;
     }

@@ -27,8 +27,12 @@ void ngx_http_llm_lua_json_mark(lua_State *L, int idx, int array);
 int ngx_http_llm_lua_number_tostring(lua_State *L);
 int ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
     size_t len, const char **error);
+int ngx_http_llm_lua_json_decode_strict(lua_State *L, const unsigned char *p,
+    size_t len, const char **error);
 int ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint,
     char **out, size_t *len, const char **error);
+int ngx_http_llm_lua_json_encode_member(lua_State *L, int idx, char **out,
+    size_t *len, const char **error);
 
 int ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
     const unsigned char *raw, size_t rawlen);

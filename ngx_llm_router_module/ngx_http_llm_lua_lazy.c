@@ -653,7 +653,9 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             continue;
         }
 
-        if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error) != 0) {
+        if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
+            != 0)
+        {
             lua_pop(L, 1);
             goto failed;
         }
@@ -776,7 +778,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
                 goto failed;
             }
 
-            if (ngx_http_llm_lua_json_encode(L, -1, 0, &v, &vlen, error)
+            if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
                 != 0)
             {
                 lua_pop(L, 2);

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_prom.h"
 
 
 typedef struct {
@@ -26,6 +27,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_llm_metrics_log(ngx_http_request_t *r);
+static void ngx_http_llm_metrics_add(ngx_atomic_t *counter,
+    ngx_atomic_uint_t n);
 static void ngx_http_llm_observe(ngx_atomic_t *buckets, ngx_atomic_t *sum,
     const ngx_msec_t *bounds, ngx_uint_t n, ngx_msec_int_t ms);
 static ngx_int_t ngx_http_llm_metrics_handler(ngx_http_request_t *r);
@@ -40,7 +43,8 @@ static u_char *ngx_http_llm_metrics_histogram(u_char *p, const char *name,
     u_char *labels, ngx_atomic_t *buckets, ngx_atomic_t *sum,
     const ngx_msec_t *bounds, ngx_uint_t n);
 static u_char *ngx_http_llm_metrics_seconds(u_char *p, ngx_msec_t ms);
-static u_char *ngx_http_llm_metrics_double(u_char *p, double v);
+static u_char *ngx_http_llm_metrics_double(u_char *p, ngx_uint_t has,
+    double v);
 static u_char *ngx_http_llm_metrics_label(u_char *p, u_char *value);
 static ngx_http_llm_model_stats_t *ngx_http_llm_find_stats(
     ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
@@ -282,12 +286,12 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
     }
 
     if (ctx->prompt_tokens > 0) {
-        (void) ngx_atomic_fetch_add(&st->prompt_tokens, ctx->prompt_tokens);
+        ngx_http_llm_metrics_add(&st->prompt_tokens, ctx->prompt_tokens);
     }
 
     if (ctx->completion_tokens > 0) {
-        (void) ngx_atomic_fetch_add(&st->completion_tokens,
-                                    ctx->completion_tokens);
+        ngx_http_llm_metrics_add(&st->completion_tokens,
+                                 ctx->completion_tokens);
     }
 
     if (ctx->stream_failed) {
@@ -300,6 +304,33 @@ ngx_http_llm_metrics_log(ngx_http_request_t *r)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Adds what an engine says to a counter that must never go back: an engine
+ * can claim up to 2^63 tokens an answer, so the sum could wrap; it stops at
+ * the top instead.
+ */
+
+static void
+ngx_http_llm_metrics_add(ngx_atomic_t *counter, ngx_atomic_uint_t n)
+{
+    ngx_atomic_uint_t  old, sum;
+
+    do {
+        old = *counter;
+        sum = old + n;
+
+        if (sum < old) {
+            sum = (ngx_atomic_uint_t) -1;
+
+            if (old == sum) {
+                return;
+            }
+        }
+
+    } while (!ngx_atomic_cmp_set(counter, old, sum));
 }
 
 
@@ -548,18 +579,18 @@ ngx_http_llm_metrics_peers(u_char *p, ngx_http_llm_main_conf_t *lmcf)
                     continue;
 
                 case 3:
-                    p = ngx_http_llm_metrics_double(p, st->has_running
-                                                       ? st->running : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_running,
+                                                    st->running);
                     break;
 
                 case 4:
-                    p = ngx_http_llm_metrics_double(p, st->has_waiting
-                                                       ? st->waiting : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_waiting,
+                                                    st->waiting);
                     break;
 
                 case 5:
-                    p = ngx_http_llm_metrics_double(p, st->has_kv_cache
-                                                       ? st->kv_cache : -1);
+                    p = ngx_http_llm_metrics_double(p, st->has_kv_cache,
+                                                    st->kv_cache);
                     break;
 
                 default:
@@ -639,16 +670,17 @@ ngx_http_llm_metrics_seconds(u_char *p, ngx_msec_t ms)
 }
 
 
-/* a scraped gauge: -1 when the engine does not report it, NaN to clients */
+/* a scraped gauge, NaN when the engine does not report it; a sum over
+ * label sets may be +Inf */
 
 static u_char *
-ngx_http_llm_metrics_double(u_char *p, double v)
+ngx_http_llm_metrics_double(u_char *p, ngx_uint_t has, double v)
 {
-    if (v < 0) {
+    if (!has) {
         return ngx_cpymem(p, "NaN", 3);
     }
 
-    return ngx_sprintf(p, "%.6f", v);
+    return p + ngx_http_llm_prom_number(p, v, 6);
 }
 
 

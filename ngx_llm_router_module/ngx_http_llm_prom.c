@@ -4,6 +4,7 @@
  */
 
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -274,4 +275,53 @@ ngx_http_llm_prom_value(const unsigned char *p, const unsigned char *end,
     }
 
     return 0;
+}
+
+
+/*
+ * A value as the text format spells it: NaN, +Inf, -Inf; below 1e15 with
+ * "decimals" places (0 to 9), else in %.17g ("1e+300"): never longer than
+ * NGX_HTTP_LLM_PROM_NUMBER_LEN - 1 bytes, no NUL written.  Finite values
+ * are JSON numbers too.  nginx's own "%f" casts to an integer, undefined
+ * for NaN, Inf and anything past 2^63.
+ */
+
+size_t
+ngx_http_llm_prom_number(unsigned char *buf, double v, int decimals)
+{
+    int   n;
+    char  tmp[NGX_HTTP_LLM_PROM_NUMBER_LEN];
+
+    if (isnan(v)) {
+        memcpy(buf, "NaN", 3);
+        return 3;
+    }
+
+    if (isinf(v)) {
+        memcpy(buf, v > 0 ? "+Inf" : "-Inf", 4);
+        return 4;
+    }
+
+    if (decimals < 0) {
+        decimals = 0;
+
+    } else if (decimals > 9) {
+        decimals = 9;
+    }
+
+    if (fabs(v) < 1e15) {
+        n = snprintf(tmp, sizeof(tmp), "%.*f", decimals, v);
+
+    } else {
+        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    }
+
+    if (n <= 0 || (size_t) n >= sizeof(tmp)) {
+        memcpy(buf, "NaN", 3);      /* cannot happen: the widths are known */
+        return 3;
+    }
+
+    memcpy(buf, tmp, n);
+
+    return n;
 }

@@ -46,5 +46,10 @@ int ngx_http_llm_prom_feed(ngx_http_llm_prom_t *pr, const unsigned char *data,
     size_t len);
 void ngx_http_llm_prom_finish(ngx_http_llm_prom_t *pr);
 
+/* room for any value ngx_http_llm_prom_number() prints, with a NUL */
+#define NGX_HTTP_LLM_PROM_NUMBER_LEN  32
+
+size_t ngx_http_llm_prom_number(unsigned char *buf, double v, int decimals);
+
 
 #endif /* _NGX_HTTP_LLM_PROM_H_INCLUDED_ */

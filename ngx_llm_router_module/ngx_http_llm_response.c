@@ -46,6 +46,8 @@
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_EVENT_MAX      (32 * 1024)    /* event data parsed */
 #define NGX_HTTP_LLM_OUT_SIZE       4096
+#define NGX_HTTP_LLM_OUT_BUFS       4    /* waiting downstream, at most */
+#define NGX_HTTP_LLM_SCRATCH_SIZE   4096 /* a chunk hook's, per event */
 
 #define NGX_HTTP_LLM_MODE_NONE      0
 #define NGX_HTTP_LLM_MODE_OBSERVE   1    /* JSON, passed on untouched */
@@ -70,10 +72,14 @@ struct ngx_http_llm_response_s {
     ngx_str_t                       model_json; /* to restore, or empty */
     ngx_str_t                       edit_before;    /* EDIT: raw parts */
     ngx_str_t                       edit_after;
+    ngx_chain_t                    *in;         /* the engine's, unread */
     ngx_chain_t                    *free;
     ngx_chain_t                    *busy;
     ngx_chain_t                    *out;
-    ngx_chain_t                   **last_out;
+    ngx_chain_t                    *out_last;   /* out's last link */
+    ngx_uint_t                      nout;       /* buffers in out */
+    ngx_uint_t                      nbusy;      /* busy ones with bytes */
+    ngx_pool_t                     *scratch;    /* reset after each event */
     void                          (*finalize)(ngx_http_request_t *r,
                                                 ngx_int_t rc);
 
@@ -86,6 +92,7 @@ struct ngx_http_llm_response_s {
     unsigned                        ended:1;    /* our last buffer sent */
     unsigned                        injecting:1;
     unsigned                        hook_abort:1;
+    unsigned                        in_last:1;  /* last_buf is in in */
 };
 
 
@@ -126,12 +133,15 @@ static ngx_int_t ngx_http_llm_sse_observe(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_sse_rewrite(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_sse_read(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t *flush, ngx_uint_t *last_buf);
+static void ngx_http_llm_scratch_cleanup(void *data);
 static ngx_uint_t ngx_http_llm_sse_event(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, size_t *model_start, size_t *model_end);
 static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+    ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_has_content(u_char *p, size_t len);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
@@ -206,6 +216,7 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     size_t                    size;
     ngx_str_t                *type;
     ngx_uint_t                status, sse, json;
+    ngx_pool_cleanup_t       *cln;
     ngx_http_llm_response_t  *resp;
 
     status = r->headers_out.status;
@@ -245,7 +256,6 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     }
 
     ctx->response = resp;
-    resp->last_out = &resp->out;
 
     /* the name goes back to the client as the client wrote it */
 
@@ -287,6 +297,26 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         if (resp->rewrite) {
             ngx_http_clear_content_length(r);
             ngx_http_clear_accept_ranges(r);
+        }
+
+        /* what a chunk hook makes of an event lives until it is sent */
+
+        if (resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_CHUNK)
+                           | (1 << NGX_HTTP_LLM_HOOK_DONE)))
+        {
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                return NGX_ERROR;
+            }
+
+            resp->scratch = ngx_create_pool(NGX_HTTP_LLM_SCRATCH_SIZE,
+                                            r->connection->log);
+            if (resp->scratch == NULL) {
+                return NGX_ERROR;
+            }
+
+            cln->handler = ngx_http_llm_scratch_cleanup;
+            cln->data = resp->scratch;
         }
 
         /* to end a stream the engine breaks off */
@@ -796,7 +826,11 @@ ngx_http_llm_send_edited(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     b = body;
 
-    if (ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK) {
+    /* held for a response hook alone: the model stays as the engine said */
+
+    if (resp->model_json.len
+        && ngx_http_llm_answer_model(ctx, body, &k) == NGX_OK)
+    {
         head = k.value - body->pos;
         tail = body->last - k.value_end;
         len = head + resp->model_json.len + tail;
@@ -947,7 +981,9 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
             item = cJSON_GetObjectItemCaseSensitive(error, "code");
 
-            if (cJSON_IsString(item)) {
+            if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                            item->valuestring))
+            {
                 code = item->valuestring;
             }
 
@@ -985,13 +1021,17 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
             item = cJSON_GetObjectItemCaseSensitive(json, "error_type");
         }
 
-        if (cJSON_IsString(item)) {
+        if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                        item->valuestring))
+        {
             type = item->valuestring;
         }
 
         item = cJSON_GetObjectItemCaseSensitive(json, "code");
 
-        if (cJSON_IsString(item) && item->valuestring[0]) {
+        if (cJSON_IsString(item) && ngx_http_llm_error_token(
+                                        item->valuestring))
+        {
             code = item->valuestring;
         }
     }
@@ -1173,45 +1213,108 @@ ngx_http_llm_sse_observe(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
-/* events copied out one by one, changed or dropped where needed */
+/*
+ * Events copied out one by one, changed or dropped where needed.
+ *
+ * The engine's buffers are read only as far as the client takes the
+ * output: while NGX_HTTP_LLM_OUT_BUFS of our buffers wait downstream, the
+ * rest stays unread in resp->in (its buffers not consumed), and so the
+ * upstream module reads no more of the engine (with proxy_buffering off
+ * it reuses its one buffer only once that is consumed; with it on, the
+ * pipe's buffers stay busy).  Nginx calls the filter again as the client
+ * drains.  The last buffer is read whole: what is left then is no more
+ * than the upstream's buffers hold.
+ */
 
 static ngx_int_t
 ngx_http_llm_sse_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_chain_t *in)
+{
+    ngx_int_t                 rc;
+    ngx_uint_t                flush, last;
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    if (in) {
+        for (cl = in; cl; cl = cl->next) {
+            if (cl->buf->last_buf) {
+                resp->in_last = 1;
+            }
+        }
+
+        if (ngx_chain_add_copy(r->pool, &resp->in, in) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    for ( ;; ) {
+        flush = 0;
+        last = 0;
+
+        if (ngx_http_llm_sse_read(r, ctx, &flush, &last) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (resp->hook_abort) {
+            return ngx_http_llm_hook_abort_stream(r, ctx);
+        }
+
+        /* bytes left unread: the client must get what is out now */
+
+        if (resp->in) {
+            flush = 1;
+        }
+
+        rc = ngx_http_llm_out_flush(r, resp, flush, last);
+
+        if (rc == NGX_ERROR || resp->in == NULL
+            || resp->nbusy >= NGX_HTTP_LLM_OUT_BUFS)
+        {
+            return rc;
+        }
+
+        /* the client took some: read on */
+    }
+}
+
+
+/* reads resp->in until the output waiting downstream reaches the bound */
+
+static ngx_int_t
+ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t *flush, ngx_uint_t *last_buf)
 {
     int                       event;
     u_char                   *p, *last;
     size_t                    n, size;
     ngx_buf_t                *raw, *b;
     ngx_str_t                 text;
-    ngx_uint_t                flush, last_buf;
     ngx_chain_t              *cl;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
-    flush = 0;
-    last_buf = 0;
 
-    for (cl = in; cl; cl = cl->next) {
+    while (resp->in) {
+        cl = resp->in;
         b = cl->buf;
 
         if (b->flush) {
-            flush = 1;
+            *flush = 1;
         }
 
-        if (b->last_buf) {
-            last_buf = 1;
-        }
+        while (ngx_buf_in_memory(b) && b->pos < b->last) {
 
-        if (!ngx_buf_in_memory(b)) {
-            continue;
-        }
+            if (!resp->in_last
+                && resp->nbusy + resp->nout >= NGX_HTTP_LLM_OUT_BUFS)
+            {
+                return NGX_OK;          /* the rest when the client drains */
+            }
 
-        p = b->pos;
-        last = b->last;
-        b->pos = last;
+            p = b->pos;
+            last = b->last;
 
-        while (p < last) {
             n = ngx_http_llm_sse_feed(&resp->sse, p, last - p, &event);
 
             /* the event's raw bytes, held until its end */
@@ -1243,39 +1346,52 @@ ngx_http_llm_sse_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                     resp->raw_pass = 1;
 
                 } else {
-                    b = ngx_create_temp_buf(r->pool,
-                                            ngx_max(2 * size + n, 1024));
-                    if (b == NULL) {
+                    raw = ngx_create_temp_buf(r->pool,
+                                              ngx_max(2 * size + n, 1024));
+                    if (raw == NULL) {
                         return NGX_ERROR;
                     }
 
                     if (size) {
-                        b->last = ngx_cpymem(b->last, raw->pos, size);
+                        raw->last = ngx_cpymem(raw->last, resp->raw->pos,
+                                               size);
                     }
 
-                    b->last = ngx_cpymem(b->last, p, n);
-                    resp->raw = b;
+                    raw->last = ngx_cpymem(raw->last, p, n);
+                    resp->raw = raw;
                 }
 
             } else {
                 raw->last = ngx_cpymem(raw->last, p, n);
             }
 
-            p += n;
+            /* copied: these bytes of the engine's buffer are done with */
+
+            b->pos = p + n;
 
             if (event) {
                 if (ngx_http_llm_sse_emit(r, ctx) != NGX_OK) {
                     return NGX_ERROR;
                 }
 
+                if (resp->scratch) {
+                    ngx_reset_pool(resp->scratch);      /* copied out */
+                }
+
                 if (resp->hook_abort) {
-                    return ngx_http_llm_hook_abort_stream(r, ctx, in);
+                    return NGX_OK;
                 }
             }
         }
-    }
 
-    if (last_buf) {
+        resp->in = cl->next;
+        ngx_free_chain(r->pool, cl);
+
+        if (!b->last_buf) {
+            continue;
+        }
+
+        *last_buf = 1;
 
         /* an unfinished event goes out as it is */
 
@@ -1302,7 +1418,7 @@ ngx_http_llm_sse_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
     }
 
-    return ngx_http_llm_out_flush(r, resp, flush, last_buf);
+    return NGX_OK;
 }
 
 
@@ -1424,6 +1540,9 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     sse = &resp->sse;
     data = sse->data;
     len = sse->data_len;
+
+    *ms = 0;
+    *me = 0;
 
     if (sse->data_lines == 0) {
         return NGX_HTTP_LLM_EVENT_KEEP;     /* a comment, a heartbeat */
@@ -1548,7 +1667,7 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (what == NGX_HTTP_LLM_EVENT_EDIT) {
         doc.len = len - (me - ms) + resp->model_json.len;
-        doc.data = ngx_pnalloc(r->pool, doc.len);
+        doc.data = ngx_pnalloc(resp->scratch, doc.len);
         if (doc.data == NULL) {
             return NGX_HTTP_LLM_EVENT_ABORT;
         }
@@ -1558,7 +1677,9 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         ngx_memcpy(p, data + me, len - me);
     }
 
+    ctx->event_pool = resp->scratch;
     rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_CHUNK, &doc, &drop);
+    ctx->event_pool = NULL;
 
     if (rc != NGX_OK) {
         return NGX_HTTP_LLM_EVENT_ABORT;
@@ -1621,17 +1742,15 @@ ngx_http_llm_out(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
 {
     size_t        room;
     ngx_buf_t    *b;
-    ngx_chain_t  *cl, **ll;
+    ngx_chain_t  *cl;
 
     while (n) {
-        b = NULL;
-
-        if (resp->out) {
-            for (cl = resp->out; cl->next; cl = cl->next) { /* void */ }
-            b = cl->buf;
-        }
+        b = resp->out_last ? resp->out_last->buf : NULL;
 
         if (b == NULL || b->last == b->end) {
+
+            /* a buffer the client took, or a new one */
+
             cl = ngx_chain_get_free_buf(r->pool, &resp->free);
             if (cl == NULL) {
                 return NGX_ERROR;
@@ -1651,10 +1770,21 @@ ngx_http_llm_out(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
             b->pos = b->start;
             b->last = b->start;
             b->temporary = 1;
+            b->flush = 0;
+            b->last_buf = 0;
+            b->last_in_chain = 0;
+            b->sync = 0;
             b->tag = (ngx_buf_tag_t) &ngx_http_llm_router_module;
 
-            for (ll = &resp->out; *ll; ll = &(*ll)->next) { /* void */ }
-            *ll = cl;
+            if (resp->out_last) {
+                resp->out_last->next = cl;
+
+            } else {
+                resp->out = cl;
+            }
+
+            resp->out_last = cl;
+            resp->nout++;
         }
 
         room = ngx_min((size_t) (b->end - b->last), n);
@@ -1677,7 +1807,9 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (resp->out == NULL && (flush || last)) {
+    /* a flush with bytes waiting downstream: the call itself pushes them */
+
+    if (resp->out == NULL && (last || (flush && resp->busy == NULL))) {
         cl = ngx_chain_get_free_buf(r->pool, &resp->free);
         if (cl == NULL) {
             return NGX_ERROR;
@@ -1690,24 +1822,19 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
         b->memory = 0;
         b->tag = (ngx_buf_tag_t) &ngx_http_llm_router_module;
         resp->out = cl;
+        resp->out_last = cl;
     }
 
     if (resp->out == NULL && resp->busy == NULL) {
         return NGX_OK;
     }
 
-    for (cl = resp->out; cl; cl = cl->next) {
-        b = cl->buf;
-        b->flush = 0;
-        b->last_buf = 0;
-        b->sync = 0;
-
-        if (cl->next == NULL) {
-            b->flush = flush;
-            b->last_buf = last;
-            b->last_in_chain = 1;
-            b->sync = (b->pos == b->last && !flush && !last);
-        }
+    if (resp->out_last) {
+        b = resp->out_last->buf;
+        b->flush = flush;
+        b->last_buf = last;
+        b->last_in_chain = 1;
+        b->sync = (b->pos == b->last && !flush && !last);
     }
 
     if (last) {
@@ -1718,6 +1845,19 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
 
     ngx_chain_update_chains(r->pool, &resp->free, &resp->busy, &resp->out,
                             (ngx_buf_tag_t) &ngx_http_llm_router_module);
+
+    resp->out_last = NULL;
+    resp->nout = 0;
+
+    /* what waits downstream: the bound on reading the engine */
+
+    resp->nbusy = 0;
+
+    for (cl = resp->busy; cl; cl = cl->next) {
+        if (ngx_buf_size(cl->buf)) {
+            resp->nbusy++;
+        }
+    }
 
     return rc;
 }
@@ -1808,6 +1948,7 @@ ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_str_t                 text;
     ngx_buf_t                *b;
+    ngx_uint_t                flush, last;
     ngx_chain_t               out;
     ngx_http_llm_ctx_t       *ctx;
     ngx_http_llm_response_t  *resp;
@@ -1842,6 +1983,28 @@ ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
         return;
+    }
+
+    /* the engine's bytes not read yet go first, all of them */
+
+    if (resp->rewrite && resp->in) {
+        resp->in_last = 1;
+        flush = 0;
+        last = 0;
+
+        if (ngx_http_llm_sse_read(r, ctx, &flush, &last) != NGX_OK) {
+            return;
+        }
+
+        if (resp->hook_abort) {
+            (void) ngx_http_llm_hook_abort_stream(r, ctx);
+            return;
+        }
+
+        if (last) {
+            (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+            return;
+        }
     }
 
     /* whatever was held of an unfinished event goes first */
@@ -1888,6 +2051,15 @@ ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
+static void
+ngx_http_llm_scratch_cleanup(void *data)
+{
+    ngx_pool_t  *pool = data;
+
+    ngx_destroy_pool(pool);
+}
+
+
 static char *
 ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s)
 {
@@ -1910,8 +2082,7 @@ ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s)
 /* a chunk hook rejected or failed: an error event, [DONE], the end */
 
 static ngx_int_t
-ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_chain_t *in)
+ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     ngx_str_t                 text;
     ngx_chain_t              *cl;
@@ -1919,8 +2090,13 @@ ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     resp = ctx->response;
 
-    for (cl = in; cl; cl = cl->next) {
+    /* the rest of the engine's bytes go nowhere */
+
+    while (resp->in) {
+        cl = resp->in;
         cl->buf->pos = cl->buf->last;
+        resp->in = cl->next;
+        ngx_free_chain(r->pool, cl);
     }
 
     if (ngx_http_llm_error_event(r, ctx, ctx->hook_status, &text) != NGX_OK
@@ -1949,7 +2125,9 @@ ngx_http_llm_done_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ngx_str_set(&doc, "\"[DONE]\"");
 
+    ctx->event_pool = resp->scratch;
     rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_DONE, &doc, &drop);
+    ctx->event_pool = NULL;
 
     if (rc != NGX_OK) {
         return NGX_HTTP_LLM_EVENT_ABORT;

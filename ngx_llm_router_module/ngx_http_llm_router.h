@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_jscan.h"
+#include "ngx_http_llm_edit.h"
 
 
 #define NGX_HTTP_LLM_ENGINE_NONE     0
@@ -60,6 +61,8 @@ typedef struct {
     ngx_str_t                      field;
     ngx_str_t                      value;      /* JSON text (set, clamp) */
     ngx_str_t                      member;     /* set: "field":value */
+    ngx_str_t                      alias;      /* the field's other name */
+    ngx_str_t                      engine_member;  /* "max_tokens":value */
     double                         limit;      /* clamp */
 } ngx_http_llm_rule_t;
 
@@ -284,14 +287,6 @@ typedef struct {
 } ngx_http_llm_loc_conf_t;
 
 
-/* a replacement of the body's bytes [start, end) by data */
-typedef struct {
-    off_t                          start;
-    off_t                          end;
-    ngx_str_t                      data;
-} ngx_http_llm_edit_t;
-
-
 
 typedef struct {
     ngx_str_t                      code;
@@ -333,6 +328,7 @@ typedef struct {
     ngx_uint_t                     hook_status;    /* rejected: status */
     ngx_str_t                      hook_route;     /* llm.route() */
     int                            lua_state_ref;  /* ctx.state, 0: none */
+    ngx_pool_t                    *event_pool; /* a chunk hook's new text */
 
     unsigned                       routed:1;
     unsigned                       tokenized:1;    /* /tokenize was asked */
@@ -380,6 +376,8 @@ ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
+ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
 
@@ -390,9 +388,10 @@ void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 /* exact counts (ngx_http_llm_tokenize.c) */
 ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
-    ngx_str_t *body, ngx_msec_t timeout);
+    ngx_str_t *body, ngx_uint_t n, ngx_msec_t timeout);
 
 /* errors (ngx_http_llm_error.c) */
+ngx_uint_t ngx_http_llm_error_token(const char *s);
 void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
     const char *type, const char *param, ngx_str_t *message);
 ngx_int_t ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,

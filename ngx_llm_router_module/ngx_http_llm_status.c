@@ -11,11 +11,15 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <math.h>
+
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_prom.h"
 
 
-/* room for one peer's JSON besides its quoted names and error */
-#define NGX_HTTP_LLM_STATUS_PEER_LEN  (256 + 6 * (2 * NGX_HTTP_LLM_NAME_LEN \
+/* room for one peer's JSON besides its quoted names and error; its three
+ * numbers take up to NGX_HTTP_LLM_PROM_NUMBER_LEN each */
+#define NGX_HTTP_LLM_STATUS_PEER_LEN  (288 + 6 * (2 * NGX_HTTP_LLM_NAME_LEN \
                                        + NGX_HTTP_LLM_ERROR_LEN))
 
 
@@ -123,6 +127,9 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     if (lmcf->shm_zone) {
         p = ngx_http_llm_status_string(r, p, lmcf->shm_zone->shm.name.data,
                                        lmcf->shm_zone->shm.name.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
     } else {
         p = ngx_cpymem(p, "null", 4);
@@ -192,7 +199,7 @@ ngx_http_llm_status_wants_html(ngx_http_request_t *r)
     "<th>metrics age, ms</th></tr>"
 
 #define NGX_HTTP_LLM_HTML_ROW_LEN                                             \
-    (512 + 6 * (NGX_HTTP_LLM_NAME_LEN + 2 * NGX_HTTP_LLM_ERROR_LEN))
+    (544 + 6 * (NGX_HTTP_LLM_NAME_LEN + 2 * NGX_HTTP_LLM_ERROR_LEN))
 
 
 static ngx_buf_t *
@@ -296,11 +303,14 @@ ngx_http_llm_status_html(ngx_http_request_t *r,
 static u_char *
 ngx_http_llm_status_html_value(u_char *p, ngx_uint_t has, double value)
 {
-    if (!has || value != value || value > 1e15 || value < -1e15) {
+    if (!has || !isfinite(value)) {
         return ngx_cpymem(p, "<td></td>", 9);
     }
 
-    return ngx_sprintf(p, "<td>%.2f</td>", value);
+    p = ngx_cpymem(p, "<td>", 4);
+    p += ngx_http_llm_prom_number(p, value, 2);
+
+    return ngx_cpymem(p, "</td>", 5);
 }
 
 
@@ -473,11 +483,13 @@ ngx_http_llm_status_number(u_char *p, const char *name, ngx_uint_t has,
 {
     p = ngx_sprintf(p, "\"%s\":", name);
 
-    if (!has || value != value || value > 1e15 || value < -1e15) {
+    /* JSON has no NaN nor Inf */
+
+    if (!has || !isfinite(value)) {
         return ngx_cpymem(p, "null", 4);
     }
 
-    return ngx_sprintf(p, "%.4f", value);
+    return p + ngx_http_llm_prom_number(p, value, 4);
 }
 
 

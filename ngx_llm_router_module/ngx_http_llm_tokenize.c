@@ -14,9 +14,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <cjson/cJSON.h>
-
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_text.h"
 
 
 #define NGX_HTTP_LLM_TOKENIZE_MAX  (1024 * 1024)
@@ -42,15 +41,17 @@ static void ngx_http_llm_tokenize_cleanup(void *data);
 
 
 /*
- * Starts POST /tokenize with body to the first usable peer of uscf.
- * NGX_OK: routing resumes when it ends; NGX_DECLINED: it could not start,
- * go on with the estimate.
+ * Starts POST /tokenize with a body of n pieces (copied once, into the
+ * request) to the first usable peer of uscf.  NGX_OK: routing resumes
+ * when it ends; NGX_DECLINED: it could not start, go on with the estimate.
  */
 
 ngx_int_t
 ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_http_upstream_srv_conf_t *uscf, ngx_str_t *body, ngx_msec_t timeout)
+    ngx_http_upstream_srv_conf_t *uscf, ngx_str_t *body, ngx_uint_t n,
+    ngx_msec_t timeout)
 {
+    size_t                        len;
     ngx_int_t                     rc;
     ngx_uint_t                    k;
     ngx_connection_t             *c;
@@ -88,7 +89,13 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     t->ctx = ctx;
     t->engine = lscf->engine;
 
-    t->out = ngx_create_temp_buf(r->pool, body->len + 256);
+    len = 0;
+
+    for (k = 0; k < n; k++) {
+        len += body[k].len;
+    }
+
+    t->out = ngx_create_temp_buf(r->pool, len + 256);
     t->in = ngx_create_temp_buf(r->pool, 4096);
 
     if (t->out == NULL || t->in == NULL) {
@@ -101,8 +108,11 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                "Content-Type: application/json" CRLF
                                "Content-Length: %uz" CRLF
                                "Connection: close" CRLF CRLF,
-                               body->len);
-    t->out->last = ngx_cpymem(t->out->last, body->data, body->len);
+                               len);
+
+    for (k = 0; k < n; k++) {
+        t->out->last = ngx_cpymem(t->out->last, body[k].data, body[k].len);
+    }
 
     t->pc.sockaddr = peer->sockaddr;
     t->pc.socklen = peer->socklen;
@@ -269,14 +279,21 @@ ngx_http_llm_tokenize_read(ngx_event_t *rev)
 }
 
 
-/* the count, or -1: an OpenAI-like {"count": N} or {"tokens": [...]} */
+/*
+ * The count, or -1: an OpenAI-like {"count": N} or {"tokens": [...]},
+ * read with the skimmer: a long list of tokens costs no tree.
+ */
 
 static ngx_int_t
 ngx_http_llm_tokenize_count(ngx_http_llm_tokenize_t *t)
 {
-    u_char     *p, *last;
-    cJSON      *json, *v;
-    ngx_int_t   n;
+    long                   len;
+    u_char                *p, *last;
+    ngx_int_t              n, tokens;
+    ngx_http_llm_jskim_t   k;
+
+    static ngx_str_t  count_key = ngx_string("count");
+    static ngx_str_t  tokens_key = ngx_string("tokens");
 
     p = t->in->pos;
     last = t->in->last;
@@ -294,28 +311,36 @@ ngx_http_llm_tokenize_count(ngx_http_llm_tokenize_t *t)
 
     p += 4;
 
-    json = cJSON_ParseWithLength((char *) p, last - p);
-    if (json == NULL) {
+    if (!ngx_http_llm_jskim_open(&k, p, last - p)) {
         return -1;
     }
 
     n = -1;
-    v = cJSON_GetObjectItemCaseSensitive(json, "count");
+    tokens = -1;
 
-    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 1e9) {
-        n = (ngx_int_t) v->valuedouble;
+    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
 
-    } else {
-        v = cJSON_GetObjectItemCaseSensitive(json, "tokens");
+        if (n < 0
+            && ngx_http_llm_json_key_equals((u_char *) k.key, k.key_len,
+                                            &count_key))
+        {
+            n = ngx_http_llm_json_count((u_char *) k.value,
+                                        k.value_end - k.value);
+            if (n >= 1000000000) {
+                n = -1;
+            }
 
-        if (cJSON_IsArray(v)) {
-            n = cJSON_GetArraySize(v);
+        } else if (tokens < 0
+                   && ngx_http_llm_json_key_equals((u_char *) k.key,
+                                                   k.key_len, &tokens_key))
+        {
+            len = ngx_http_llm_text_array_len(k.value,
+                                              k.value_end - k.value);
+            tokens = (len >= 0) ? (ngx_int_t) len : -1;
         }
     }
 
-    cJSON_Delete(json);
-
-    return n;
+    return (n >= 0) ? n : tokens;
 }
 
 

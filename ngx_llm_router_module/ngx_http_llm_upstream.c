@@ -868,6 +868,17 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     for (peers = us->peer.data; peers; peers = peers->next) {
         for (peer = peers->peer; peer; peer = peer->next) {
             lscf->config_down[n++] = peer->down ? 1 : 0;
+
+            /* the zone keys a peer's state by its name: whole names only */
+
+            if (peer->name.len >= NGX_HTTP_LLM_NAME_LEN) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "peer name \"%V\" in upstream \"%V\" is "
+                              "longer than %d bytes, in %V:%ui", &peer->name,
+                              &us->host, NGX_HTTP_LLM_NAME_LEN - 1,
+                              &lscf->file, lscf->line);
+                return NGX_ERROR;
+            }
         }
     }
 

@@ -260,7 +260,7 @@ location /v1/ {
 }
 --- request
 POST /v1/chat/completions
-{"m\u006fdel":"ll\u0061ma3\u002d8b"}
+{"model":"ll\u0061ma3\u002d8b"}
 --- response_body
 A
 --- no_error_log

@@ -454,7 +454,7 @@ llm_model m {
 
 
 
-=== TEST 35: an engine answer that is not JSON reaches the client as it is, the response hook not called
+=== TEST 35: an engine answer that is not JSON fails the response hook that cannot read it: 500 hook_error, logged
 --- model_hook: answer.lua
 --- no_echo: 1
 --- more_headers
@@ -462,10 +462,11 @@ X-Mock-Malformed: 1
 --- request
 POST /v1/chat/completions
 {"model":"m"}
---- response_body chomp
-{"id": "broken
+--- error_code: 500
+--- response_body_like chomp
+"code":"hook_error"
 --- error_log
-response() not called, the document is not JSON
+response() failed: not called, the document is not JSON
 
 
 
@@ -561,11 +562,11 @@ POST /v1/chat/completions
 
 
 
-=== TEST 42: a member nested deeper than a hook decodes, in a document the hook returns: 500 hook_error, logged, no crash
+=== TEST 42: a member a hook nests deeper than the limit (1024 levels, the scanner's): 500 hook_error, logged, no crash
 --- model_hook: threads.lua
---- request eval
-"POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
-. ("[" x 300) . ("]" x 300) . "}"
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"deep","n":1024}
 --- error_code: 500
 --- response_body_like chomp
 "code":"hook_error"
@@ -574,14 +575,17 @@ qr/request\(\) failed: .*nested too deep/
 
 
 
-=== TEST 43: the same document 150 deep is decoded and encoded whole
+=== TEST 43: a document nested up to the limit is decoded and encoded whole (the hook's own member too)
 --- model_hook: threads.lua
 --- request eval
+["POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"deep\",\"n\":1023}",
 "POST /v1/chat/completions\n{\"model\":\"m\",\"what\":\"return\",\"deep\":"
-. ("[" x 150) . ("]" x 150) . "}"
+. ("[" x 1023) . ("]" x 1023) . "}"]
 --- response_body eval
+["{\"model\":\"engine-m\",\"what\":\"deep\",\"n\":1023,\"deep\":"
+. ("[" x 1022) . "{}" . ("]" x 1022) . "}",
 "{\"model\":\"engine-m\",\"what\":\"return\",\"deep\":"
-. ("[" x 150) . ("]" x 150) . ",\"x\":1}"
+. ("[" x 1023) . ("]" x 1023) . ",\"x\":1}"]
 
 
 
@@ -650,14 +654,17 @@ name index ran
 
 
 
-=== TEST 49: the table a hook file returns is read raw: its __index runs neither at load nor when a function is gone
+=== TEST 49: the table a hook file returns is read raw: its __index runs neither at load nor when a function is gone (the hook then fails: never skipped silently)
 --- model_hook: rawtable.lua
 --- no_echo: 1
 --- request
 POST /v1/chat/completions
 {"model":"m"}
+--- error_code: 500
 --- response_body_like chomp
-"model":"m"
+"code":"hook_error"
+--- error_log
+response() failed: the function is gone from the table the file returned
 --- no_error_log
 module index ran
 response ran

@@ -52,6 +52,11 @@ return {
     elseif what == "return" then
       req.x = 1
       return req
+    elseif what == "deep" then
+      -- a member of n tables nested, n from the body
+      local t = {}
+      for _ = 2, req.n do t = { t } end
+      req.deep = t
     elseif what == "pcall-tostring" then
       -- every abort lands in __tostring, where it is an error pcall catches
       local obj = setmetatable({}, { __tostring = spin })

@@ -65,7 +65,28 @@ Test::Nginx::Socket::add_block_preprocessor(sub {
 # ---------------------------------------------------------------------------
 # Mock inference engines (mock/mock_engine.py).
 
-my @Mocks;    # { pid, owner, log }
+my @Mocks;    # { pid, owner, log, guard, guard_w }
+
+# A watchdog per mock stops it when its owner is gone however it went:
+# SIGKILL, POSIX::_exit, an unhandled signal such as SIGPIPE, exec, which
+# all skip END.  It is a fresh perl (exec'ed: nothing of the test in it)
+# reading a pipe whose write end only the owner holds (perl opens pipes
+# close-on-exec, so nginx, mocks and other exec'ed children never hold
+# it): end of file means the owner is gone, then it stops the mock.  It
+# ignores the signals a terminal or a harness sends to a whole process
+# group, so it outlives the owner; the owner kills it before stopping the
+# mock itself.
+my $Watchdog = <<'_EOW_';
+$SIG{$_} = 'IGNORE' for qw(INT TERM HUP QUIT PIPE);
+my $pid = shift;
+1 while !defined sysread(STDIN, my $byte, 1) && $!{EINTR};
+kill 'TERM', $pid or exit 0;
+for (1 .. 150) {
+    exit 0 if !kill 0, $pid;
+    select undef, undef, undef, 0.02;
+}
+kill 'KILL', $pid;
+_EOW_
 
 # start_mock(LISTEN..., OPTION...): starts one mock engine process serving
 # every "HOST:PORT[=NAME]" spec given first; the remaining arguments (from
@@ -100,11 +121,13 @@ sub start_mock {
     }
     my $mock = { pid => $pid, owner => $$, log => $log };
     push @Mocks, $mock;
+    start_watchdog($mock);
 
     my $deadline = time + 10;
     while (time < $deadline) {
         if (waitpid($pid, WNOHANG) == $pid) {
             my $status = $?;
+            stop_watchdog($mock);
             @Mocks = grep { $_ != $mock } @Mocks;
             die "start_mock: the mock exited (status $status) before it was ready:\n"
                 . "  @cmd\n" . read_log($mock);
@@ -116,6 +139,29 @@ sub start_mock {
     my $out = read_log($mock);
     stop_mock($mock);
     die "start_mock: the mock was not ready after 10 s:\n  @cmd\n$out";
+}
+
+sub start_watchdog {
+    my ($mock) = @_;
+    pipe my $r, my $w or die "start_mock: pipe failed: $!\n";
+    my $pid = fork // die "start_mock: fork failed: $!\n";
+    if (!$pid) {
+        open STDIN, '<&', $r or POSIX::_exit(127);
+        open STDOUT, '>', '/dev/null' or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+        exec { $^X } $^X, '-e', $Watchdog, $mock->{pid}
+            or POSIX::_exit(127);    # no END blocks here
+    }
+    close $r;
+    @$mock{qw(guard guard_w)} = ($pid, $w);
+}
+
+sub stop_watchdog {
+    my ($mock) = @_;
+    my $guard = delete $mock->{guard} or return;
+    kill 'KILL', $guard;
+    waitpid $guard, 0;
+    close delete $mock->{guard_w};
 }
 
 sub read_log {
@@ -135,6 +181,7 @@ sub can_connect {
 sub stop_mock {
     my ($mock) = @_;
     my $pid = $mock->{pid};
+    stop_watchdog($mock);
     kill 'TERM', $pid;
     my $deadline = time + 3;
     while (waitpid($pid, WNOHANG) == 0) {

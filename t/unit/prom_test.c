@@ -168,6 +168,58 @@ test_sum_overflow(void)
 }
 
 
+/* the value printer: the text format's spellings, never more than its room */
+
+static void
+number_is(double v, int decimals, const char *want)
+{
+    size_t         n;
+    unsigned char  buf[NGX_HTTP_LLM_PROM_NUMBER_LEN + 8];
+    char           what[128];
+
+    memset(buf, 'X', sizeof(buf));
+    n = ngx_http_llm_prom_number(buf, v, decimals);
+
+    snprintf(what, sizeof(what), "number %g/%d is \"%s\", got \"%.*s\"",
+             v, decimals, want, (int) n, buf);
+    CHECK(n == strlen(want) && memcmp(buf, want, n) == 0, what);
+    CHECK(n < NGX_HTTP_LLM_PROM_NUMBER_LEN && buf[n] == 'X',
+          "number: within its room, no NUL");
+}
+
+
+static void
+test_number(void)
+{
+    double               v;
+    ngx_http_llm_prom_t  pr;
+
+    number_is(3, 6, "3.000000");
+    number_is(0.25, 4, "0.2500");
+    number_is(-1.5, 2, "-1.50");
+    number_is(999999999999999.0, 6, "999999999999999.000000");
+    number_is(-999999999999999.0, 9, "-999999999999999.000000000");
+    number_is(1e15, 6, "1000000000000000");
+    number_is(1e300, 6, "1.0000000000000001e+300");
+    number_is(-1.7976931348623157e308, 6, "-1.7976931348623157e+308");
+    number_is(9223372036854775808.0, 4, "9.2233720368547758e+18");
+    number_is(HUGE_VAL, 6, "+Inf");
+    number_is(-HUGE_VAL, 6, "-Inf");
+    number_is(NAN, 6, "NaN");
+    number_is(2, 42, "2.000000000");
+
+    /* a sum of finite samples never overflows (test_sum_overflow) */
+
+    parse_split(&pr,
+                "vllm:num_requests_running{a=\"1\"} 1e308\n"
+                "vllm:num_requests_running{a=\"2\"} 1e308\n", 1, 1 << 20);
+
+    v = pr.sum[0];
+    CHECK(pr.seen[0] && v == 1e308, "a sum stays finite");
+    number_is(v, 6, "1e+308");
+}
+
+
 int
 main(void)
 {
@@ -177,6 +229,7 @@ main(void)
     test_limits();
     test_negative_and_exponent();
     test_sum_overflow();
+    test_number();
 
     printf("prom parser: %d passed, %d failed\n", passed, failed);
 
