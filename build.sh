@@ -7,6 +7,8 @@
 #   ./build.sh test     build and run the whole test suite
 #   ./build.sh bench    build and run the benchmark (bench/run.sh)
 #   ./build.sh cost     build and count instructions per request (bench/cost.sh)
+#   ./build.sh lint     build and run cppcheck and gcc -fanalyzer on the module
+#   ./build.sh fuzz     build and run the libFuzzer targets (t/fuzz/)
 #
 # The module is built against Debian's nginx-dev tree with exactly the flags
 # of the installed nginx (--with-compat), or against NGINX_SRC=/path/to/nginx
@@ -314,5 +316,5 @@ case "${1:-build}" in
            exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
     cost) build_module; need_packages valgrind python3
           exec bash "$ROOT/bench/cost.sh" "$MODULE" ;;
-    *) die "usage: ./build.sh [build|run|test|bench|cost]" ;;
+    *) die "usage: ./build.sh [build|run|test|bench|cost|lint|fuzz]" ;;
 esac
