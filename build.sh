@@ -7,6 +7,8 @@
 #   ./build.sh test     build and run the whole test suite
 #   ./build.sh bench    build and run the benchmark (bench/run.sh)
 #   ./build.sh cost     build and count instructions per request (bench/cost.sh)
+#   ./build.sh lint     build and run cppcheck and gcc -fanalyzer on the module
+#   ./build.sh fuzz     build and run the libFuzzer targets (t/fuzz/)
 #
 # The module is built against Debian's nginx-dev tree with exactly the flags
 # of the installed nginx (--with-compat), or against NGINX_SRC=/path/to/nginx
@@ -113,6 +115,127 @@ run_unit_tests() {
     done
 }
 
+# ./build.sh fuzz [NAME] [libFuzzer args...]: t/fuzz/NAME_fuzz.c are
+# libFuzzer targets, built with clang into build/fuzz/NAME_fuzz with the
+# module's .c files named on their "/* fuzz-sources: ... */" line (else
+# ngx_http_llm_NAME.c) and the libraries on "/* fuzz-libs: ... */".
+# Without libFuzzer args each target runs LLM_FUZZ_RUNS inputs (else the
+# number on its "/* fuzz-runs: N */" line, else 50000; fixed seed) on a
+# scratch copy of its seed corpus t/fuzz/corpus/NAME/: the
+# quick step of the test command.  With args (-runs=, -max_total_time=,
+# -jobs=, or a crash file to replay) the target's corpus grows in
+# build/fuzz/corpus/NAME/.  Crash, leak and timeout files land in
+# build/fuzz/crashes/NAME/; any of them makes the step fail.
+run_fuzz() {
+    local only="" t name bin src srcs libs lib cflags f rc=0 quick=1
+    local work corpus crashes arg files=0 stale args=() runs t0=$SECONDS
+    # the libraries the targets name (fuzz-libs) come with the build's
+    need_packages clang libclang-rt-14-dev pkg-config "${build_deps[@]}"
+    if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+        only=$1
+        shift
+        [ -f "$ROOT/t/fuzz/${only}_fuzz.c" ] || die "no t/fuzz/${only}_fuzz.c"
+    fi
+    [ $# -gt 0 ] && quick=0
+    for arg in "$@"; do
+        # an input to replay, from where build.sh was started
+        if [ "${arg#-}" = "$arg" ]; then
+            files=1
+            arg=$(realpath "$arg")
+        fi
+        args+=("$arg")
+    done
+    cd "$ROOT"
+    mkdir -p "$BUILD/fuzz"
+    for t in t/fuzz/*_fuzz.c; do
+        [ -e "$t" ] || continue
+        name=$(basename "$t" _fuzz.c)
+        [ -z "$only" ] || [ "$only" = "$name" ] || continue
+        bin=$BUILD/fuzz/${name}_fuzz
+
+        srcs=() cflags=()
+        for src in $(sed -n 's|.*/\* *fuzz-sources: *\(.*[^ ]\) *\*/.*|\1|p' \
+                     "$t" | head -n 1); do
+            if [ -f "ngx_llm_router_module/$src" ]; then
+                srcs+=("ngx_llm_router_module/$src")
+            else
+                [ -f "$src" ] || die "$t: no fuzz source $src"
+                srcs+=("$src")
+            fi
+        done
+        src=ngx_llm_router_module/ngx_http_llm_$name.c
+        [ ${#srcs[@]} -gt 0 ] || [ ! -f "$src" ] || srcs=("$src")
+        read -r -a libs <<< "$(sed -n \
+            's|.*/\* *fuzz-libs: *\(.*[^ ]\) *\*/.*|\1|p' "$t" | head -n 1)"
+        for lib in "${libs[@]}"; do
+            # -llua5.4: the headers pkg-config knows for lua5.4
+            [ "${lib#-l}" != "$lib" ] || continue
+            read -r -a f <<< "$(pkg-config --cflags "${lib#-l}" 2>/dev/null ||
+                                pkg-config --cflags "lib${lib#-l}" 2>/dev/null)"
+            cflags+=("${f[@]}")
+        done
+
+        # rebuilt when the target, a module file or this script is newer
+        stale=0
+        [ -x "$bin" ] || stale=1
+        for src in "$t" "${srcs[@]}" ngx_llm_router_module/*.h build.sh; do
+            [ "$src" -nt "$bin" ] && stale=1
+        done
+        if [ $stale = 1 ]; then
+            say "fuzz: building $name"
+            clang -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -Wall -Wextra -Wno-unused-parameter \
+                -I ngx_llm_router_module "${cflags[@]}" -o "$bin" \
+                "$t" "${srcs[@]}" "${libs[@]}" -lm ||
+                die "cannot build fuzz target $t"
+        fi
+
+        crashes=$BUILD/fuzz/crashes/$name
+        mkdir -p "$crashes"
+        # a slow target may ask for fewer runs: /* fuzz-runs: 10000 */
+        runs=$(sed -n 's|.*/\* *fuzz-runs: *\([0-9]*\) *\*/.*|\1|p' "$t" |
+               head -n 1)
+        runs=${LLM_FUZZ_RUNS:-${runs:-50000}}
+        if [ $quick = 1 ]; then
+            # the seeds on a scratch copy: the run adds inputs to it
+            work=$(mktemp -d "$BUILD/fuzz/run.XXXXXX")
+            if [ -d "t/fuzz/corpus/$name" ]; then
+                cp -r "t/fuzz/corpus/$name/." "$work/"
+            fi
+            say "fuzz: $name, $runs runs"
+            (cd "$BUILD/fuzz" && "$bin" -runs="$runs" \
+                -seed=1 -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
+                -artifact_prefix="$crashes/" "$work" \
+                >"$BUILD/fuzz/$name.log" 2>&1) || {
+                tail -n 40 "$BUILD/fuzz/$name.log" >&2
+                say "fuzz: $name failed (log $BUILD/fuzz/$name.log," \
+                    "input in $crashes/)"
+                rc=1
+            }
+            grep -h '^stat::number_of_executed_units' "$BUILD/fuzz/$name.log" |
+                sed "s|^|build.sh: fuzz: $name: |" >&2 || true
+            rm -rf "$work"
+        else
+            corpus=$BUILD/fuzz/corpus/$name
+            mkdir -p "$corpus"
+            if [ -d "t/fuzz/corpus/$name" ]; then
+                cp -rn "t/fuzz/corpus/$name/." "$corpus/"
+            fi
+            if [ $files = 1 ]; then
+                (cd "$BUILD/fuzz" &&
+                 "$bin" -artifact_prefix="$crashes/" "${args[@]}") || rc=1
+            else
+                say "fuzz: $name $*; logs in $BUILD/fuzz"
+                (cd "$BUILD/fuzz" && "$bin" -timeout=10 -rss_limit_mb=1024 \
+                    -artifact_prefix="$crashes/" "${args[@]}" "$corpus") ||
+                    rc=1
+            fi
+        fi
+    done
+    [ $rc = 0 ] || die "fuzzing found a crash, a leak or a timeout"
+    [ $quick = 0 ] || say "fuzz: no crash, leak or timeout ($((SECONDS - t0))s)"
+}
+
 # static analysis of the module: cppcheck and gcc -fanalyzer, zero findings;
 # a false positive is suppressed inline, with its reason, never here
 run_lint() {
@@ -160,6 +283,7 @@ run_tests() {
     run_lint
     say "unit tests"
     run_unit_tests
+    say "fuzz targets"; run_fuzz
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$(command -v nginx)}
     export TEST_NGINX_LLM_MODULE=$MODULE
 
@@ -184,11 +308,13 @@ case "${1:-build}" in
     build) build_module ;;
     run|demo) build_module; run_demo ;;
     test) build_module; run_tests ;;
+    fuzz) shift; run_fuzz "$@" ;;
+
     lint) build_module; run_lint ;;
     bench) build_module
            need_packages wrk python3 libnginx-mod-http-lua lua-cjson
            exec bash "$ROOT/bench/run.sh" "$MODULE" ;;
     cost) build_module; need_packages valgrind python3
           exec bash "$ROOT/bench/cost.sh" "$MODULE" ;;
-    *) die "usage: ./build.sh [build|run|test|bench|cost]" ;;
+    *) die "usage: ./build.sh [build|run|test|bench|cost|lint|fuzz]" ;;
 esac

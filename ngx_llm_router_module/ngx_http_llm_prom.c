@@ -188,6 +188,13 @@ ngx_http_llm_prom_line(ngx_http_llm_prom_t *pr, const unsigned char *p,
         if (strlen(pr->names[i]) == len
             && memcmp(pr->names[i], name, len) == 0)
         {
+            /* finite samples can still sum to Inf: such a one is bad */
+
+            if (!isfinite(pr->sum[i] + value)) {
+                pr->bad_lines++;
+                return;
+            }
+
             pr->sum[i] += value;
             pr->seen[i] = 1;
             return;

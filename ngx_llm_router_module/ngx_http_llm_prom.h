@@ -6,7 +6,8 @@
  * is fed a scrape response in pieces split anywhere, sums the samples of a
  * few named metrics over all their label sets, and never reads more than
  * its byte limit; garbage, partial lines, NaN, Inf and huge numbers are
- * counted as bad lines, never trusted.
+ * counted as bad lines, never trusted, and so is a sample that would make
+ * a sum overflow: every sum is a finite number.
  */
 
 

@@ -58,8 +58,9 @@ ngx_http_llm_sse_append(ngx_http_llm_sse_t *p, const unsigned char *s,
     }
 
     if (p->data_cap - p->data_len < n) {
+        /* what fits: the same bytes however the stream was split */
+        n = p->data_cap - p->data_len;
         p->truncated = 1;
-        return;
     }
 
     memcpy(p->data + p->data_len, s, n);

@@ -31,7 +31,7 @@ typedef struct {
     size_t          data_cap;
     size_t          data_len;
     size_t          data_lines;
-    unsigned        truncated:1;  /* the data did not fit in data_cap */
+    unsigned        truncated:1;  /* data holds only its first data_cap */
 
     size_t          raw_len;      /* bytes of this event fed so far */
     size_t          value_start;  /* first data line's value, in raw */

@@ -1,6 +1,7 @@
-# Smaller hardening items (issue 15, section 7): scraped sums that overflow
-# print as the Prometheus text format spells them (+Inf, -Inf, exponents)
-# on the metrics page, and as null or JSON numbers on the status page;
+# Smaller hardening items (issue 15, section 7): scraped sums never
+# overflow (the sample that would is malformed), huge values print in the
+# exponent form of the Prometheus text format on the metrics page, and as
+# JSON numbers on the status page;
 # token counters fed by huge usage numbers stop at their top; the
 # zone keys state by whole names, so names past its limits fail nginx -t.
 # The pages wait (auth_request to a slow mock) so scrapes can run.
@@ -53,9 +54,9 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: scraped sums past double range print +Inf and -Inf, huge ones in exponent form
-Two label sets of 1e308 overflow a sum to +Inf; nginx's "%f" on it was
-undefined behaviour.
+=== TEST 1: scraped sums never pass double range, huge ones print in exponent form
+Two label sets of 1e308 overflowed a sum to +Inf (nginx's "%f" on it was
+undefined behaviour); now the second sample is a malformed line.
 --- http_config
 llm_router_zone llm 1m;
 upstream pool_a {
@@ -74,15 +75,15 @@ GET /metrics
 --- response_body_filters eval
 \&::gauges
 --- response_body
-requests_running=+Inf
+requests_running=1e+308
 requests_waiting=1.0000000000000001e+300
-kv_cache_usage_ratio=-Inf
+kv_cache_usage_ratio=-1.6999999999999999e+308
 --- no_error_log
 [alert]
 
 
 
-=== TEST 2: the status page gives null for what JSON cannot say, numbers for the rest
+=== TEST 2: the status page gives huge values as JSON numbers, an overflowing sample as malformed
 --- http_config
 llm_router_zone llm 1m;
 upstream pool_a {
@@ -99,13 +100,13 @@ server {
 --- request
 GET /llm/status
 --- response_body_like chomp
-"metrics":\{"running":null,"waiting":1\.0000000000000001e\+300,"kv_cache":0\.2500,"age_ms":\d+,"stale":false,
+"metrics":\{"running":1e\+308,"waiting":1\.0000000000000001e\+300,"kv_cache":0\.2500,"age_ms":\d+,"stale":false,"scrapes":\d+,"malformed_lines":1,
 --- no_error_log
 [alert]
 
 
 
-=== TEST 3: the HTML status page leaves a cell empty for +Inf
+=== TEST 3: the HTML status page prints a huge value in exponent form
 --- http_config
 llm_router_zone llm 1m;
 upstream pool_a {
@@ -124,7 +125,7 @@ GET /llm/status
 --- more_headers
 Accept: text/html
 --- response_body_like chomp
-<td class="up">up</td>.*<td></td><td>2\.50</td><td>0\.25</td><td class="fresh">
+<td class="up">up</td>.*<td>1e\+308</td><td>2\.50</td><td>0\.25</td><td class="fresh">
 --- no_error_log
 [alert]
 

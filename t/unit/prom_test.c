@@ -148,6 +148,26 @@ test_negative_and_exponent(void)
 }
 
 
+/* finite samples whose sum is not finite: the sum stays finite */
+
+static void
+test_sum_overflow(void)
+{
+    ngx_http_llm_prom_t  pr;
+
+    parse_split(&pr,
+                "vllm:num_requests_running 1e308\n"
+                "vllm:num_requests_running 1e308\n"
+                "vllm:num_requests_waiting -1.7e308\n"
+                "vllm:num_requests_waiting -1.7e308\n"
+                "vllm:num_requests_waiting 1\n", 0, 1 << 20);
+
+    CHECK(pr.seen[0] && pr.sum[0] == 1e308, "a sum never reaches +Inf");
+    CHECK(pr.seen[1] && isfinite(pr.sum[1]), "a sum never reaches -Inf");
+    CHECK(pr.bad_lines == 2, "the samples that overflow are bad lines");
+}
+
+
 /* the value printer: the text format's spellings, never more than its room */
 
 static void
@@ -188,15 +208,15 @@ test_number(void)
     number_is(NAN, 6, "NaN");
     number_is(2, 42, "2.000000000");
 
-    /* a sum of finite samples overflows: the printer gets +Inf */
+    /* a sum of finite samples never overflows (test_sum_overflow) */
 
     parse_split(&pr,
                 "vllm:num_requests_running{a=\"1\"} 1e308\n"
                 "vllm:num_requests_running{a=\"2\"} 1e308\n", 1, 1 << 20);
 
     v = pr.sum[0];
-    CHECK(pr.seen[0] && isinf(v) && v > 0, "a sum overflows to +Inf");
-    number_is(v, 6, "+Inf");
+    CHECK(pr.seen[0] && v == 1e308, "a sum stays finite");
+    number_is(v, 6, "1e+308");
 }
 
 
@@ -208,6 +228,7 @@ main(void)
     test_missing_and_empty();
     test_limits();
     test_negative_and_exponent();
+    test_sum_overflow();
     test_number();
 
     printf("prom parser: %d passed, %d failed\n", passed, failed);

@@ -267,6 +267,22 @@ main(void)
         check_events("blank", "\n", 1, d, NULL);
     }
 
+    {
+        /*
+         * data longer than the buffer keeps its first DATA_CAP bytes
+         * however the stream is split (a piece that did not fit used to
+         * be dropped whole, so the data depended on the split)
+         */
+        static const char *const d[] = {
+            "0123456789012345678901234567890123456789012345678901234567890123",
+            "ok"
+        };
+        check_events("truncated",
+                     "data: 0123456789012345678901234567890123456789"
+                     "0123456789012345678901234567890\n\ndata: ok\n\n",
+                     2, d, NULL);
+    }
+
     /* data longer than the buffer: truncated, the event still ends */
 
     run("data: 0123456789012345678901234567890123456789"
