@@ -1,5 +1,6 @@
 /* fuzz-sources: ngx_http_llm_lua_json.c ngx_http_llm_lua_lazy.c ngx_http_llm_jscan.c */
 /* fuzz-libs: -llua5.4 -ldl */
+/* fuzz-runs: 10000 */
 
 /*
  * libFuzzer target: JSON documents as Lua values (ngx_http_llm_lua_json.c,
