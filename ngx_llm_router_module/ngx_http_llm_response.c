@@ -65,6 +65,12 @@
 
 #define NGX_HTTP_LLM_ERROR_KEEP     (64 * 1024)
 #define NGX_HTTP_LLM_OUT_SIZE       4096
+
+/* why a chunk hook cannot see an event */
+#define NGX_HTTP_LLM_UNSEEN_SIZE    0
+#define NGX_HTTP_LLM_UNSEEN_JSON    1
+#define NGX_HTTP_LLM_UNSEEN_LINES   2
+
 #define NGX_HTTP_LLM_OUT_BUFS       4    /* waiting downstream, at most */
 #define NGX_HTTP_LLM_SCRATCH_SIZE   4096 /* a chunk hook's, per event */
 
@@ -177,7 +183,7 @@ static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t why);
 static ngx_uint_t ngx_http_llm_stream_end(ngx_uint_t api, u_char *name,
     size_t len);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
@@ -1665,7 +1671,9 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
                 if (size + n > resp->event_max) {
 
-                    if (ngx_http_llm_event_unseen(r, ctx)) {
+                    if (ngx_http_llm_event_unseen(r, ctx,
+                                                  NGX_HTTP_LLM_UNSEEN_SIZE))
+                    {
                         if (raw) {
                             raw->last = raw->pos;
                         }
@@ -1914,7 +1922,9 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     if (sse->truncated) {
-        if (!resp->raw_pass && ngx_http_llm_event_unseen(r, ctx)) {
+        if (!resp->raw_pass
+            && ngx_http_llm_event_unseen(r, ctx, NGX_HTTP_LLM_UNSEEN_SIZE))
+        {
             return NGX_HTTP_LLM_EVENT_ABORT;
         }
 
@@ -1925,7 +1935,8 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     (void) ngx_http_llm_jscan_feed(&scan, data, len);
 
     if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
-        return NGX_HTTP_LLM_EVENT_KEEP;
+        return ngx_http_llm_event_unseen(r, ctx, NGX_HTTP_LLM_UNSEEN_JSON)
+               ? NGX_HTTP_LLM_EVENT_ABORT : NGX_HTTP_LLM_EVENT_KEEP;
     }
 
     usage = NULL;
@@ -2017,10 +2028,18 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         what = NGX_HTTP_LLM_EVENT_EDIT;
     }
 
-    if ((resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK))
-        && sse->data_lines == 1
-        && sse->value_end - sse->value_start == len)
-    {
+    if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)) {
+
+        if (sse->data_lines != 1
+            || sse->value_end - sse->value_start != len)
+        {
+            /* data of several lines: the hook's event could not replace it */
+
+            return ngx_http_llm_event_unseen(r, ctx,
+                                             NGX_HTTP_LLM_UNSEEN_LINES)
+                   ? NGX_HTTP_LLM_EVENT_ABORT : what;
+        }
+
         what = ngx_http_llm_chunk_hook(r, ctx, what, *ms, *me);
     }
 
@@ -2195,17 +2214,25 @@ ngx_http_llm_delta_content(u_char *p, size_t len)
 
 
 /*
- * An event over llm_event_max_size: a chunk hook cannot see it.  1: the
- * stream is ended with an error (ctx->hook_status, ctx->error), unless
- * llm_hook_on_error is pass.
+ * An event a chunk hook cannot see: over llm_event_max_size, not a JSON
+ * object, or data of several lines.  1: the stream is ended with an error
+ * (ctx->hook_status, ctx->error), unless llm_hook_on_error is pass.
  */
 
 static ngx_uint_t
-ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t why)
 {
+    size_t                    size;
     ngx_str_t                 message;
     ngx_http_llm_loc_conf_t  *llcf;
     ngx_http_llm_response_t  *resp;
+
+    static ngx_str_t  reasons[] = {
+        ngx_string("is over llm_event_max_size"),
+        ngx_string("is not a JSON object"),
+        ngx_string("has several data lines")
+    };
 
     resp = ctx->response;
 
@@ -2215,23 +2242,40 @@ ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
+    size = (why == NGX_HTTP_LLM_UNSEEN_SIZE) ? resp->event_max
+                                             : resp->sse.data_len;
+
     if (llcf->hook_on_error) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "llm router: an event over llm_event_max_size "
-                      "(%uz bytes) passed on without the chunk hook "
-                      "(llm_hook_on_error pass)", resp->event_max);
+                      "llm router: an event of the engine's stream %V "
+                      "(%uz bytes), passed on without the chunk hook "
+                      "(llm_hook_on_error pass)",
+                      &reasons[why], size);
         return 0;
     }
 
-    ngx_str_set(&message, "an event of the engine's stream is over "
-                          "llm_event_max_size, the chunk hook cannot see it");
-    ngx_http_llm_set_error(ctx, "response_too_large", "server_error", NULL,
-                           &message);
+    if (why == NGX_HTTP_LLM_UNSEEN_SIZE) {
+        ngx_str_set(&message, "an event of the engine's stream is over "
+                              "llm_event_max_size, the chunk hook cannot "
+                              "see it");
+        ngx_http_llm_set_error(ctx, "response_too_large", "server_error",
+                               NULL, &message);
+
+    } else {
+        ngx_str_set(&message, "an event of the engine's stream is not one "
+                              "JSON object on one data line, the chunk hook "
+                              "cannot see it");
+        ngx_http_llm_set_error(ctx, "unreadable_response", "server_error",
+                               NULL, &message);
+    }
+
     ctx->hook_status = NGX_HTTP_BAD_GATEWAY;
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "llm router: %V (%uz bytes), the stream ends with an "
-                  "error event", &message, resp->event_max);
+                  "llm router: an event of the engine's stream %V "
+                  "(%uz bytes), the chunk hook cannot see it: the stream "
+                  "ends with an error event",
+                  &reasons[why], size);
 
     return 1;
 }
