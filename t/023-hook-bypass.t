@@ -66,6 +66,9 @@ _EOC_
     if (!defined $block->config) {
         my $extra = $block->location_extra // '';
         $extra .= "\n    proxy_set_header X-Mock-Echo 1;" if !$block->no_echo;
+        # a prompt 1000 deep takes valgrind longer than the default 50ms
+        $extra .= "\n    llm_hook_limits time=10s;"
+            if $ENV{TEST_NGINX_USE_VALGRIND} && $extra !~ /llm_hook_limits/;
         $block->set_value("config", <<"_EOC_");
 set \$llm_deny_list "ignore previous instructions";
 set \$llm_system_prompt "SYS-PROMPT";
