@@ -28,6 +28,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_text.h"
 
 
 #define NGX_HTTP_LLM_HOOK_COUNT   1000   /* instructions between checks */
@@ -1666,6 +1667,15 @@ ngx_http_llm_lib_route(lua_State *L)
     }
 
     s = luaL_checklstring(L, 1, &len);
+
+    /* it becomes $llm_target_model and goes into log lines: a name */
+
+    if (len == 0
+        || ngx_http_llm_text_name((u_char *) s, len) != NGX_HTTP_LLM_NAME_OK)
+    {
+        return luaL_error(L, "llm.route: the model name is not 1 to 256 "
+                          "bytes of UTF-8 without control characters");
+    }
 
     call->route.data = ngx_pnalloc(call->request->pool, len);
     if (call->route.data == NULL) {
