@@ -1,7 +1,9 @@
 # Issue 15, review of the request path: what a client sends cannot reach a
 # header, a log line or an error body unchecked through a hook or an
 # engine.  A hook that hands client text to llm.route() gets a name the
-# router checks like the body's model (else the hook fails).
+# router checks like the body's model (else the hook fails); llm.log(), a
+# hook's error and an engine's error message are written into the error
+# log with their control bytes escaped, so a newline cannot forge a line.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -105,3 +107,42 @@ routed to
 '^\{"model":"' . ('x' x 253) . "\xc3\xa9" . 'y","what":"route"'
 --- error_log
 routed to
+
+
+
+=== TEST 4: llm.log() with a newline writes one line, the control bytes escaped
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"log","text":"one\nFORGED [emerg] 1#1: two\r\u0000\u007f\tend"}
+--- error_code: 200
+--- error_log
+llm hook: one\x0AFORGED [emerg] 1#1: two\x0D\x00\x7F\x09end
+--- no_error_log eval
+qr/^FORGED/
+
+
+
+=== TEST 5: a hook's error message with a newline is logged on one line
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"m","what":"error","text":"boom\nFORGED [emerg] x"}',
+ "POST /pass/v1/chat/completions\n" . '{"model":"m","what":"error","text":"boom\nFORGED [emerg] x"}']
+--- error_code eval
+[500, 200]
+--- error_log
+request() failed: boom\x0AFORGED [emerg] x
+--- no_error_log eval
+qr/^FORGED/
+
+
+
+=== TEST 6: an engine's error message with a newline is logged on one line, and comes back escaped in the body
+--- request
+POST /v1/chat/completions
+{"model":"e"}
+--- error_code: 400
+--- response_body
+{"error":{"message":"bad\u000aFORGED [emerg] 1#1: x\u000d","type":"BadRequestError","param":null,"code":"upstream_error"}}
+--- error_log
+engine error 400 rewritten as upstream_error: bad\x0AFORGED [emerg] 1#1: x\x0D
+--- no_error_log eval
+qr/^FORGED/
