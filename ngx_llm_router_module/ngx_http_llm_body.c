@@ -114,6 +114,8 @@ static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_body_length(ngx_http_request_t *r,
     off_t size);
+static ngx_int_t ngx_http_llm_hook_rules(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_reroute(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
@@ -971,7 +973,9 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     route = ctx->route;
 
-    if (route->send_json.len
+    /* model: NULL after a hook, which set the model it wants */
+
+    if (model && route->send_json.len
         && (ctx->model.len != route->send.len
             || ngx_strncmp(ctx->model.data, route->send.data,
                            route->send.len) != 0))
@@ -2113,7 +2117,73 @@ ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_OK;      /* the body goes on as it was */
     }
 
-    return ngx_http_llm_set_body(r, &doc);
+    if (ngx_http_llm_set_body(r, &doc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_hook_rules(r, ctx);
+}
+
+
+/*
+ * The body a hook changed gets the rules of its model and the profile of
+ * its engine again: those of the model llm.route() chose were never
+ * applied, and a field the hook wrote (a max_completion_tokens for
+ * llama.cpp, a stream_options for TGI) must hold to them too.  The rules
+ * give the same body twice over, so what the router planned before the
+ * hook is left as it is.  The model stays as the hook left it.
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_rules(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_int_t              rc;
+    ngx_chain_t           *cl;
+    ngx_http_llm_edit_t    edit[NGX_HTTP_LLM_MAX_EDITS];
+    ngx_http_llm_body_t    body;
+    ngx_http_llm_edits_t   edits;
+    ngx_http_llm_jscan_t   scan;
+
+    if (ngx_http_llm_body_init(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_jscan_init(&scan);
+
+    for (cl = body.bufs; cl; cl = cl->next) {
+        (void) ngx_http_llm_jscan_feed(&scan, cl->buf->pos,
+                                       cl->buf->last - cl->buf->pos);
+    }
+
+    if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "hook_error", NULL,
+                                   "a hook left a body the router cannot "
+                                   "read (a JSON object of at most %d "
+                                   "fields)", NGX_HTTP_LLM_JSCAN_MAX_MEMBERS);
+    }
+
+    if (ngx_http_llm_body_keys(r, &body, &scan) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_llm_check_keys(r, ctx, &body, &scan);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_llm_edits_init(&edits, edit, NGX_HTTP_LLM_MAX_EDITS);
+
+    rc = ngx_http_llm_plan_edits(r, ctx, &body, &scan, NULL, &edits);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (edits.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_apply_edits(r, &body, &edits);
 }
 
 

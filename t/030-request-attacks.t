@@ -4,6 +4,9 @@
 # router checks like the body's model (else the hook fails); llm.log(), a
 # hook's error and an engine's error message are written into the error
 # log with their control bytes escaped, so a newline cannot forge a line.
+# A body a hook changed gets the rules of its model and the profile of its
+# engine again: llm.route()'s model's were never applied, and a field the
+# hook wrote must hold to them too.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -21,12 +24,23 @@ add_block_preprocessor(sub {
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
 upstream pool { server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}; }
+upstream lc {
+    llm_engine llamacpp;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
+}
+upstream tgi {
+    llm_engine tgi;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
+}
 upstream errs {
     llm_engine vllm;
     server 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
 }
 llm_model m { upstream pool; }
 llm_model e { upstream errs; }
+llm_model lc { upstream lc; clamp max_tokens 10; }
+llm_model tgi { upstream tgi; }
+llm_model c { upstream pool; clamp max_tokens 10; drop logit_bias; }
 llm_model default { upstream pool; }
 server {
     listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
@@ -146,3 +160,50 @@ POST /v1/chat/completions
 engine error 400 rewritten as upstream_error: bad\x0AFORGED [emerg] 1#1: x\x0D
 --- no_error_log eval
 qr/^FORGED/
+
+
+
+=== TEST 7: a top-level key with a raw newline, twice: the 400's log line stays one line
+--- request eval
+"POST /v1/chat/completions\n" . qq({"model":"m","a\nFORGED [emerg] y":1,"a\nFORGED [emerg] y":2})
+--- error_code: 400
+--- response_body
+{"error":{"message":"the field \"a\u000aFORGED [emerg] y\" appears 2 times","type":"invalid_request_error","param":"a\u000aFORGED [emerg] y","code":"invalid_request"}}
+--- error_log
+400 invalid_request: the field "a\x0AFORGED [emerg] y" appears 2 times
+--- no_error_log eval
+qr/^FORGED/
+
+
+
+=== TEST 8: llm.route() to a llama.cpp model with a clamp: its profile and its rule hold (max_completion_tokens renamed max_tokens and clamped)
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"route","text":"lc","max_completion_tokens":100000}
+--- response_body chomp
+{"model":"lc","what":"route","text":"lc","max_tokens":10,"cache_prompt":true}
+--- error_log
+routed to "lc"
+
+
+
+=== TEST 9: llm.route() to a TGI model: stream_options removed and n made 1, as for a client that asked for it
+--- request
+POST /v1/chat/completions
+{"model":"m","what":"route","text":"tgi","stream_options":{"include_usage":true},"n":5}
+--- response_body chomp
+{"model":"tgi","what":"route","text":"tgi","n":1}
+
+
+
+=== TEST 10: fields a hook writes hold to the model's rules and the engine's profile (a hook that builds the body, like anthropic.lua)
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"lc","what":"write","fields":{"max_completion_tokens":100000}}',
+ "POST /v1/chat/completions\n" . '{"model":"c","what":"write","fields":{"max_completion_tokens":1e400,"logit_bias":{"1":100}}}',
+ "POST /v1/chat/completions\n" . '{"model":"tgi","what":"write","fields":{"stream_options":{"include_usage":true}}}']
+--- response_body eval
+['{"model":"lc","what":"write","cache_prompt":true,"max_tokens":10}',
+ '{"model":"c","what":"write","max_completion_tokens":10}',
+ '{"model":"tgi","what":"write"}']
+--- no_error_log
+[error]
