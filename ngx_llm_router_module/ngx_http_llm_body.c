@@ -1336,7 +1336,8 @@ ngx_http_llm_stream_options_owned(ngx_http_llm_ctx_t *ctx,
 /*
  * The engine's dialect (llm_engine; a rule is left out with skip=):
  *   max_tokens      max_completion_tokens is renamed max_tokens (dropped
- *                   when both are there): llama.cpp, TGI, Ollama;
+ *                   when both are there, but for a null max_tokens, which
+ *                   gives way to it): llama.cpp, TGI, Ollama;
  *   stream_options  removed: TGI;
  *   n               above 1 becomes 1: TGI makes one choice;
  *   cache_prompt    "cache_prompt":true unless the client set it: llama.cpp.
@@ -1367,6 +1368,19 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS) {
         k = ngx_http_llm_find_member(body, scan, &mct, &count);
         j = ngx_http_llm_find_member(body, scan, &mt, &count);
+
+        /*
+         * a null max_tokens is no limit to the engine: with a value in
+         * max_completion_tokens (clamped or not) that one is the limit
+         */
+
+        if (k >= 0 && !dropped[k] && j >= 0 && !dropped[j] && !touched[j]
+            && scan->members[j].type == NGX_HTTP_LLM_JSON_NULL
+            && scan->members[k].type != NGX_HTTP_LLM_JSON_NULL)
+        {
+            dropped[j] = 1;
+            j = NGX_DECLINED;
+        }
 
         if (k >= 0 && !dropped[k]) {
             if (j >= 0) {

@@ -6,7 +6,9 @@
 # log with their control bytes escaped, so a newline cannot forge a line.
 # A body a hook changed gets the rules of its model and the profile of its
 # engine again: llm.route()'s model's were never applied, and a field the
-# hook wrote must hold to them too.
+# hook wrote must hold to them too.  A null max_tokens next to a
+# max_completion_tokens is no limit to llama.cpp, TGI and Ollama: it gives
+# way to the other.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -40,6 +42,8 @@ llm_model m { upstream pool; }
 llm_model e { upstream errs; }
 llm_model lc { upstream lc; clamp max_tokens 10; }
 llm_model tgi { upstream tgi; }
+llm_model ls { upstream lc; set max_tokens 7; }
+llm_model tc { upstream tgi; clamp max_tokens 10; }
 llm_model c { upstream pool; clamp max_tokens 10; drop logit_bias; }
 llm_model default { upstream pool; }
 server {
@@ -205,5 +209,25 @@ POST /v1/chat/completions
 ['{"model":"lc","what":"write","cache_prompt":true,"max_tokens":10}',
  '{"model":"c","what":"write","max_completion_tokens":10}',
  '{"model":"tgi","what":"write"}']
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: "max_tokens":null with max_completion_tokens for llama.cpp and TGI: the limit the client gave (clamped) is the max_tokens they read, not null (uncapped)
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"lc","max_tokens":null,"max_completion_tokens":100000}',
+ "POST /v1/chat/completions\n" . '{"model":"lc","max_completion_tokens":100000,"max_tokens":null,"x":1}',
+ "POST /v1/chat/completions\n" . '{"model":"ls","max_tokens":null,"max_completion_tokens":5}',
+ "POST /v1/chat/completions\n" . '{"model":"tc","max_tokens":null,"max_completion_tokens":1e400}',
+ "POST /v1/chat/completions\n" . '{"model":"ls","max_tokens":null,"max_completion_tokens":null}',
+ "POST /v1/chat/completions\n" . '{"model":"lc","max_tokens":5,"max_completion_tokens":null}']
+--- response_body eval
+['{"model":"lc","max_tokens":10,"cache_prompt":true}',
+ '{"model":"lc","max_tokens":10,"x":1,"cache_prompt":true}',
+ '{"model":"ls","max_tokens":5,"cache_prompt":true}',
+ '{"model":"tc","max_tokens":10}',
+ '{"model":"ls","max_tokens":7,"max_completion_tokens":7,"cache_prompt":true}',
+ '{"model":"lc","max_tokens":5,"cache_prompt":true}']
 --- no_error_log
 [error]
