@@ -1197,7 +1197,9 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                            j ? &rule->alias : &rule->field);
             }
 
-            if (number > rule->limit) {
+            /* a negative max_tokens is no limit to llama.cpp and Ollama */
+
+            if (number > rule->limit || (rule->alias.len && number < 0)) {
                 touched[k[j]] = 1;
 
                 if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,

@@ -8,7 +8,7 @@
 # engine again: llm.route()'s model's were never applied, and a field the
 # hook wrote must hold to them too.  A null max_tokens next to a
 # max_completion_tokens is no limit to llama.cpp, TGI and Ollama: it gives
-# way to the other.
+# way to the other, and a negative one (no limit either) is clamped.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -229,5 +229,21 @@ POST /v1/chat/completions
  '{"model":"tc","max_tokens":10}',
  '{"model":"ls","max_tokens":7,"max_completion_tokens":7,"cache_prompt":true}',
  '{"model":"lc","max_tokens":5,"cache_prompt":true}']
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: clamp max_tokens holds a negative max_tokens or max_completion_tokens (-1 is no limit to llama.cpp and Ollama); other negative fields are left alone
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"lc","max_tokens":-1}',
+ "POST /v1/chat/completions\n" . '{"model":"lc","max_completion_tokens":-2}',
+ "POST /v1/chat/completions\n" . '{"model":"c","max_tokens":-1e400,"max_completion_tokens":-0.5}',
+ "POST /v1/chat/completions\n" . '{"model":"c","max_tokens":0,"max_completion_tokens":-0}']
+--- response_body eval
+['{"model":"lc","max_tokens":10,"cache_prompt":true}',
+ '{"model":"lc","max_tokens":10,"cache_prompt":true}',
+ '{"model":"c","max_tokens":10,"max_completion_tokens":10}',
+ '{"model":"c","max_tokens":0,"max_completion_tokens":-0}']
 --- no_error_log
 [error]
