@@ -1118,8 +1118,9 @@ usage:
  * One rule on its field.  max_tokens and max_completion_tokens are one
  * field (an engine reads either, vLLM the second first), so a rule on one
  * holds the other too: both are clamped or dropped, and a default is set
- * only when neither is given.  *given: the client sent the field, under
- * either name, null or not.
+ * only when neither is given.  llama.cpp reads its own n_predict before
+ * either: a third name there.  *given: the client sent the field, under
+ * any of its names, null or not.
  */
 
 static ngx_int_t
@@ -1129,36 +1130,46 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_edits_t *edits, ngx_uint_t *given)
 {
     double                        number;
-    ngx_int_t                     k[2];
-    ngx_str_t                     raw;
+    ngx_int_t                     k[3];
+    ngx_str_t                     raw, *name;
     ngx_uint_t                    j, count, set;
+    ngx_http_llm_srv_conf_t      *lscf;
     ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  n_predict = ngx_string("n_predict");
+
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
 
     k[0] = ngx_http_llm_find_member(body, scan, &rule->field, &count);
     k[1] = rule->alias.len
            ? ngx_http_llm_find_member(body, scan, &rule->alias, &count)
            : NGX_DECLINED;
+    k[2] = (rule->alias.len && lscf->engine == NGX_HTTP_LLM_ENGINE_LLAMACPP)
+           ? ngx_http_llm_find_member(body, scan, &n_predict, &count)
+           : NGX_DECLINED;
 
-    *given = (k[0] >= 0 || k[1] >= 0);
+    *given = (k[0] >= 0 || k[1] >= 0 || k[2] >= 0);
 
     /* set: the client's nulls are replaced when it gave no value */
 
     set = 1;
 
-    for (j = 0; j < 2; j++) {
+    for (j = 0; j < 3; j++) {
         if (k[j] >= 0 && scan->members[k[j]].type != NGX_HTTP_LLM_JSON_NULL)
         {
             set = 0;
         }
     }
 
-    for (j = 0; j < 2; j++) {
+    for (j = 0; j < 3; j++) {
 
         if (k[j] < 0) {
             continue;
         }
 
         m = &scan->members[k[j]];
+        name = (j == 0) ? &rule->field : (j == 1) ? &rule->alias : &n_predict;
 
         switch (rule->op) {
 
@@ -1193,8 +1204,7 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                 return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                            "invalid_request", NULL,
                                            "the field \"%V\" must be "
-                                           "a number",
-                                           j ? &rule->alias : &rule->field);
+                                           "a number", name);
             }
 
             /* a negative max_tokens is no limit to llama.cpp and Ollama */

@@ -9,6 +9,7 @@
 # hook wrote must hold to them too.  A null max_tokens next to a
 # max_completion_tokens is no limit to llama.cpp, TGI and Ollama: it gives
 # way to the other, and a negative one (no limit either) is clamped.
+# llama.cpp's own n_predict is the same field for a llama.cpp upstream.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -43,6 +44,7 @@ llm_model e { upstream errs; }
 llm_model lc { upstream lc; clamp max_tokens 10; }
 llm_model tgi { upstream tgi; }
 llm_model ls { upstream lc; set max_tokens 7; }
+llm_model ld { upstream lc; drop max_completion_tokens; }
 llm_model tc { upstream tgi; clamp max_tokens 10; }
 llm_model c { upstream pool; clamp max_tokens 10; drop logit_bias; }
 llm_model default { upstream pool; }
@@ -247,3 +249,23 @@ POST /v1/chat/completions
  '{"model":"c","max_tokens":0,"max_completion_tokens":-0}']
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: for llama.cpp, n_predict (read before max_tokens) is the max tokens field too: clamped, a null one given set's default, dropped with it; other engines leave it alone
+--- request eval
+["POST /v1/chat/completions\n" . '{"model":"lc","max_tokens":5,"n_predict":-1}',
+ "POST /v1/chat/completions\n" . '{"model":"lc","n_predict":100000}',
+ "POST /v1/chat/completions\n" . '{"model":"lc","n_predict":"x"}',
+ "POST /v1/chat/completions\n" . '{"model":"ls","n_predict":null}',
+ "POST /v1/chat/completions\n" . '{"model":"ld","n_predict":-1,"max_tokens":3}',
+ "POST /v1/chat/completions\n" . '{"model":"c","n_predict":-1}']
+--- error_code eval
+[200, 200, 400, 200, 200, 200]
+--- response_body eval
+['{"model":"lc","max_tokens":5,"n_predict":10,"cache_prompt":true}',
+ '{"model":"lc","n_predict":10,"cache_prompt":true}',
+ '{"error":{"message":"the field \"n_predict\" must be a number","type":"invalid_request_error","param":null,"code":"invalid_request"}}' . "\n",
+ '{"model":"ls","n_predict":7,"cache_prompt":true}',
+ '{"model":"ld","cache_prompt":true}',
+ '{"model":"c","n_predict":-1}']
