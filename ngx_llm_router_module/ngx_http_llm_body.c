@@ -114,6 +114,8 @@ static ngx_int_t ngx_http_llm_set_body(ngx_http_request_t *r,
     ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_body_length(ngx_http_request_t *r,
     off_t size);
+static ngx_int_t ngx_http_llm_hook_rules(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_reroute(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_str_t *doc);
 static ngx_int_t ngx_http_llm_no_healthy_upstream(ngx_http_request_t *r,
@@ -971,7 +973,9 @@ ngx_http_llm_plan_edits(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     route = ctx->route;
 
-    if (route->send_json.len
+    /* model: NULL after a hook, which set the model it wants */
+
+    if (model && route->send_json.len
         && (ctx->model.len != route->send.len
             || ngx_strncmp(ctx->model.data, route->send.data,
                            route->send.len) != 0))
@@ -1114,8 +1118,9 @@ usage:
  * One rule on its field.  max_tokens and max_completion_tokens are one
  * field (an engine reads either, vLLM the second first), so a rule on one
  * holds the other too: both are clamped or dropped, and a default is set
- * only when neither is given.  *given: the client sent the field, under
- * either name, null or not.
+ * only when neither is given.  llama.cpp reads its own n_predict before
+ * either: a third name there.  *given: the client sent the field, under
+ * any of its names, null or not.
  */
 
 static ngx_int_t
@@ -1125,36 +1130,46 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_edits_t *edits, ngx_uint_t *given)
 {
     double                        number;
-    ngx_int_t                     k[2];
-    ngx_str_t                     raw;
+    ngx_int_t                     k[3];
+    ngx_str_t                     raw, *name;
     ngx_uint_t                    j, count, set;
+    ngx_http_llm_srv_conf_t      *lscf;
     ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  n_predict = ngx_string("n_predict");
+
+    lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
+                                           ngx_http_llm_router_module);
 
     k[0] = ngx_http_llm_find_member(body, scan, &rule->field, &count);
     k[1] = rule->alias.len
            ? ngx_http_llm_find_member(body, scan, &rule->alias, &count)
            : NGX_DECLINED;
+    k[2] = (rule->alias.len && lscf->engine == NGX_HTTP_LLM_ENGINE_LLAMACPP)
+           ? ngx_http_llm_find_member(body, scan, &n_predict, &count)
+           : NGX_DECLINED;
 
-    *given = (k[0] >= 0 || k[1] >= 0);
+    *given = (k[0] >= 0 || k[1] >= 0 || k[2] >= 0);
 
     /* set: the client's nulls are replaced when it gave no value */
 
     set = 1;
 
-    for (j = 0; j < 2; j++) {
+    for (j = 0; j < 3; j++) {
         if (k[j] >= 0 && scan->members[k[j]].type != NGX_HTTP_LLM_JSON_NULL)
         {
             set = 0;
         }
     }
 
-    for (j = 0; j < 2; j++) {
+    for (j = 0; j < 3; j++) {
 
         if (k[j] < 0) {
             continue;
         }
 
         m = &scan->members[k[j]];
+        name = (j == 0) ? &rule->field : (j == 1) ? &rule->alias : &n_predict;
 
         switch (rule->op) {
 
@@ -1189,11 +1204,12 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                 return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
                                            "invalid_request", NULL,
                                            "the field \"%V\" must be "
-                                           "a number",
-                                           j ? &rule->alias : &rule->field);
+                                           "a number", name);
             }
 
-            if (number > rule->limit) {
+            /* a negative max_tokens is no limit to llama.cpp and Ollama */
+
+            if (number > rule->limit || (rule->alias.len && number < 0)) {
                 touched[k[j]] = 1;
 
                 if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
@@ -1332,7 +1348,8 @@ ngx_http_llm_stream_options_owned(ngx_http_llm_ctx_t *ctx,
 /*
  * The engine's dialect (llm_engine; a rule is left out with skip=):
  *   max_tokens      max_completion_tokens is renamed max_tokens (dropped
- *                   when both are there): llama.cpp, TGI, Ollama;
+ *                   when both are there, but for a null max_tokens, which
+ *                   gives way to it): llama.cpp, TGI, Ollama;
  *   stream_options  removed: TGI;
  *   n               above 1 becomes 1: TGI makes one choice;
  *   cache_prompt    "cache_prompt":true unless the client set it: llama.cpp.
@@ -1363,6 +1380,19 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     if (profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS) {
         k = ngx_http_llm_find_member(body, scan, &mct, &count);
         j = ngx_http_llm_find_member(body, scan, &mt, &count);
+
+        /*
+         * a null max_tokens is no limit to the engine: with a value in
+         * max_completion_tokens (clamped or not) that one is the limit
+         */
+
+        if (k >= 0 && !dropped[k] && j >= 0 && !dropped[j] && !touched[j]
+            && scan->members[j].type == NGX_HTTP_LLM_JSON_NULL
+            && scan->members[k].type != NGX_HTTP_LLM_JSON_NULL)
+        {
+            dropped[j] = 1;
+            j = NGX_DECLINED;
+        }
 
         if (k >= 0 && !dropped[k]) {
             if (j >= 0) {
@@ -2113,7 +2143,73 @@ ngx_http_llm_request_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_OK;      /* the body goes on as it was */
     }
 
-    return ngx_http_llm_set_body(r, &doc);
+    if (ngx_http_llm_set_body(r, &doc) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_hook_rules(r, ctx);
+}
+
+
+/*
+ * The body a hook changed gets the rules of its model and the profile of
+ * its engine again: those of the model llm.route() chose were never
+ * applied, and a field the hook wrote (a max_completion_tokens for
+ * llama.cpp, a stream_options for TGI) must hold to them too.  The rules
+ * give the same body twice over, so what the router planned before the
+ * hook is left as it is.  The model stays as the hook left it.
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_rules(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_int_t              rc;
+    ngx_chain_t           *cl;
+    ngx_http_llm_edit_t    edit[NGX_HTTP_LLM_MAX_EDITS];
+    ngx_http_llm_body_t    body;
+    ngx_http_llm_edits_t   edits;
+    ngx_http_llm_jscan_t   scan;
+
+    if (ngx_http_llm_body_init(r, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_jscan_init(&scan);
+
+    for (cl = body.bufs; cl; cl = cl->next) {
+        (void) ngx_http_llm_jscan_feed(&scan, cl->buf->pos,
+                                       cl->buf->last - cl->buf->pos);
+    }
+
+    if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                   "hook_error", NULL,
+                                   "a hook left a body the router cannot "
+                                   "read (a JSON object of at most %d "
+                                   "fields)", NGX_HTTP_LLM_JSCAN_MAX_MEMBERS);
+    }
+
+    if (ngx_http_llm_body_keys(r, &body, &scan) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_llm_check_keys(r, ctx, &body, &scan);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_llm_edits_init(&edits, edit, NGX_HTTP_LLM_MAX_EDITS);
+
+    rc = ngx_http_llm_plan_edits(r, ctx, &body, &scan, NULL, &edits);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (edits.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_llm_apply_edits(r, &body, &edits);
 }
 
 

@@ -210,6 +210,7 @@ ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_llm_ctx_t *ctx)
 {
     ngx_buf_t   *b;
+    ngx_str_t    message;
     ngx_uint_t   level;
 
     b = ngx_http_llm_error_body(r, status, ctx);
@@ -220,9 +221,17 @@ ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
     level = (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_ERR
                                                        : NGX_LOG_INFO;
 
+    /* the message may quote the client: one line whatever it holds */
+
+    if (ngx_http_llm_log_text(r->pool, &ctx->error.message, &message)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     ngx_log_error(level, r->connection->log, 0,
                   "llm router: %ui %V: %V", status, &ctx->error.code,
-                  &ctx->error.message);
+                  &message);
 
     return ngx_http_llm_send_buffer(r, status, "application/json", b);
 }

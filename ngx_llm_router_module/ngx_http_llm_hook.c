@@ -28,6 +28,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_text.h"
 
 
 #define NGX_HTTP_LLM_HOOK_COUNT   1000   /* instructions between checks */
@@ -1667,6 +1668,15 @@ ngx_http_llm_lib_route(lua_State *L)
 
     s = luaL_checklstring(L, 1, &len);
 
+    /* it becomes $llm_target_model and goes into log lines: a name */
+
+    if (len == 0
+        || ngx_http_llm_text_name((u_char *) s, len) != NGX_HTTP_LLM_NAME_OK)
+    {
+        return luaL_error(L, "llm.route: the model name is not 1 to 256 "
+                          "bytes of UTF-8 without control characters");
+    }
+
     call->route.data = ngx_pnalloc(call->request->pool, len);
     if (call->route.data == NULL) {
         return luaL_error(L, "no memory");
@@ -1783,6 +1793,16 @@ ngx_http_llm_lib_log(lua_State *L)
     log = (ngx_http_llm_call && ngx_http_llm_call->request)
           ? ngx_http_llm_call->request->connection->log
           : ngx_cycle->log;
+
+    /* one line whatever the text holds: a newline cannot forge another */
+
+    if (ngx_http_llm_log_text(ngx_http_llm_call && ngx_http_llm_call->request
+                              ? ngx_http_llm_call->request->pool
+                              : ngx_cycle->pool, &msg, &msg)
+        != NGX_OK)
+    {
+        return luaL_error(L, "no memory");
+    }
 
     ngx_log_error(level, log, 0, "llm hook: %V", &msg);
 
@@ -2499,13 +2519,22 @@ static ngx_int_t
 ngx_http_llm_hook_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_hook_t *h, const char *name, const char *why)
 {
-    ngx_str_t                 message;
+    ngx_str_t                 message, text;
     ngx_http_llm_loc_conf_t  *llcf;
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
+    /* a Lua error's text may hold what the client sent: one line */
+
+    message.data = (u_char *) why;
+    message.len = ngx_strlen(why);
+
+    if (ngx_http_llm_log_text(r->pool, &message, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "llm hook: %V %s() failed: %s%s", &h->file, name, why,
+                  "llm hook: %V %s() failed: %V%s", &h->file, name, &text,
                   llcf->hook_on_error ? ", passed on unchanged" : "");
 
     if (llcf->hook_on_error) {

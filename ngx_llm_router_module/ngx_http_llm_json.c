@@ -172,6 +172,35 @@ ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
 }
 
 
+/* "in" for a log line: its control bytes escaped (ngx_http_llm_text_log()) */
+
+ngx_int_t
+ngx_http_llm_log_text(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = ngx_http_llm_text_log(NULL, in->data, in->len);
+
+    if (len == in->len) {
+        *out = *in;             /* nothing to escape */
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_llm_text_log(p, in->data, in->len);
+
+    out->data = p;              /* out may be in */
+    out->len = len;
+
+    return NGX_OK;
+}
+
+
 /*
  * The object "in" (raw JSON, checked by the scanner) with
  * "include_usage":true, its members kept as they are: for stream_options,

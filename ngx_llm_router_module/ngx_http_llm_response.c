@@ -1414,6 +1414,12 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ngx_http_llm_set_error(ctx, code, type, NULL, &message);
 
+    /* the engine's text on one line: a newline cannot forge another */
+
+    if (ngx_http_llm_log_text(r->pool, &message, &message) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "llm router: engine error %ui rewritten as %s: %V",
                   r->headers_out.status, code, &message);

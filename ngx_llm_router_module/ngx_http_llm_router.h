@@ -378,6 +378,8 @@ ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
+ngx_int_t ngx_http_llm_log_text(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);

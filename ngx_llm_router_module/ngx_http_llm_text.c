@@ -418,6 +418,50 @@ ngx_http_llm_text_token(const unsigned char *p, size_t len)
 
 
 /*
+ * Text from a client, a hook or an engine for a log line, into dst, or
+ * only counted with dst NULL; returns the length.  A control byte (below
+ * 0x20, or 0x7f) becomes \xXX, so that a newline cannot start a forged
+ * line; the rest is kept.  At most 4 bytes out for a byte in.
+ */
+
+size_t
+ngx_http_llm_text_log(unsigned char *dst, const unsigned char *src,
+    size_t len)
+{
+    size_t         i, n;
+    unsigned char  c;
+
+    static const unsigned char  hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        c = src[i];
+
+        if (c >= 0x20 && c != 0x7f) {
+            if (dst) {
+                dst[n] = c;
+            }
+
+            n++;
+            continue;
+        }
+
+        if (dst) {
+            dst[n] = '\\';
+            dst[n + 1] = 'x';
+            dst[n + 2] = hex[c >> 4];
+            dst[n + 3] = hex[c & 0xf];
+        }
+
+        n += 4;
+    }
+
+    return n;
+}
+
+
+/*
  * The texts of a prompt, one after another: the value itself if it is a
  * string; the strings of an array; with chat set, the "content" of each
  * message (an object) when it is a string, or the "text" of its parts.

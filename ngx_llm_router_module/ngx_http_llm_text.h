@@ -54,6 +54,8 @@ size_t ngx_http_llm_text_decode(unsigned char *dst, const unsigned char *src,
 size_t ngx_http_llm_text_quote(unsigned char *dst, const unsigned char *src,
     size_t len, int json);
 int ngx_http_llm_text_token(const unsigned char *p, size_t len);
+size_t ngx_http_llm_text_log(unsigned char *dst, const unsigned char *src,
+    size_t len);
 
 void ngx_http_llm_texts_init(ngx_http_llm_texts_t *t, const unsigned char *p,
     size_t len, int chat);

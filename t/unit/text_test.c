@@ -174,6 +174,29 @@ check_texts_cut(const char *value)
 }
 
 
+static void
+check_log(const char *in, size_t len, const char *want)
+{
+    size_t         n, m;
+    unsigned char  *out;
+
+    n = ngx_http_llm_text_log(NULL, U(in), len);
+    out = malloc(n + 1);
+
+    if (out == NULL) {
+        abort();
+    }
+
+    m = ngx_http_llm_text_log(out, U(in), len);
+
+    CHECK(n == m && n == strlen(want) && memcmp(out, want, n) == 0
+          && memchr(out, '\n', n) == NULL,
+          "log text of \"%s\": %.*s", in, (int) m, out);
+
+    free(out);
+}
+
+
 int
 main(void)
 {
@@ -249,6 +272,30 @@ main(void)
     CHECK(!ngx_http_llm_text_token(U("a\"b"), 3), "token with a quote");
     CHECK(!ngx_http_llm_text_token(U(""), 0), "empty token");
     CHECK(!ngx_http_llm_text_token(U(name), 65), "long token");
+
+    /* log lines: control bytes escaped, the rest kept */
+
+    check_log("plain \"q\" \\ caf\xc3\xa9 \xff", 19,
+              "plain \"q\" \\ caf\xc3\xa9 \xff");
+    check_log("a\nFORGED [emerg] x", 18, "a\\x0AFORGED [emerg] x");
+    check_log("\r\t\x7f\x1f", 4, "\\x0D\\x09\\x7F\\x1F");
+    check_log("a\0b", 3, "a\\x00b");
+    check_log("", 0, "");
+
+    for (i = 0; i < 256; i++) {
+        name[0] = (char) i;
+        CHECK(ngx_http_llm_text_log(NULL, U(name), 1)
+              == ((i < 0x20 || i == 0x7f) ? 4 : 1), "log byte %zu", i);
+    }
+
+    /* a name at the limit, a character across it */
+
+    memset(name, 'a', sizeof(name));
+    memcpy(name + 254, "\xc3\xa9", 2);
+    check_name(name, 256, NGX_HTTP_LLM_NAME_OK);
+    memcpy(name + 255, "\xc3\xa9", 2);
+    check_name(name, 257, NGX_HTTP_LLM_NAME_LONG);
+    check_name(name, 256, NGX_HTTP_LLM_NAME_UTF8);
 
     /* texts */
 
