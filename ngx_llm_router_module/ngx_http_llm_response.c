@@ -945,8 +945,14 @@ ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
         ctx->total_tokens = counts[2];
 
     } else if (ctx->prompt_tokens >= 0) {
-        ctx->total_tokens = ctx->prompt_tokens
-                            + ngx_max(ctx->completion_tokens, 0);
+
+        /* each count is below NGX_MAX_INT_T_VALUE, not their sum */
+
+        n = ngx_max(ctx->completion_tokens, 0);
+
+        ctx->total_tokens = (ctx->prompt_tokens > NGX_MAX_INT_T_VALUE - n)
+                            ? NGX_MAX_INT_T_VALUE
+                            : ctx->prompt_tokens + n;
     }
 
     return NGX_OK;

@@ -1,0 +1,131 @@
+# The response path against a hostile engine: answers written byte by
+# byte, cut, lying about their length, with usage counts past any limit,
+# error messages with line ends and bytes that are not UTF-8
+# (t/lib/raw_engine.py answers with the raw bytes a request asks for).
+use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use LLMTest;
+use MIME::Base64 qw(encode_base64);
+
+{
+    local $ENV{TEST_NGINX_MOCK} = "$FindBin::Bin/lib/raw_engine.py";
+    start_mock("127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}=raw");
+}
+
+no_shuffle();
+
+# X-Raw: the engine's whole answer
+sub raw { 'X-Raw: ' . encode_base64(join('', @_), '') }
+
+sub json_answer {
+    my ($body, $length) = @_;
+    $length //= length $body;
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    . "Content-Length: $length\r\nConnection: close\r\n\r\n$body";
+}
+
+sub sse_answer {
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    . "Connection: close\r\n\r\n" . join('', @_);
+}
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $extra = $block->location_extra // '';
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", <<"_EOC_");
+llm_router_zone llm 1m;
+upstream raw {
+    llm_engine openai;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
+}
+llm_model r { upstream raw; }
+llm_model rt { upstream raw; target engine-rt; }
+llm_model rh { upstream raw; hook $FindBin::Bin/hooks/seen.lua; }
+log_format audit escape=json 'AUDIT {"model":"\$llm_model","status":"\$status","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","events":"\$llm_stream_events","error":"\$llm_error"}';
+_EOC_
+    }
+    if (!defined $block->config) {
+        $block->set_value("config", <<"_EOC_");
+location /v1/ {
+    llm_router on;
+    proxy_pass http://\$llm_upstream;
+    proxy_http_version 1.1;
+    proxy_buffering off;
+    proxy_read_timeout 2s;
+    access_log logs/error.log audit;
+    $extra
+}
+_EOC_
+    }
+});
+
+our $chat = '"messages":[{"role":"user","content":"hi"}]';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: usage counts whose sum is past a 64-bit integer: the total stops at its top
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"r\",$::chat}"
+--- more_headers eval
+::raw(::json_answer('{"id":"x","model":"r","choices":[],"usage":{"prompt_tokens":9e18,"completion_tokens":9e18}}'))
+--- response_body_like chomp
+"prompt_tokens":9e18
+--- wait: 0.2
+--- error_log eval
+qr/AUDIT \{"model":"r",.*"prompt":"9000000000000000000","completion":"9000000000000000000","total":"9223372036854775807"/
+
+
+
+=== TEST 4: a stream with its model restored, written one byte at a time with CRLF line ends
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rt\",\"stream\":true,$::chat}"
+--- more_headers eval
+[::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n",
+                   ": beat\r\n\r\n",
+                   "event: x\r\ndata: {\"model\":\"engine-rt\",\"choices\":[]}\r\n\r\n",
+                   "data: [DONE]\r\n\r\n")),
+ "X-Raw-Split: 1"]
+--- response_body eval
+"data: {\"model\":\"rt\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n: beat\r\n\r\nevent: x\r\ndata: {\"model\":\"rt\",\"choices\":[]}\r\n\r\ndata: [DONE]\r\n\r\n"
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: a stream cut in the middle of an event, byte by byte: the held bytes, then the error event
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rt\",\"stream\":true,$::chat}"
+--- more_headers eval
+[::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[]}\n\n",
+                   "data: {\"model\":\"engine-rt\",\"cho")),
+ "X-Raw-Split: 1"]
+--- response_body_like eval
+qr/^data: \{"model":"rt","choices":\[\]\}\n\ndata: \{"model":"engine-rt","cho(\n\n)?data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 6: a held JSON answer of exactly llm_response_buffer_size bytes gets its model restored
+--- location_extra
+llm_response_buffer_size 1k;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rt\",$::chat}"
+--- more_headers eval
+my $head = '{"id":"x","model":"engine-rt","choices":[],"pad":"';
+::raw(::json_answer($head . ('p' x (1024 - length($head) - 2)) . '"}'))
+--- response_body_like chomp
+^\{"id":"x","model":"rt","choices":\[\],"pad":"p+"\}$
+
+
+
+=== TEST 7: Content-Encoding "GZIP, identity" counts as compressed: a response hook refuses it
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rh\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: GZIP, identity\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+--- error_code: 502
+--- response_body_like chomp
+"code":"compressed_response"
