@@ -1293,7 +1293,7 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     u_char                   *copy;
     size_t                    len;
     ngx_buf_t                *b, *body;
-    ngx_str_t                 message;
+    ngx_str_t                 message, quoted;
     const char               *code, *type;
     ngx_http_llm_response_t  *resp;
 
@@ -1414,9 +1414,15 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ngx_http_llm_set_error(ctx, code, type, NULL, &message);
 
+    /* quoted: the engine's line ends and bytes stay out of the log */
+
+    if (ngx_http_llm_json_quote(r->pool, &message, &quoted) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "llm router: engine error %ui rewritten as %s: %V",
-                  r->headers_out.status, code, &message);
+                  r->headers_out.status, code, &quoted);
 
     b = ngx_http_llm_error_body(r, r->headers_out.status, ctx);
     if (b == NULL) {

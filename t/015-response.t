@@ -303,7 +303,7 @@ Content-Type: application/json
 --- response_body
 {"error":{"message":"bad thing","type":"BadRequestError","param":null,"code":"upstream_error"}}
 --- error_log
-engine error 400 rewritten as upstream_error: bad thing
+engine error 400 rewritten as upstream_error: "bad thing"
 
 
 

@@ -80,6 +80,22 @@ qr/AUDIT \{"model":"r",.*"prompt":"9000000000000000000","completion":"9000000000
 
 
 
+=== TEST 3: an engine's 400 whose message holds CR LF and bytes not UTF-8: the log line stays one line
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"r\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+      . '{"message":"bad\r\n2026/01/01 00:00:00 [emerg] 1#1: forged ' . "\xff\xfe" . '","code":"x\r\ny","type":"t y"}')
+--- error_code: 400
+--- response_body_like chomp
+^\{"error":\{"message":"bad\\u000d\\u000a2026/01/01 00:00:00 \[emerg\] 1#1: forged [^"]+","type":"invalid_request_error","param":null,"code":"upstream_error"\}\}$
+--- error_log
+engine error 400 rewritten as upstream_error: "bad\u000d\u000a2026/01/01
+--- no_error_log eval
+qr/^2026\/01\/01 00:00:00 \[emerg\]/
+
+
+
 === TEST 4: a stream with its model restored, written one byte at a time with CRLF line ends
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"rt\",\"stream\":true,$::chat}"
