@@ -411,9 +411,12 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /* held until the whole body is in */
+    /* held until the whole body is in; the engine may break it off */
 
     r->allow_ranges = 0;
+
+    resp->finalize = r->upstream->finalize_request;
+    r->upstream->finalize_request = ngx_http_llm_upstream_finalize;
 
     return NGX_DONE;
 }
@@ -2599,7 +2602,8 @@ ngx_http_llm_stream_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 /*
  * The proxy ends a request: when the engine broke off a stream whose
  * headers were sent (closed, timed out), nginx would just close the
- * connection.  The client gets an error event and [DONE] first.
+ * connection.  The client gets an error event and [DONE] first; a held
+ * JSON answer cut short, whose headers are not out, is a 502 instead.
  */
 
 static void
@@ -2635,6 +2639,19 @@ ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
     if (rc < NGX_HTTP_SPECIAL_RESPONSE || ctx->stream_done || resp->ended
         || !r->upstream->header_sent || r->header_only)
     {
+        return;
+    }
+
+    if (resp->mode != NGX_HTTP_LLM_MODE_SSE) {
+
+        /* a held answer cut short: its headers are not out yet */
+
+        (void) ngx_http_llm_refuse(r, ctx, "upstream_error",
+                                   (rc == NGX_HTTP_GATEWAY_TIME_OUT)
+                                   ? "the engine stopped sending in the "
+                                     "middle of its answer"
+                                   : "the engine closed the connection "
+                                     "before the end of its answer");
         return;
     }
 

@@ -33,6 +33,7 @@ sub sse_answer {
 add_block_preprocessor(sub {
     my $block = shift;
     my $extra = $block->location_extra // '';
+    my $timeout = $extra =~ /proxy_read_timeout/ ? '' : 'proxy_read_timeout 2s;';
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
 llm_router_zone llm 1m;
@@ -53,7 +54,7 @@ location /v1/ {
     proxy_pass http://\$llm_upstream;
     proxy_http_version 1.1;
     proxy_buffering off;
-    proxy_read_timeout 2s;
+    $timeout
     access_log logs/error.log audit;
     $extra
 }
@@ -80,6 +81,19 @@ qr/AUDIT \{"model":"r",.*"prompt":"9000000000000000000","completion":"9000000000
 
 
 
+=== TEST 2: a held answer (model restored) the engine cuts before its Content-Length: 502 in OpenAI's shape
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rt\",$::chat}"
+--- more_headers eval
+::raw(::json_answer('{"id":"x","model":"engine-rt","choices":[]', 500))
+--- error_code: 502
+--- response_body_like chomp
+^\{"error":\{"message":"the engine closed the connection before the end of its answer","type":"server_error","param":null,"code":"upstream_error"\}\}$
+--- error_log
+the client gets 502 upstream_error
+
+
+
 === TEST 3: an engine's 400 whose message holds CR LF and bytes not UTF-8: the log line stays one line
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"r\",$::chat}"
@@ -100,11 +114,11 @@ qr/^2026\/01\/01 00:00:00 \[emerg\]/
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"rt\",\"stream\":true,$::chat}"
 --- more_headers eval
-[::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n",
+::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n",
                    ": beat\r\n\r\n",
                    "event: x\r\ndata: {\"model\":\"engine-rt\",\"choices\":[]}\r\n\r\n",
-                   "data: [DONE]\r\n\r\n")),
- "X-Raw-Split: 1"]
+                   "data: [DONE]\r\n\r\n"))
+. "\nX-Raw-Split: 1"
 --- response_body eval
 "data: {\"model\":\"rt\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n: beat\r\n\r\nevent: x\r\ndata: {\"model\":\"rt\",\"choices\":[]}\r\n\r\ndata: [DONE]\r\n\r\n"
 --- no_error_log
@@ -116,9 +130,9 @@ qr/^2026\/01\/01 00:00:00 \[emerg\]/
 --- request eval
 "POST /v1/chat/completions\n{\"model\":\"rt\",\"stream\":true,$::chat}"
 --- more_headers eval
-[::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[]}\n\n",
-                   "data: {\"model\":\"engine-rt\",\"cho")),
- "X-Raw-Split: 1"]
+::raw(::sse_answer("data: {\"model\":\"engine-rt\",\"choices\":[]}\n\n",
+                   "data: {\"model\":\"engine-rt\",\"cho"))
+. "\nX-Raw-Split: 1"
 --- response_body_like eval
 qr/^data: \{"model":"rt","choices":\[\]\}\n\ndata: \{"model":"engine-rt","cho(\n\n)?data: \{"error":\{[^\n]*"code":"stream_interrupted"\}\}\n\ndata: \[DONE\]\n\n$/
 
@@ -145,3 +159,29 @@ my $head = '{"id":"x","model":"engine-rt","choices":[],"pad":"';
 --- error_code: 502
 --- response_body_like chomp
 "code":"compressed_response"
+
+
+
+=== TEST 8: an engine's error cut before its Content-Length: 502 in OpenAI's shape, not an empty reply
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"r\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 400\r\nConnection: close\r\n\r\n{\"error\":")
+--- error_code: 502
+--- response_body_like chomp
+^\{"error":\{"message":"the engine closed the connection before the end of its answer","type":"server_error","param":null,"code":"upstream_error"\}\}$
+--- error_log
+the client gets 502 upstream_error
+
+
+
+=== TEST 9: a held answer the engine stops sending: 502 once proxy_read_timeout is over
+--- location_extra
+proxy_read_timeout 300ms;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rh\",$::chat}"
+--- more_headers eval
+::raw(::json_answer('{"id":"x","model":"rh","choices":[]', 500)) . "\nX-Raw-Wait-Ms: 1500"
+--- error_code: 502
+--- response_body_like chomp
+^\{"error":\{"message":"the engine stopped sending in the middle of its answer","type":"server_error","param":null,"code":"upstream_error"\}\}$
