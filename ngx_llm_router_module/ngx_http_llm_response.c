@@ -174,6 +174,7 @@ static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static void ngx_http_llm_upstream_stop(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
@@ -1049,6 +1050,8 @@ ngx_http_llm_too_large(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     for (ln = in; ln; ln = ln->next) {
         ln->buf->pos = ln->buf->last;
     }
+
+    ngx_http_llm_upstream_stop(r);
 
     rc = ngx_http_llm_refuse(r, ctx, "response_too_large",
                              "the engine's answer is over "
@@ -2783,7 +2786,38 @@ ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ctx->stream_done = 1;
 
+    ngx_http_llm_upstream_stop(r);
+
     return ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/*
+ * The client's answer has ended before the engine's: the upstream module
+ * finishes the request (and closes the engine's connection) once it has
+ * handed on what it read, instead of reading the engine to its end while
+ * the engine generates for nobody and the client's connection waits.
+ */
+
+static void
+ngx_http_llm_upstream_stop(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u == NULL) {
+        return;
+    }
+
+    if (u->buffering) {
+        if (u->pipe) {
+            u->pipe->upstream_done = 1;
+        }
+
+    } else {
+        u->length = 0;
+    }
 }
 
 

@@ -12,6 +12,7 @@ use MIME::Base64 qw(encode_base64);
     local $ENV{TEST_NGINX_MOCK} = "$FindBin::Bin/lib/raw_engine.py";
     start_mock("127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT}=raw");
 }
+start_mock("127.0.0.1:$ENV{TEST_NGINX_MOCK2_PORT}=m2", '--tokens', 3);
 
 no_shuffle();
 
@@ -34,6 +35,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     my $extra = $block->location_extra // '';
     my $timeout = $extra =~ /proxy_read_timeout/ ? '' : 'proxy_read_timeout 2s;';
+    $timeout .= ' proxy_buffering off;' if $extra !~ /proxy_buffering/;
     if (!defined $block->http_config) {
         $block->set_value("http_config", <<"_EOC_");
 llm_router_zone llm 1m;
@@ -41,10 +43,15 @@ upstream raw {
     llm_engine openai;
     server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
 }
+upstream pool {
+    llm_engine vllm;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK2_PORT};
+}
 llm_model r { upstream raw; }
+llm_model ma { upstream pool; hook $FindBin::Bin/hooks/answer.lua; }
 llm_model rt { upstream raw; target engine-rt; }
 llm_model rh { upstream raw; hook $FindBin::Bin/hooks/seen.lua; }
-log_format audit escape=json 'AUDIT {"model":"\$llm_model","status":"\$status","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","events":"\$llm_stream_events","error":"\$llm_error"}';
+log_format audit escape=json 'AUDIT {"model":"\$llm_model","status":"\$status","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","events":"\$llm_stream_events","error":"\$llm_error","engine_bytes":"\$upstream_response_length"}';
 _EOC_
     }
     if (!defined $block->config) {
@@ -53,7 +60,6 @@ location /v1/ {
     llm_router on;
     proxy_pass http://\$llm_upstream;
     proxy_http_version 1.1;
-    proxy_buffering off;
     $timeout
     access_log logs/error.log audit;
     $extra
@@ -185,3 +191,35 @@ proxy_read_timeout 300ms;
 --- error_code: 502
 --- response_body_like chomp
 ^\{"error":\{"message":"the engine stopped sending in the middle of its answer","type":"server_error","param":null,"code":"upstream_error"\}\}$
+
+
+
+=== TEST 10: a chunk hook that fails ends the engine's stream too: the router stops reading it (proxy_buffering off)
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"ma\",\"stream\":true,$::chat}"
+--- more_headers
+X-Fail: 1
+X-Mock-Tokens: 3000
+X-Mock-Pace-Ms: 1
+--- response_body_like eval
+qr/^data: [^\n]*\n\ndata: [^\n]*"TOK0 "[^\n]*\n\ndata: \{"error":\{[^\n]*"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
+--- wait: 0.3
+--- error_log eval
+qr/AUDIT \{"model":"ma",.*"error":"hook_error","engine_bytes":"\d{1,5}"\}/
+
+
+
+=== TEST 11: the same with proxy_buffering on
+--- location_extra
+proxy_buffering on;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"ma\",\"stream\":true,$::chat}"
+--- more_headers
+X-Fail: 1
+X-Mock-Tokens: 3000
+X-Mock-Pace-Ms: 1
+--- response_body_like eval
+qr/^data: [^\n]*\n\ndata: [^\n]*"TOK0 "[^\n]*\n\ndata: \{"error":\{[^\n]*"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
+--- wait: 0.3
+--- error_log eval
+qr/AUDIT \{"model":"ma",.*"error":"hook_error","engine_bytes":"\d{1,5}"\}/
