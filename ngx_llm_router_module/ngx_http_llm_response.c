@@ -155,6 +155,10 @@ static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
+static ngx_uint_t ngx_http_llm_event_hooked(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
+static ngx_uint_t ngx_http_llm_event_lines(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_too_large(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t *cl);
 static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
@@ -1943,7 +1947,11 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     (void) ngx_http_llm_jscan_feed(&scan, data, len);
 
     if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
-        return NGX_HTTP_LLM_EVENT_KEEP;
+
+        /* not an object the router reads: a chunk hook still judges it */
+
+        return ngx_http_llm_event_hooked(r, ctx, NGX_HTTP_LLM_EVENT_KEEP, 0,
+                                         0);
     }
 
     usage = NULL;
@@ -2035,14 +2043,73 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         what = NGX_HTTP_LLM_EVENT_EDIT;
     }
 
-    if ((resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK))
-        && sse->data_lines == 1
-        && sse->value_end - sse->value_start == len)
+    return ngx_http_llm_event_hooked(r, ctx, what, *ms, *me);
+}
+
+
+/*
+ * An event with data goes through the chunk hooks, whatever it holds (a
+ * document they cannot read fails them), unless it passed out unread; one
+ * whose data is on more than one line (clients join them) cannot be
+ * spliced back and is refused, as an event too large is.
+ */
+
+static ngx_uint_t
+ngx_http_llm_event_hooked(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t what, size_t ms, size_t me)
+{
+    ngx_http_llm_sse_t       *sse;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    sse = &resp->sse;
+
+    if (!(resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)) || resp->raw_pass
+        || sse->data_len == 0)
     {
-        what = ngx_http_llm_chunk_hook(r, ctx, what, *ms, *me);
+        return what;
     }
 
-    return what;
+    if (sse->data_lines != 1
+        || sse->value_end - sse->value_start != sse->data_len)
+    {
+        return ngx_http_llm_event_lines(r, ctx) ? NGX_HTTP_LLM_EVENT_ABORT
+                                                : what;
+    }
+
+    return ngx_http_llm_chunk_hook(r, ctx, what, ms, me);
+}
+
+
+/* 1: the stream ends with an error, unless llm_hook_on_error is pass */
+
+static ngx_uint_t
+ngx_http_llm_event_lines(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_str_t                 message;
+    ngx_http_llm_loc_conf_t  *llcf;
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
+
+    if (llcf->hook_on_error) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm router: an event with more than one data line "
+                      "passed on without the chunk hook "
+                      "(llm_hook_on_error pass)");
+        return 0;
+    }
+
+    ngx_str_set(&message, "an event of the engine's stream has more than "
+                          "one data line, the chunk hook cannot see it");
+    ngx_http_llm_set_error(ctx, "unsupported_event", "server_error", NULL,
+                           &message);
+    ctx->hook_status = NGX_HTTP_BAD_GATEWAY;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "llm router: %V, the stream ends with an error event",
+                  &message);
+
+    return 1;
 }
 
 

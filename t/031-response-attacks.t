@@ -51,6 +51,7 @@ llm_model r { upstream raw; }
 llm_model ma { upstream pool; hook $FindBin::Bin/hooks/answer.lua; }
 llm_model rt { upstream raw; target engine-rt; }
 llm_model rh { upstream raw; hook $FindBin::Bin/hooks/seen.lua; }
+llm_model rah { upstream raw; hook $FindBin::Bin/hooks/answer.lua; }
 log_format audit escape=json 'AUDIT {"model":"\$llm_model","status":"\$status","prompt":"\$llm_prompt_tokens","completion":"\$llm_completion_tokens","total":"\$llm_total_tokens","events":"\$llm_stream_events","error":"\$llm_error","engine_bytes":"\$upstream_response_length"}';
 _EOC_
     }
@@ -223,3 +224,57 @@ qr/^data: [^\n]*\n\ndata: [^\n]*"TOK0 "[^\n]*\n\ndata: \{"error":\{[^\n]*"code":
 --- wait: 0.3
 --- error_log eval
 qr/AUDIT \{"model":"ma",.*"error":"hook_error","engine_bytes":"\d{1,5}"\}/
+
+
+
+=== TEST 12: an event whose JSON is cut into two data lines does not pass the chunk hook unseen
+Clients join the lines with "\n" and read the JSON; the hook would not see it.
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rah\",\"stream\":true,$::chat}"
+--- more_headers eval
+::raw(::sse_answer("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"one\"}}]}\n\n",
+                   "data: {\"choices\":[{\"index\":0,\"delta\":\ndata: {\"content\":\"secret\"}}]}\n\n",
+                   "data: [DONE]\n\n"))
+--- response_body_like eval
+qr/^data: \{"choices":\[\{"index":0,"delta":\{"content":"ONE"\}\}\]\}\n\ndata: \{"error":\{[^\n]*"code":"unsupported_event"\}\}\n\ndata: \[DONE\]\n\n$/
+--- error_log
+more than one data line, the chunk hook cannot see it
+
+
+
+=== TEST 13: with llm_hook_on_error pass that event goes on, logged
+--- location_extra
+llm_hook_on_error pass;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rah\",\"stream\":true,$::chat}"
+--- more_headers eval
+::raw(::sse_answer("data: {\"choices\":[{\"index\":0,\"delta\":\ndata: {\"content\":\"secret\"}}]}\n\n",
+                   "data: [DONE]\n\n"))
+--- response_body eval
+"data: {\"choices\":[{\"index\":0,\"delta\":\ndata: {\"content\":\"secret\"}}]}\n\ndata: [DONE]\n\n"
+--- error_log
+passed on without the chunk hook (llm_hook_on_error pass)
+
+
+
+=== TEST 14: an event with more members than the router reads still goes through the chunk hook
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rah\",\"stream\":true,$::chat}"
+--- more_headers eval
+::raw(::sse_answer("data: {\"k0\":0,\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k12\":12,\"k13\":13,\"k14\":14,\"k15\":15,\"k16\":16,\"k17\":17,\"k18\":18,\"k19\":19,\"k20\":20,\"k21\":21,\"k22\":22,\"k23\":23,\"k24\":24,\"k25\":25,\"k26\":26,\"k27\":27,\"k28\":28,\"k29\":29,\"k30\":30,\"k31\":31,\"k32\":32,\"k33\":33,\"k34\":34,\"k35\":35,\"k36\":36,\"k37\":37,\"k38\":38,\"k39\":39,\"k40\":40,\"k41\":41,\"k42\":42,\"k43\":43,\"k44\":44,\"k45\":45,\"k46\":46,\"k47\":47,\"k48\":48,\"k49\":49,\"k50\":50,\"k51\":51,\"k52\":52,\"k53\":53,\"k54\":54,\"k55\":55,\"k56\":56,\"k57\":57,\"k58\":58,\"k59\":59,\"k60\":60,\"k61\":61,\"k62\":62,\"k63\":63,\"k64\":64,\"k65\":65,\"k66\":66,\"k67\":67,\"k68\":68,\"k69\":69,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"secret\"}}]}\n\n",
+                   "data: [DONE]\n\n"))
+--- response_body_like eval
+qr/^data: \{"k0":0,.*"choices":\[\{"index":0,"delta":\{"content":"SECRET"\}\}\]\}\n\ndata: \[DONE\]\n\n$/
+--- no_error_log
+[error]
+
+
+
+=== TEST 15: an event that is not JSON does not pass the chunk hook unseen: the hook cannot run, the stream ends
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rah\",\"stream\":true,$::chat}"
+--- more_headers eval
+::raw(::sse_answer("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"secret\"}}]\n\n",
+                   "data: [DONE]\n\n"))
+--- response_body_like eval
+qr/^data: \{"error":\{[^\n]*"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
