@@ -287,8 +287,7 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     if (r->header_only || status < NGX_HTTP_OK
         || (status >= NGX_HTTP_SPECIAL_RESPONSE
-            && status < NGX_HTTP_BAD_REQUEST)
-        || (status < NGX_HTTP_SPECIAL_RESPONSE && !sse && !json))
+            && status < NGX_HTTP_BAD_REQUEST))
     {
         return NGX_OK;
     }
@@ -304,6 +303,32 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
     resp->hooks = ngx_http_llm_hook_kinds(r, ctx);
+
+    if (status < NGX_HTTP_SPECIAL_RESPONSE && !sse && !json) {
+
+        /* neither JSON nor events: refused where a hook must read it */
+
+        if (!(resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_RESPONSE)
+                             | (1 << NGX_HTTP_LLM_HOOK_CHUNK)
+                             | (1 << NGX_HTTP_LLM_HOOK_DONE))))
+        {
+            return NGX_OK;      /* NGX_HTTP_LLM_MODE_NONE */
+        }
+
+        if (!llcf->hook_on_error) {
+            return ngx_http_llm_refuse(r, ctx, "unexpected_content_type",
+                                       "the engine's answer is neither JSON "
+                                       "nor an event stream (Content-Type), "
+                                       "the hooks cannot read it");
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm router: the engine's answer is neither JSON nor "
+                      "an event stream (Content-Type: \"%V\"), passed on "
+                      "without the hooks (llm_hook_on_error pass)", type);
+
+        return NGX_OK;
+    }
 
     if (r->headers_out.content_encoding
         && r->headers_out.content_encoding->hash

@@ -278,3 +278,55 @@ qr/^data: \{"k0":0,.*"choices":\[\{"index":0,"delta":\{"content":"SECRET"\}\}\]\
                    "data: [DONE]\n\n"))
 --- response_body_like eval
 qr/^data: \{"error":\{[^\n]*"code":"hook_error"\}\}\n\ndata: \[DONE\]\n\n$/
+
+
+
+=== TEST 16: an answer that is neither JSON nor an event stream does not pass a response hook unseen
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rh\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
+      . '{"id":"x","model":"rh","choices":[],"a":1}')
+--- error_code: 502
+--- response_body_like chomp
+^\{"error":\{"message":"the engine's answer is neither JSON nor an event stream \(Content-Type\), the hooks cannot read it","type":"server_error","param":null,"code":"unexpected_content_type"\}\}$
+--- error_log
+the client gets 502 unexpected_content_type
+
+
+
+=== TEST 17: nor a chunk hook, with no Content-Type at all
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rah\",\"stream\":true,$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+      . "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"secret\"}}]}\n\ndata: [DONE]\n\n")
+--- error_code: 502
+--- response_body_like chomp
+"code":"unexpected_content_type"
+
+
+
+=== TEST 18: with llm_hook_on_error pass it goes on, logged
+--- location_extra
+llm_hook_on_error pass;
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rh\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nplain {}\n")
+--- response_body
+plain {}
+--- error_log eval
+qr/neither JSON nor an event stream \(Content-Type: "text\/plain"\), passed on without the hooks \(llm_hook_on_error pass\)/
+
+
+
+=== TEST 19: without hooks it passes as it is
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"r\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nplain {}\n")
+--- response_body
+plain {}
+--- no_error_log
+[error]
