@@ -310,9 +310,11 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
         if (!(resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_RESPONSE)
                              | (1 << NGX_HTTP_LLM_HOOK_CHUNK)
-                             | (1 << NGX_HTTP_LLM_HOOK_DONE))))
+                             | (1 << NGX_HTTP_LLM_HOOK_DONE)))
+            || status == NGX_HTTP_NO_CONTENT
+            || r->headers_out.content_length_n == 0)
         {
-            return NGX_OK;      /* NGX_HTTP_LLM_MODE_NONE */
+            return NGX_OK;      /* NGX_HTTP_LLM_MODE_NONE: nothing hidden */
         }
 
         if (!llcf->hook_on_error) {

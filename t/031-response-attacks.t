@@ -330,3 +330,14 @@ qr/neither JSON nor an event stream \(Content-Type: "text\/plain"\), passed on w
 plain {}
 --- no_error_log
 [error]
+
+
+
+=== TEST 20: an empty answer with no Content-Type hides nothing from a response hook: it passes
+--- request eval
+"POST /v1/chat/completions\n{\"model\":\"rh\",$::chat}"
+--- more_headers eval
+::raw("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+--- response_body chomp
+--- no_error_log
+[error]
