@@ -67,9 +67,8 @@
 #define NGX_HTTP_LLM_OUT_SIZE       4096
 
 /* why a chunk hook cannot see an event */
-#define NGX_HTTP_LLM_UNSEEN_SIZE    0
-#define NGX_HTTP_LLM_UNSEEN_JSON    1
-#define NGX_HTTP_LLM_UNSEEN_LINES   2
+#define NGX_HTTP_LLM_UNSEEN_SIZE    0    /* over llm_event_max_size */
+#define NGX_HTTP_LLM_UNSEEN_LINES   1    /* data on more than one line */
 
 #define NGX_HTTP_LLM_OUT_BUFS       4    /* waiting downstream, at most */
 #define NGX_HTTP_LLM_SCRATCH_SIZE   4096 /* a chunk hook's, per event */
@@ -161,6 +160,8 @@ static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
+static ngx_uint_t ngx_http_llm_event_hooked(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_int_t ngx_http_llm_too_large(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t *cl);
 static ngx_int_t ngx_http_llm_release_held(ngx_http_request_t *r,
@@ -180,6 +181,7 @@ static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static void ngx_http_llm_upstream_stop(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
@@ -288,8 +290,7 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     if (r->header_only || status < NGX_HTTP_OK
         || (status >= NGX_HTTP_SPECIAL_RESPONSE
-            && status < NGX_HTTP_BAD_REQUEST)
-        || (status < NGX_HTTP_SPECIAL_RESPONSE && !sse && !json))
+            && status < NGX_HTTP_BAD_REQUEST))
     {
         return NGX_OK;
     }
@@ -305,6 +306,34 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
     resp->hooks = ngx_http_llm_hook_kinds(r, ctx);
+
+    if (status < NGX_HTTP_SPECIAL_RESPONSE && !sse && !json) {
+
+        /* neither JSON nor events: refused where a hook must read it */
+
+        if (!(resp->hooks & ((1 << NGX_HTTP_LLM_HOOK_RESPONSE)
+                             | (1 << NGX_HTTP_LLM_HOOK_CHUNK)
+                             | (1 << NGX_HTTP_LLM_HOOK_DONE)))
+            || status == NGX_HTTP_NO_CONTENT
+            || r->headers_out.content_length_n == 0)
+        {
+            return NGX_OK;      /* NGX_HTTP_LLM_MODE_NONE: nothing hidden */
+        }
+
+        if (!llcf->hook_on_error) {
+            return ngx_http_llm_refuse(r, ctx, "unexpected_content_type",
+                                       "the engine's answer is neither JSON "
+                                       "nor an event stream (Content-Type), "
+                                       "the hooks cannot read it");
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "llm router: the engine's answer is neither JSON nor "
+                      "an event stream (Content-Type: \"%V\"), passed on "
+                      "without the hooks (llm_hook_on_error pass)", type);
+
+        return NGX_OK;
+    }
 
     if (r->headers_out.content_encoding
         && r->headers_out.content_encoding->hash
@@ -417,9 +446,12 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         return NGX_OK;
     }
 
-    /* held until the whole body is in */
+    /* held until the whole body is in; the engine may break it off */
 
     r->allow_ranges = 0;
+
+    resp->finalize = r->upstream->finalize_request;
+    r->upstream->finalize_request = ngx_http_llm_upstream_finalize;
 
     return NGX_DONE;
 }
@@ -951,8 +983,14 @@ ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p, size_t len)
         ctx->total_tokens = counts[2];
 
     } else if (ctx->prompt_tokens >= 0) {
-        ctx->total_tokens = ctx->prompt_tokens
-                            + ngx_max(ctx->completion_tokens, 0);
+
+        /* each count is below NGX_MAX_INT_T_VALUE, not their sum */
+
+        n = ngx_max(ctx->completion_tokens, 0);
+
+        ctx->total_tokens = (ctx->prompt_tokens > NGX_MAX_INT_T_VALUE - n)
+                            ? NGX_MAX_INT_T_VALUE
+                            : ctx->prompt_tokens + n;
     }
 
     return NGX_OK;
@@ -1046,6 +1084,8 @@ ngx_http_llm_too_large(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     for (ln = in; ln; ln = ln->next) {
         ln->buf->pos = ln->buf->last;
     }
+
+    ngx_http_llm_upstream_stop(r);
 
     rc = ngx_http_llm_refuse(r, ctx, "response_too_large",
                              "the engine's answer is over "
@@ -1293,7 +1333,7 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     u_char                   *copy;
     size_t                    len;
     ngx_buf_t                *b, *body;
-    ngx_str_t                 message;
+    ngx_str_t                 message, quoted;
     const char               *code, *type;
     ngx_http_llm_response_t  *resp;
 
@@ -1416,13 +1456,13 @@ ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     /* the engine's text on one line: a newline cannot forge another */
 
-    if (ngx_http_llm_log_text(r->pool, &message, &message) != NGX_OK) {
+    if (ngx_http_llm_log_text(r->pool, &message, &quoted) != NGX_OK) {
         return NGX_ERROR;
     }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "llm router: engine error %ui rewritten as %s: %V",
-                  r->headers_out.status, code, &message);
+                  r->headers_out.status, code, &quoted);
 
     b = ngx_http_llm_error_body(r, r->headers_out.status, ctx);
     if (b == NULL) {
@@ -1941,8 +1981,11 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     (void) ngx_http_llm_jscan_feed(&scan, data, len);
 
     if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
-        return ngx_http_llm_event_unseen(r, ctx, NGX_HTTP_LLM_UNSEEN_JSON)
-               ? NGX_HTTP_LLM_EVENT_ABORT : NGX_HTTP_LLM_EVENT_KEEP;
+
+        /* not an object the router reads: a chunk hook still judges it */
+
+        return ngx_http_llm_event_hooked(r, ctx, NGX_HTTP_LLM_EVENT_KEEP, 0,
+                                         0);
     }
 
     usage = NULL;
@@ -2034,23 +2077,44 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         what = NGX_HTTP_LLM_EVENT_EDIT;
     }
 
-    if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)) {
+    return ngx_http_llm_event_hooked(r, ctx, what, *ms, *me);
+}
 
-        if (sse->data_lines != 1
-            || sse->value_end - sse->value_start != len)
-        {
-            /* data of several lines: the hook's event could not replace it */
 
-            return ngx_http_llm_event_unseen(r, ctx,
-                                             NGX_HTTP_LLM_UNSEEN_LINES)
-                   ? NGX_HTTP_LLM_EVENT_ABORT : what;
-        }
+/*
+ * An event with data goes through the chunk hooks, whatever it holds (a
+ * document they cannot read fails them), unless it passed out unread; one
+ * whose data is on more than one line (clients join them) cannot be
+ * spliced back and is refused, as an event too large is.
+ */
 
-        what = ngx_http_llm_chunk_hook(r, ctx, what, *ms, *me);
+static ngx_uint_t
+ngx_http_llm_event_hooked(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t what, size_t ms, size_t me)
+{
+    ngx_http_llm_sse_t       *sse;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    sse = &resp->sse;
+
+    if (!(resp->hooks & (1 << NGX_HTTP_LLM_HOOK_CHUNK)) || resp->raw_pass
+        || sse->data_len == 0)
+    {
+        return what;
     }
 
-    return what;
+    if (sse->data_lines != 1
+        || sse->value_end - sse->value_start != sse->data_len)
+    {
+        return ngx_http_llm_event_unseen(r, ctx, NGX_HTTP_LLM_UNSEEN_LINES)
+               ? NGX_HTTP_LLM_EVENT_ABORT : what;
+    }
+
+    return ngx_http_llm_chunk_hook(r, ctx, what, ms, me);
 }
+
+
 
 
 /*
@@ -2220,9 +2284,10 @@ ngx_http_llm_delta_content(u_char *p, size_t len)
 
 
 /*
- * An event a chunk hook cannot see: over llm_event_max_size, not a JSON
- * object, or data of several lines.  1: the stream is ended with an error
- * (ctx->hook_status, ctx->error), unless llm_hook_on_error is pass.
+ * An event a chunk hook cannot see: over llm_event_max_size, or its data
+ * on more than one line (clients join them; the hook's event could not be
+ * spliced back).  1: the stream is ended with an error (ctx->hook_status,
+ * ctx->error), unless llm_hook_on_error is pass.
  */
 
 static ngx_uint_t
@@ -2234,10 +2299,21 @@ ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_loc_conf_t  *llcf;
     ngx_http_llm_response_t  *resp;
 
-    static ngx_str_t  reasons[] = {
-        ngx_string("is over llm_event_max_size"),
-        ngx_string("is not a JSON object"),
-        ngx_string("has several data lines")
+    static ngx_str_t  what[] = {
+        ngx_string("over llm_event_max_size"),
+        ngx_string("with more than one data line")
+    };
+
+    static ngx_str_t  messages[] = {
+        ngx_string("an event of the engine's stream is over "
+                   "llm_event_max_size, the chunk hook cannot see it"),
+        ngx_string("an event of the engine's stream has more than one data "
+                   "line, the chunk hook cannot see it")
+    };
+
+    static const char  *codes[] = {
+        "response_too_large",
+        "unsupported_event"
     };
 
     resp = ctx->response;
@@ -2253,35 +2329,19 @@ ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     if (llcf->hook_on_error) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "llm router: an event of the engine's stream %V "
-                      "(%uz bytes), passed on without the chunk hook "
-                      "(llm_hook_on_error pass)",
-                      &reasons[why], size);
+                      "llm router: an event %V (%uz bytes) passed on "
+                      "without the chunk hook (llm_hook_on_error pass)",
+                      &what[why], size);
         return 0;
     }
 
-    if (why == NGX_HTTP_LLM_UNSEEN_SIZE) {
-        ngx_str_set(&message, "an event of the engine's stream is over "
-                              "llm_event_max_size, the chunk hook cannot "
-                              "see it");
-        ngx_http_llm_set_error(ctx, "response_too_large", "server_error",
-                               NULL, &message);
-
-    } else {
-        ngx_str_set(&message, "an event of the engine's stream is not one "
-                              "JSON object on one data line, the chunk hook "
-                              "cannot see it");
-        ngx_http_llm_set_error(ctx, "unreadable_response", "server_error",
-                               NULL, &message);
-    }
-
+    message = messages[why];
+    ngx_http_llm_set_error(ctx, codes[why], "server_error", NULL, &message);
     ctx->hook_status = NGX_HTTP_BAD_GATEWAY;
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "llm router: an event of the engine's stream %V "
-                  "(%uz bytes), the chunk hook cannot see it: the stream "
-                  "ends with an error event",
-                  &reasons[why], size);
+                  "llm router: %V (%uz bytes), the stream ends with an "
+                  "error event", &message, size);
 
     return 1;
 }
@@ -2637,7 +2697,8 @@ ngx_http_llm_stream_failed(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 /*
  * The proxy ends a request: when the engine broke off a stream whose
  * headers were sent (closed, timed out), nginx would just close the
- * connection.  The client gets an error event and [DONE] first.
+ * connection.  The client gets an error event and [DONE] first; a held
+ * JSON answer cut short, whose headers are not out, is a 502 instead.
  */
 
 static void
@@ -2673,6 +2734,19 @@ ngx_http_llm_upstream_finalize(ngx_http_request_t *r, ngx_int_t rc)
     if (rc < NGX_HTTP_SPECIAL_RESPONSE || ctx->stream_done || resp->ended
         || !r->upstream->header_sent || r->header_only)
     {
+        return;
+    }
+
+    if (resp->mode != NGX_HTTP_LLM_MODE_SSE) {
+
+        /* a held answer cut short: its headers are not out yet */
+
+        (void) ngx_http_llm_refuse(r, ctx, "upstream_error",
+                                   (rc == NGX_HTTP_GATEWAY_TIME_OUT)
+                                   ? "the engine stopped sending in the "
+                                     "middle of its answer"
+                                   : "the engine closed the connection "
+                                     "before the end of its answer");
         return;
     }
 
@@ -2804,7 +2878,38 @@ ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
     ctx->stream_done = 1;
 
+    ngx_http_llm_upstream_stop(r);
+
     return ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/*
+ * The client's answer has ended before the engine's: the upstream module
+ * finishes the request (and closes the engine's connection) once it has
+ * handed on what it read, instead of reading the engine to its end while
+ * the engine generates for nobody and the client's connection waits.
+ */
+
+static void
+ngx_http_llm_upstream_stop(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+
+    if (u == NULL) {
+        return;
+    }
+
+    if (u->buffering) {
+        if (u->pipe) {
+            u->pipe->upstream_done = 1;
+        }
+
+    } else {
+        u->length = 0;
+    }
 }
 
 

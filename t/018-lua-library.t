@@ -47,6 +47,7 @@ location = /v1/messages {
     proxy_set_header Connection "";
     proxy_buffering off;
     $echo
+    @{[ $echo ? 'llm_hook_on_error pass;  # the echo is no answer the hook reads' : '' ]}
 }
 _EOC_
     }
