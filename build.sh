@@ -98,18 +98,24 @@ build_module() {
     say "built $MODULE"
 }
 
-# t/unit/NAME_test.c tests ngx_llm_router_module/ngx_http_llm_NAME.c alone
+# t/unit/NAME_test.c tests ngx_llm_router_module/ngx_http_llm_NAME.c alone,
+# with the pure files named on its "/* unit-sources: ... */" line, if any
 run_unit_tests() {
-    local t name bin
+    local t name bin extra=() f
     mkdir -p "$BUILD/unit"
     for t in "$ROOT"/t/unit/*_test.c; do
         [ -e "$t" ] || continue
         name=$(basename "$t" _test.c)
         bin=$BUILD/unit/${name}_test
+        extra=()
+        for f in $(sed -n 's|^/\* *unit-sources: *\(.*\)\*/.*|\1|p' "$t"); do
+            extra+=("$ROOT/ngx_llm_router_module/$f")
+        done
         gcc -std=gnu99 -O1 -g -Wall -Wextra -Werror \
             -fsanitize=address,undefined -fno-sanitize-recover=all \
             -I "$ROOT/ngx_llm_router_module" -o "$bin" "$t" \
-            "$ROOT/ngx_llm_router_module/ngx_http_llm_$name.c" -lm ||
+            "$ROOT/ngx_llm_router_module/ngx_http_llm_$name.c" \
+            ${extra[@]+"${extra[@]}"} -lm ||
             die "cannot build unit test $t"
         "$bin" || die "unit test $name failed"
     done

@@ -43,10 +43,6 @@ static int ngx_http_llm_jscan_fail(ngx_http_llm_jscan_t *s, off_t offset,
 static int ngx_http_llm_jscan_number(unsigned *sub, unsigned char c);
 static const unsigned char *ngx_http_llm_jskim_space(const unsigned char *p,
     const unsigned char *last);
-static const unsigned char *ngx_http_llm_jskim_string(const unsigned char *p,
-    const unsigned char *last);
-static const unsigned char *ngx_http_llm_jskim_value(const unsigned char *p,
-    const unsigned char *last);
 
 
 void
@@ -694,7 +690,7 @@ ngx_http_llm_jskim_space(const unsigned char *p, const unsigned char *last)
 
 /* p follows an opening quote: one past the closing quote, or NULL */
 
-static const unsigned char *
+const unsigned char *
 ngx_http_llm_jskim_string(const unsigned char *p, const unsigned char *last)
 {
     const unsigned char  *q, *b;
@@ -721,7 +717,7 @@ ngx_http_llm_jskim_string(const unsigned char *p, const unsigned char *last)
 
 /* one past the value that begins at p, or NULL if it is cut short */
 
-static const unsigned char *
+const unsigned char *
 ngx_http_llm_jskim_value(const unsigned char *p, const unsigned char *last)
 {
     size_t         depth;

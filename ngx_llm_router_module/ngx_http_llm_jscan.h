@@ -106,5 +106,12 @@ int ngx_http_llm_jskim_open(ngx_http_llm_jskim_t *k, const unsigned char *p,
     size_t len);
 int ngx_http_llm_jskim_next(ngx_http_llm_jskim_t *k);
 
+/* one past the string whose opening quote is before p, or NULL if cut */
+const unsigned char *ngx_http_llm_jskim_string(const unsigned char *p,
+    const unsigned char *last);
+/* one past the value that begins at p, or NULL if it is cut short */
+const unsigned char *ngx_http_llm_jskim_value(const unsigned char *p,
+    const unsigned char *last);
+
 
 #endif /* _NGX_HTTP_LLM_JSCAN_H_INCLUDED_ */

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "ngx_http_llm_jscan.h"
 #include "ngx_http_llm_text.h"
 
 
@@ -16,8 +17,6 @@
 #define TX_DONE    3
 
 
-static const unsigned char *ngx_http_llm_text_string(const unsigned char *p,
-    const unsigned char *last);
 static const unsigned char *ngx_http_llm_text_space(const unsigned char *p,
     const unsigned char *last);
 static const unsigned char *ngx_http_llm_text_member(const unsigned char *p,
@@ -502,7 +501,7 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
             t->state = TX_DONE;
 
             if (p < last && *p == '"') {
-                q = ngx_http_llm_text_skip(p, last);
+                q = ngx_http_llm_jskim_value(p, last);
                 if (q == NULL) {
                     return -1;
                 }
@@ -532,7 +531,7 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
                 return 0;
             }
 
-            q = ngx_http_llm_text_skip(p, last);
+            q = ngx_http_llm_jskim_value(p, last);
 
             if (q == NULL || q == p) {
                 t->state = TX_DONE;
@@ -580,7 +579,7 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
                 p = ngx_http_llm_text_space(p + 1, t->parts_last);
             }
 
-            q = ngx_http_llm_text_skip(p, t->parts_last);
+            q = ngx_http_llm_jskim_value(p, t->parts_last);
 
             if (q == NULL || q == p) {
                 t->state = TX_ARRAY;
@@ -637,7 +636,7 @@ ngx_http_llm_text_member(const unsigned char *p, const unsigned char *last,
 
         key = p + 1;
 
-        q = ngx_http_llm_text_string(key, last);
+        q = ngx_http_llm_jskim_string(key, last);
         if (q == NULL) {
             return NULL;
         }
@@ -651,7 +650,7 @@ ngx_http_llm_text_member(const unsigned char *p, const unsigned char *last,
 
         p = ngx_http_llm_text_space(p + 1, last);
 
-        q = ngx_http_llm_text_skip(p, last);
+        q = ngx_http_llm_jskim_value(p, last);
         if (q == NULL || q == p) {
             return NULL;
         }
@@ -724,7 +723,7 @@ ngx_http_llm_text_array_len(const unsigned char *p, size_t len)
     }
 
     for (n = 1; /* void */ ; n++) {
-        q = ngx_http_llm_text_skip(p, last);
+        q = ngx_http_llm_jskim_value(p, last);
 
         if (q == NULL || q == p) {
             return -1;
@@ -741,92 +740,6 @@ ngx_http_llm_text_array_len(const unsigned char *p, size_t len)
         }
 
         p = ngx_http_llm_text_space(p + 1, last);
-    }
-}
-
-
-/* one past the value that begins at p, or NULL if it is cut short */
-
-const unsigned char *
-ngx_http_llm_text_skip(const unsigned char *p, const unsigned char *last)
-{
-    size_t         depth;
-    unsigned char  c;
-
-    if (p >= last) {
-        return NULL;
-    }
-
-    if (*p == '"') {
-        return ngx_http_llm_text_string(p + 1, last);
-    }
-
-    if (*p != '{' && *p != '[') {
-
-        /* a number or a literal: up to a delimiter or the end */
-
-        for ( /* void */ ; p < last; p++) {
-            c = *p;
-
-            if (c == ',' || c == '}' || c == ']' || c == ':' || c <= ' ') {
-                break;
-            }
-        }
-
-        return p;
-    }
-
-    depth = 0;
-
-    while (p < last) {
-        c = *p;
-
-        if (c == '"') {
-            p = ngx_http_llm_text_string(p + 1, last);
-            if (p == NULL) {
-                return NULL;
-            }
-
-            continue;
-        }
-
-        if (c == '{' || c == '[') {
-            depth++;
-
-        } else if (c == '}' || c == ']') {
-            if (--depth == 0) {
-                return p + 1;
-            }
-        }
-
-        p++;
-    }
-
-    return NULL;
-}
-
-
-/* p follows an opening quote: one past the closing quote, or NULL */
-
-static const unsigned char *
-ngx_http_llm_text_string(const unsigned char *p, const unsigned char *last)
-{
-    const unsigned char  *q, *b;
-
-    for ( ;; ) {
-        q = memchr(p, '"', last - p);
-
-        if (q == NULL) {
-            return NULL;
-        }
-
-        for (b = q; b > p && b[-1] == '\\'; b--) { /* void */ }
-
-        if (((q - b) & 1) == 0) {
-            return q + 1;
-        }
-
-        p = q + 1;
     }
 }
 

@@ -62,8 +62,6 @@ void ngx_http_llm_texts_init(ngx_http_llm_texts_t *t, const unsigned char *p,
 int ngx_http_llm_texts_next(ngx_http_llm_texts_t *t,
     const unsigned char **text, size_t *len);
 
-const unsigned char *ngx_http_llm_text_skip(const unsigned char *p,
-    const unsigned char *last);
 long ngx_http_llm_text_array_len(const unsigned char *p, size_t len);
 int ngx_http_llm_text_key_is(const unsigned char *p, size_t len,
     const char *name);

@@ -1,4 +1,4 @@
-/* fuzz-sources: ngx_http_llm_text.c */
+/* fuzz-sources: ngx_http_llm_text.c ngx_http_llm_jscan.c */
 
 /*
  * libFuzzer target: the text helpers (names, JSON string decoding,

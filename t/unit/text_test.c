@@ -1,3 +1,4 @@
+/* unit-sources: ngx_http_llm_jscan.c */
 
 /*
  * Unit tests of ngx_http_llm_text.c: names, JSON string decoding, quoting
