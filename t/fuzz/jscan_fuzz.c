@@ -21,6 +21,8 @@
 
 #include "ngx_http_llm_jscan.h"
 
+#include "fuzz_split.h"
+
 
 #define MAX_MEMBERS  NGX_HTTP_LLM_JSCAN_MAX_MEMBERS
 
@@ -344,21 +346,6 @@ ref_is_number(const unsigned char *p, size_t len)
 }
 
 
-static uint64_t
-next_random(uint64_t *state)
-{
-    /* splitmix64 */
-
-    uint64_t  z;
-
-    z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-
-    return z ^ (z >> 31);
-}
-
-
 /*
  * how: 0 whole, 1 byte by byte, 2 pieces of random sizes (0 to 16),
  * 3 one cut; the result of finish() is returned and checked against
@@ -380,24 +367,7 @@ scan(ngx_http_llm_jscan_t *s, const unsigned char *p, size_t len, int how,
     pieces = 0;
 
     while (off < len) {
-        switch (how) {
-        case 0:
-            n = len;
-            break;
-        case 1:
-            n = 1;
-            break;
-        case 2:
-            n = next_random(&seed) % 17;
-            break;
-        default:
-            n = (pieces++ == 0) ? seed % (len + 1) : len - off;
-            break;
-        }
-
-        if (n > len - off) {
-            n = len - off;
-        }
+        n = fuzz_piece(how, &seed, &pieces, off, len);
 
         rc = ngx_http_llm_jscan_feed(s, p + off, n);
         off += n;

@@ -21,6 +21,8 @@
 
 #include "ngx_http_llm_prom.h"
 
+#include "fuzz_split.h"
+
 
 /* short names, so that the fuzzer finds them, and real ones */
 
@@ -48,19 +50,6 @@ fail_at(int line)
 }
 
 
-static uint64_t
-next_random(uint64_t *state)
-{
-    uint64_t  z;
-
-    z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-
-    return z ^ (z >> 31);
-}
-
-
 /*
  * how: 0 whole, 1 byte by byte, 2 pieces of random sizes (0 to 16),
  * 3 one cut
@@ -81,24 +70,7 @@ run(ngx_http_llm_prom_t *pr, const unsigned char *in, size_t len,
     big = 0;
 
     while (off < len) {
-        switch (how) {
-        case 0:
-            n = len;
-            break;
-        case 1:
-            n = 1;
-            break;
-        case 2:
-            n = next_random(&seed) % 17;
-            break;
-        default:
-            n = (pieces++ == 0) ? seed % (len + 1) : len - off;
-            break;
-        }
-
-        if (n > len - off) {
-            n = len - off;
-        }
+        n = fuzz_piece(how, &seed, &pieces, off, len);
 
         rc = ngx_http_llm_prom_feed(pr, in + off, n);
         off += n;

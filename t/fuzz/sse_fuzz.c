@@ -22,6 +22,8 @@
 
 #include "ngx_http_llm_sse.h"
 
+#include "fuzz_split.h"
+
 
 #define MAX_EVENTS  256
 
@@ -72,19 +74,6 @@ hash(const unsigned char *p, size_t len)
 }
 
 
-static uint64_t
-next_random(uint64_t *state)
-{
-    uint64_t  z;
-
-    z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-
-    return z ^ (z >> 31);
-}
-
-
 static void
 keep(const ngx_http_llm_sse_t *p, event_t *e)
 {
@@ -127,24 +116,7 @@ run(const unsigned char *in, size_t len, size_t cap, int how, uint64_t seed,
     start = 0;
 
     while (off < len || how == 2) {
-        switch (how) {
-        case 0:
-            n = len;
-            break;
-        case 1:
-            n = 1;
-            break;
-        case 2:
-            n = next_random(&seed) % 17;
-            break;
-        default:
-            n = (pieces++ == 0) ? seed % (len + 1) : len - off;
-            break;
-        }
-
-        if (n > len - off) {
-            n = len - off;
-        }
+        n = fuzz_piece(how, &seed, &pieces, off, len);
 
         end = off + n;
 
