@@ -360,11 +360,7 @@ ngx_http_llm_metrics_handler(ngx_http_request_t *r)
     ngx_buf_t                 *b;
     ngx_http_llm_main_conf_t  *lmcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
+    rc = ngx_http_llm_accept_get(r);
     if (rc != NGX_OK) {
         return rc;
     }

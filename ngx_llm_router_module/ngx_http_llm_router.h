@@ -348,12 +348,6 @@ typedef struct {
 /* module */
 extern ngx_module_t  ngx_http_llm_router_module;
 
-ngx_http_llm_ctx_t *ngx_http_llm_find_ctx(ngx_http_request_t *r);
-ngx_http_llm_ctx_t *ngx_http_llm_get_ctx(ngx_http_request_t *r);
-char *ngx_http_llm_set_content_handler(ngx_conf_t *cf,
-    ngx_http_handler_pt handler);
-ngx_int_t ngx_http_llm_send_buffer(ngx_http_request_t *r, ngx_uint_t status,
-    const char *type, ngx_buf_t *b);
 
 /* configuration (ngx_http_llm_conf.c) */
 char *ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -488,6 +482,10 @@ ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_ctx.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

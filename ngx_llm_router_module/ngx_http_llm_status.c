@@ -58,11 +58,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     ngx_http_llm_main_conf_t   *lmcf;
     ngx_http_llm_peer_state_t  *peers;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
+    rc = ngx_http_llm_accept_get(r);
     if (rc != NGX_OK) {
         return rc;
     }
