@@ -41,8 +41,6 @@ static const char  *ngx_http_llm_jscan_literals[] = { "true", "false", "null" };
 static int ngx_http_llm_jscan_fail(ngx_http_llm_jscan_t *s, off_t offset,
     const char *error);
 static int ngx_http_llm_jscan_number(unsigned *sub, unsigned char c);
-static const unsigned char *ngx_http_llm_jskim_space(const unsigned char *p,
-    const unsigned char *last);
 
 
 void
@@ -670,21 +668,6 @@ broken:
     k->pos = last;
 
     return NGX_HTTP_LLM_JSKIM_BROKEN;
-}
-
-
-static const unsigned char *
-ngx_http_llm_jskim_space(const unsigned char *p, const unsigned char *last)
-{
-    /* compact JSON has none: one test for the byte that is not a space */
-
-    for ( /* void */ ; p < last && *p <= ' '; p++) {
-        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
-            break;
-        }
-    }
-
-    return p;
 }
 
 

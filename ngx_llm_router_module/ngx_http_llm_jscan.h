@@ -114,4 +114,21 @@ const unsigned char *ngx_http_llm_jskim_value(const unsigned char *p,
     const unsigned char *last);
 
 
+/* past the JSON whitespace at p */
+
+static inline const unsigned char *
+ngx_http_llm_jskim_space(const unsigned char *p, const unsigned char *last)
+{
+    /* compact JSON has none: one test for the byte that is not a space */
+
+    for ( /* void */ ; p < last && *p <= ' '; p++) {
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+            break;
+        }
+    }
+
+    return p;
+}
+
+
 #endif /* _NGX_HTTP_LLM_JSCAN_H_INCLUDED_ */

@@ -18,71 +18,7 @@
 ngx_uint_t
 ngx_http_llm_json_key_equals(u_char *p, size_t len, ngx_str_t *name)
 {
-    u_char      *end, c;
-    ngx_uint_t   i, n, k;
-
-    if (memchr(p, '\\', len) == NULL) {
-        return len == name->len && ngx_strncmp(p, name->data, len) == 0;
-    }
-
-    /* rare: decode escapes as we go; names are ASCII */
-
-    end = p + len;
-    i = 0;
-
-    while (p < end) {
-        c = *p++;
-
-        if (c == '\\' && p < end) {
-            c = *p++;
-
-            switch (c) {
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'u':
-                if (end - p < 4) {
-                    return 0;
-                }
-
-                n = 0;
-
-                for (k = 0; k < 4; k++) {
-                    c = p[k];
-                    n <<= 4;
-
-                    if (c >= '0' && c <= '9') {
-                        n |= c - '0';
-                    } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-                        n |= (c | 0x20) - 'a' + 10;
-                    } else {
-                        return 0;
-                    }
-                }
-
-                p += 4;
-
-                if (n > 0x7f) {
-                    return 0;
-                }
-
-                c = (u_char) n;
-                break;
-            default:
-                break;
-            }
-        }
-
-        if (i == name->len || name->data[i] != c) {
-            return 0;
-        }
-
-        i++;
-    }
-
-    return i == name->len;
+    return ngx_http_llm_text_key_is(p, len, (char *) name->data, name->len);
 }
 
 
@@ -134,20 +70,10 @@ ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
 ngx_int_t
 ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
 {
-    u_char      *p, c;
-    size_t       len;
-    ngx_uint_t   i;
+    u_char  *p;
+    size_t   len;
 
-    len = in->len;
-
-    for (i = 0; i < in->len; i++) {
-        c = in->data[i];
-
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-            len = ngx_http_llm_text_quote(NULL, in->data, in->len, 0);
-            break;
-        }
-    }
+    len = ngx_http_llm_text_quote(NULL, in->data, in->len, 0);
 
     p = ngx_pnalloc(pool, len + 2);
     if (p == NULL) {
@@ -158,14 +84,7 @@ ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *out)
     out->len = len + 2;
 
     *p++ = '"';
-
-    if (i == in->len) {
-        p = ngx_cpymem(p, in->data, in->len);   /* nothing to escape */
-
-    } else {
-        p += ngx_http_llm_text_quote(p, in->data, in->len, 0);
-    }
-
+    p += ngx_http_llm_text_quote(p, in->data, in->len, 0);
     *p = '"';
 
     return NGX_OK;

@@ -17,11 +17,12 @@
 #define TX_DONE    3
 
 
-static const unsigned char *ngx_http_llm_text_space(const unsigned char *p,
-    const unsigned char *last);
 static const unsigned char *ngx_http_llm_text_member(const unsigned char *p,
     const unsigned char *last, const char *name, const unsigned char **value,
     const unsigned char **value_end);
+static const unsigned char *ngx_http_llm_text_unescape(
+    const unsigned char *p, const unsigned char *last, unsigned char *buf,
+    size_t *k);
 static int ngx_http_llm_text_hex4(const unsigned char *p,
     const unsigned char *last, unsigned *cp);
 static size_t ngx_http_llm_text_escape(const unsigned char *p,
@@ -138,8 +139,7 @@ ngx_http_llm_text_decode(unsigned char *dst, const unsigned char *src,
     size_t len)
 {
     size_t                n, k;
-    unsigned              cp, lo;
-    unsigned char         c, buf[4];
+    unsigned char         buf[4];
     const unsigned char  *p, *q, *last;
 
     p = src;
@@ -161,77 +161,9 @@ ngx_http_llm_text_decode(unsigned char *dst, const unsigned char *src,
             continue;
         }
 
-        if (last - p < 2) {
-            return NGX_HTTP_LLM_TEXT_BAD;
-        }
+        p = ngx_http_llm_text_unescape(p, last, buf, &k);
 
-        c = p[1];
-        p += 2;
-        k = 1;
-
-        switch (c) {
-        case '"':
-        case '\\':
-        case '/':
-            buf[0] = c;
-            break;
-        case 'b':
-            buf[0] = '\b';
-            break;
-        case 'f':
-            buf[0] = '\f';
-            break;
-        case 'n':
-            buf[0] = '\n';
-            break;
-        case 'r':
-            buf[0] = '\r';
-            break;
-        case 't':
-            buf[0] = '\t';
-            break;
-
-        case 'u':
-            if (ngx_http_llm_text_hex4(p, last, &cp) != 0) {
-                return NGX_HTTP_LLM_TEXT_BAD;
-            }
-
-            p += 4;
-
-            if (cp >= 0xd800 && cp < 0xdc00 && last - p >= 6
-                && p[0] == '\\' && p[1] == 'u'
-                && ngx_http_llm_text_hex4(p + 2, last, &lo) == 0
-                && lo >= 0xdc00 && lo < 0xe000)
-            {
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p += 6;
-            }
-
-            if (cp < 0x80) {
-                buf[0] = (unsigned char) cp;
-
-            } else if (cp < 0x800) {
-                buf[0] = (unsigned char) (0xc0 | (cp >> 6));
-                buf[1] = (unsigned char) (0x80 | (cp & 0x3f));
-                k = 2;
-
-            } else if (cp < 0x10000) {
-                buf[0] = (unsigned char) (0xe0 | (cp >> 12));
-                buf[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-                buf[2] = (unsigned char) (0x80 | (cp & 0x3f));
-                k = 3;
-
-            } else {
-                buf[0] = (unsigned char) (0xf0 | (cp >> 18));
-                buf[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
-                buf[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
-                buf[3] = (unsigned char) (0x80 | (cp & 0x3f));
-                k = 4;
-            }
-
-            break;
-
-        default:
+        if (p == NULL) {
             return NGX_HTTP_LLM_TEXT_BAD;
         }
 
@@ -243,6 +175,95 @@ ngx_http_llm_text_decode(unsigned char *dst, const unsigned char *src,
     }
 
     return n;
+}
+
+
+/*
+ * The escape at p ('\\') decoded into buf (its *k bytes, 1 to 4; a pair
+ * of surrogates is one code point); returns one past it, NULL if it is
+ * not JSON's.
+ */
+
+static const unsigned char *
+ngx_http_llm_text_unescape(const unsigned char *p, const unsigned char *last,
+    unsigned char *buf, size_t *k)
+{
+    unsigned       cp, lo;
+    unsigned char  c;
+
+    if (last - p < 2) {
+        return NULL;
+    }
+
+    c = p[1];
+    p += 2;
+    *k = 1;
+
+    switch (c) {
+    case '"':
+    case '\\':
+    case '/':
+        buf[0] = c;
+        return p;
+    case 'b':
+        buf[0] = '\b';
+        return p;
+    case 'f':
+        buf[0] = '\f';
+        return p;
+    case 'n':
+        buf[0] = '\n';
+        return p;
+    case 'r':
+        buf[0] = '\r';
+        return p;
+    case 't':
+        buf[0] = '\t';
+        return p;
+    case 'u':
+        break;
+    default:
+        return NULL;
+    }
+
+    if (ngx_http_llm_text_hex4(p, last, &cp) != 0) {
+        return NULL;
+    }
+
+    p += 4;
+
+    if (cp >= 0xd800 && cp < 0xdc00 && last - p >= 6
+        && p[0] == '\\' && p[1] == 'u'
+        && ngx_http_llm_text_hex4(p + 2, last, &lo) == 0
+        && lo >= 0xdc00 && lo < 0xe000)
+    {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        p += 6;
+    }
+
+    if (cp < 0x80) {
+        buf[0] = (unsigned char) cp;
+
+    } else if (cp < 0x800) {
+        buf[0] = (unsigned char) (0xc0 | (cp >> 6));
+        buf[1] = (unsigned char) (0x80 | (cp & 0x3f));
+        *k = 2;
+
+    } else if (cp < 0x10000) {
+        buf[0] = (unsigned char) (0xe0 | (cp >> 12));
+        buf[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+        buf[2] = (unsigned char) (0x80 | (cp & 0x3f));
+        *k = 3;
+
+    } else {
+        buf[0] = (unsigned char) (0xf0 | (cp >> 18));
+        buf[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+        buf[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+        buf[3] = (unsigned char) (0x80 | (cp & 0x3f));
+        *k = 4;
+    }
+
+    return p;
 }
 
 
@@ -497,7 +518,7 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
         switch (t->state) {
 
         case TX_TOP:
-            p = ngx_http_llm_text_space(t->pos, last);
+            p = ngx_http_llm_jskim_space(t->pos, last);
             t->state = TX_DONE;
 
             if (p < last && *p == '"') {
@@ -520,10 +541,10 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
             return 0;
 
         case TX_ARRAY:
-            p = ngx_http_llm_text_space(t->pos, last);
+            p = ngx_http_llm_jskim_space(t->pos, last);
 
             if (p < last && *p == ',') {
-                p = ngx_http_llm_text_space(p + 1, last);
+                p = ngx_http_llm_jskim_space(p + 1, last);
             }
 
             if (p < last && *p == ']') {
@@ -573,10 +594,10 @@ ngx_http_llm_texts_next(ngx_http_llm_texts_t *t, const unsigned char **text,
             continue;
 
         case TX_PARTS:
-            p = ngx_http_llm_text_space(t->parts, t->parts_last);
+            p = ngx_http_llm_jskim_space(t->parts, t->parts_last);
 
             if (p < t->parts_last && *p == ',') {
-                p = ngx_http_llm_text_space(p + 1, t->parts_last);
+                p = ngx_http_llm_jskim_space(p + 1, t->parts_last);
             }
 
             q = ngx_http_llm_jskim_value(p, t->parts_last);
@@ -623,7 +644,7 @@ ngx_http_llm_text_member(const unsigned char *p, const unsigned char *last,
     *value = NULL;
     *value_end = NULL;
 
-    p = ngx_http_llm_text_space(p + 1, last);
+    p = ngx_http_llm_jskim_space(p + 1, last);
 
     if (p < last && *p == '}') {
         return p + 1;
@@ -642,25 +663,27 @@ ngx_http_llm_text_member(const unsigned char *p, const unsigned char *last,
         }
 
         key_len = q - 1 - key;
-        p = ngx_http_llm_text_space(q, last);
+        p = ngx_http_llm_jskim_space(q, last);
 
         if (p == last || *p != ':') {
             return NULL;
         }
 
-        p = ngx_http_llm_text_space(p + 1, last);
+        p = ngx_http_llm_jskim_space(p + 1, last);
 
         q = ngx_http_llm_jskim_value(p, last);
         if (q == NULL || q == p) {
             return NULL;
         }
 
-        if (*value == NULL && ngx_http_llm_text_key_is(key, key_len, name)) {
+        if (*value == NULL
+            && ngx_http_llm_text_key_is(key, key_len, name, strlen(name)))
+        {
             *value = p;
             *value_end = q;
         }
 
-        p = ngx_http_llm_text_space(q, last);
+        p = ngx_http_llm_jskim_space(q, last);
 
         if (p < last && *p == '}') {
             return p + 1;
@@ -670,34 +693,55 @@ ngx_http_llm_text_member(const unsigned char *p, const unsigned char *last,
             return NULL;
         }
 
-        p = ngx_http_llm_text_space(p + 1, last);
+        p = ngx_http_llm_jskim_space(p + 1, last);
     }
 }
 
 
-/* a raw key, as it stands between its quotes, equals a plain name */
+/*
+ * A raw key, as it stands between its quotes, equals the plain name of n
+ * bytes; an escaped key is decoded as it is compared.
+ */
 
 int
-ngx_http_llm_text_key_is(const unsigned char *p, size_t len, const char *name)
+ngx_http_llm_text_key_is(const unsigned char *p, size_t len,
+    const char *name, size_t n)
 {
-    size_t         n;
-    unsigned char  buf[384];
-
-    n = strlen(name);
+    size_t                k;
+    unsigned char         buf[4];
+    const unsigned char  *last, *s;
 
     if (memchr(p, '\\', len) == NULL) {
         return len == n && memcmp(p, name, n) == 0;
     }
 
-    /* rare: an escaped key, decoded (never longer than it is raw) */
+    /* rare: an escaped key */
 
-    if (len > sizeof(buf)) {
-        return 0;
+    s = (const unsigned char *) name;
+    last = p + len;
+
+    while (p < last) {
+
+        if (*p != '\\') {
+            if (n == 0 || *p++ != *s++) {
+                return 0;
+            }
+
+            n--;
+            continue;
+        }
+
+        p = ngx_http_llm_text_unescape(p, last, buf, &k);
+
+        if (p == NULL || k > n || memcmp(buf, s, k) != 0) {
+            return 0;
+        }
+
+        s += k;
+        n -= k;
     }
 
-    len = ngx_http_llm_text_decode(buf, p, len);
-
-    return len == n && memcmp(buf, name, n) == 0;
+    return n == 0;
 }
 
 
@@ -710,13 +754,13 @@ ngx_http_llm_text_array_len(const unsigned char *p, size_t len)
     const unsigned char  *q, *last;
 
     last = p + len;
-    p = ngx_http_llm_text_space(p, last);
+    p = ngx_http_llm_jskim_space(p, last);
 
     if (p == last || *p != '[') {
         return -1;
     }
 
-    p = ngx_http_llm_text_space(p + 1, last);
+    p = ngx_http_llm_jskim_space(p + 1, last);
 
     if (p < last && *p == ']') {
         return 0;
@@ -729,7 +773,7 @@ ngx_http_llm_text_array_len(const unsigned char *p, size_t len)
             return -1;
         }
 
-        p = ngx_http_llm_text_space(q, last);
+        p = ngx_http_llm_jskim_space(q, last);
 
         if (p < last && *p == ']') {
             return n;
@@ -739,19 +783,6 @@ ngx_http_llm_text_array_len(const unsigned char *p, size_t len)
             return -1;
         }
 
-        p = ngx_http_llm_text_space(p + 1, last);
+        p = ngx_http_llm_jskim_space(p + 1, last);
     }
-}
-
-
-static const unsigned char *
-ngx_http_llm_text_space(const unsigned char *p, const unsigned char *last)
-{
-    while (p < last
-           && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-    {
-        p++;
-    }
-
-    return p;
 }

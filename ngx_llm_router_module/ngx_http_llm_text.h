@@ -64,7 +64,7 @@ int ngx_http_llm_texts_next(ngx_http_llm_texts_t *t,
 
 long ngx_http_llm_text_array_len(const unsigned char *p, size_t len);
 int ngx_http_llm_text_key_is(const unsigned char *p, size_t len,
-    const char *name);
+    const char *name, size_t n);
 
 
 #endif /* _NGX_HTTP_LLM_TEXT_H_INCLUDED_ */

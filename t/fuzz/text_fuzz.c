@@ -6,7 +6,8 @@
  * give the same length; a quoted text is valid UTF-8 without raw control
  * bytes, at most 6 bytes out for a byte in, and decodes back to the input
  * when the input was valid UTF-8; a name said good is short, UTF-8 and
- * free of control bytes; the texts of a prompt lie inside it.
+ * free of control bytes; a raw key equals its decoded text; the texts of
+ * a prompt lie inside it.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *       -I ngx_llm_router_module -o build/text_fuzz t/fuzz/text_fuzz.c \
@@ -144,6 +145,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m = ngx_http_llm_text_decode(buf, data, size);
 
     if (n != m || (n != NGX_HTTP_LLM_TEXT_BAD && n > size)) {
+        abort();
+    }
+
+    /* a raw key equals what it decodes to, and nothing shorter */
+
+    if (n != NGX_HTTP_LLM_TEXT_BAD
+        && (!ngx_http_llm_text_key_is(data, size, (char *) buf, n)
+            || (n && ngx_http_llm_text_key_is(data, size, (char *) buf,
+                                              n - 1))))
+    {
         abort();
     }
 

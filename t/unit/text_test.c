@@ -31,6 +31,8 @@ static int  passed, failed;
 
 
 #define U(s)  ((const unsigned char *) (s))
+#define KEY_IS(raw, name) \
+    ngx_http_llm_text_key_is(U(raw), strlen(raw), name, strlen(name))
 
 
 /* valid UTF-8 (no decoding needed here: well-formedness only) */
@@ -336,9 +338,36 @@ main(void)
 
     /* keys */
 
-    CHECK(ngx_http_llm_text_key_is(U("content"), 7, "content"), "key");
-    CHECK(!ngx_http_llm_text_key_is(U("contents"), 8, "content"), "key");
-    CHECK(ngx_http_llm_text_key_is(U("\\u0074ext"), 9, "text"), "key");
+    CHECK(KEY_IS("content", "content"), "key");
+    CHECK(!KEY_IS("contents", "content"), "key");
+    CHECK(KEY_IS("\\u0074ext", "text"), "key");
+    CHECK(!KEY_IS("\\u0074ext", "tex"), "escaped key, name shorter");
+    CHECK(!KEY_IS("\\u0074ex", "text"), "escaped key, name longer");
+    CHECK(!KEY_IS("te\\u0078", "text"), "escaped key, last byte");
+    CHECK(KEY_IS("a\\nb", "a\nb"), "escaped newline");
+    CHECK(KEY_IS("caf\\u00e9", "caf\xc3\xa9"), "escaped non-ASCII");
+    CHECK(KEY_IS("\\ud83d\\ude00", "\xf0\x9f\x98\x80"), "surrogates");
+    CHECK(!KEY_IS("a\\x", "ax"), "not JSON's escape");
+    CHECK(!KEY_IS("a\\", "a\\"), "a cut escape");
+    CHECK(!KEY_IS("\\u00", "u00"), "a cut \\u");
+    CHECK(ngx_http_llm_text_key_is(U("\\u0000"), 6, "\0", 1), "NUL");
+
+    /* an escaped key longer than any buffer */
+
+    {
+        size_t          i;
+        static char     raw[6 * 200 + 1], name[201];
+
+        for (i = 0; i < 200; i++) {
+            memcpy(raw + 6 * i, "\\u0061", 6);
+            name[i] = 'a';
+        }
+
+        CHECK(ngx_http_llm_text_key_is(U(raw), 6 * 200, name, 200),
+              "a long escaped key");
+        CHECK(!ngx_http_llm_text_key_is(U(raw), 6 * 200, name, 199),
+              "a long escaped key, name shorter");
+    }
 
     printf("%d passed, %d failed\n", passed, failed);
 
