@@ -13,15 +13,40 @@
 #include "ngx_http_llm_router.h"
 
 
+static ngx_int_t ngx_http_llm_model_init(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_str_t *name);
+static char *ngx_http_llm_model_variant(ngx_conf_t *cf,
+    ngx_http_llm_model_t *first, ngx_http_llm_model_t *model);
 static char *ngx_http_llm_model_directive(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf);
-static char *ngx_http_llm_model_rule(ngx_conf_t *cf,
-    ngx_http_llm_model_t *model, ngx_uint_t op);
+static ngx_uint_t ngx_http_llm_model_args(ngx_uint_t type, ngx_uint_t n);
+static char *ngx_http_llm_model_str(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_target(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_stream_usage(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_llm_model_number(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_tokenize(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_hook_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_clamp(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_llm_model_drop(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_http_llm_rule_t *ngx_http_llm_model_rules(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_uint_t op, ngx_uint_t last);
+static void ngx_http_llm_rule_alias(ngx_str_t *field, ngx_str_t *alias);
+static char *ngx_http_llm_rule_taken(ngx_conf_t *cf,
+    ngx_http_llm_model_t *model, ngx_uint_t op, ngx_str_t *field,
+    ngx_str_t *alias);
+static ngx_int_t ngx_http_llm_rule_member(ngx_conf_t *cf, ngx_str_t *member,
+    ngx_str_t *field, ngx_str_t *value);
 static ngx_int_t ngx_http_llm_resolve_upstream(ngx_conf_t *cf,
-    ngx_http_llm_model_t *model);
-static char *ngx_http_llm_model_number(ngx_conf_t *cf,
-    ngx_http_llm_model_t *model, ngx_uint_t *field);
-static char *ngx_http_llm_model_tokenize(ngx_conf_t *cf,
     ngx_http_llm_model_t *model);
 static ngx_int_t ngx_http_llm_add_variant(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf, ngx_uint_t i, ngx_http_llm_route_t *route);
@@ -39,6 +64,104 @@ static ngx_int_t ngx_http_llm_init_fallbacks(ngx_conf_t *cf,
 
 static ngx_str_t  ngx_http_llm_default_name = ngx_string("default");
 static ngx_str_t  ngx_http_llm_no_name = ngx_null_string;
+static ngx_str_t  ngx_http_llm_max_tokens = ngx_string("max_tokens");
+
+
+/*
+ * The directives of an llm_model block, looked up by
+ * ngx_http_llm_model_directive(), the block's cf->handler, as
+ * ngx_conf_handler() looks up a module's: each gets its argument count
+ * checked, then the model.
+ */
+
+static ngx_command_t  ngx_http_llm_model_commands[] = {
+
+    { ngx_string("upstream"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_str,
+      0,
+      offsetof(ngx_http_llm_model_t, upstream_name),
+      NULL },
+
+    { ngx_string("target"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_target,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("fallback"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_str,
+      0,
+      offsetof(ngx_http_llm_model_t, fallback),
+      NULL },
+
+    { ngx_string("stream_usage"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_stream_usage,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("max_context"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_number,
+      0,
+      offsetof(ngx_http_llm_model_t, max_context),
+      NULL },
+
+    { ngx_string("bytes_per_token"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_number,
+      0,
+      offsetof(ngx_http_llm_model_t, bytes_per_token),
+      NULL },
+
+    { ngx_string("default_max_tokens"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_number,
+      0,
+      offsetof(ngx_http_llm_model_t, default_max_tokens),
+      NULL },
+
+    { ngx_string("tokenize"),
+      NGX_CONF_ANY,         /* its own message for any count */
+      ngx_http_llm_model_tokenize,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("hook"),
+      NGX_CONF_TAKE1,
+      ngx_http_llm_model_hook_slot,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("set"),
+      NGX_CONF_TAKE2,
+      ngx_http_llm_model_set,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("clamp"),
+      NGX_CONF_TAKE2,
+      ngx_http_llm_model_clamp,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("drop"),
+      NGX_CONF_1MORE,
+      ngx_http_llm_model_drop,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
 
 
 /* the first of the models [0, before) named name, or NGX_CONF_UNSET_UINT */
@@ -91,26 +214,7 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(model, sizeof(ngx_http_llm_model_t));
-
-    model->name = value[1];
-    model->stream_usage = NGX_CONF_UNSET;
-    model->bytes_per_token = NGX_CONF_UNSET_UINT;
-    model->tokenize = NGX_CONF_UNSET;
-    model->tokenize_margin = 10;
-    model->tokenize_timeout = 300;
-    model->default_max_tokens = NGX_CONF_UNSET_UINT;
-    model->glob = ngx_strlchr(value[1].data, value[1].data + value[1].len,
-                              '*') != NULL
-                  || ngx_strlchr(value[1].data, value[1].data + value[1].len,
-                                 '?') != NULL;
-    model->file = cf->conf_file->file.name;
-    model->line = cf->conf_file->line;
-
-    if (ngx_array_init(&model->rules, cf->pool, 4,
-                       sizeof(ngx_http_llm_rule_t))
-        != NGX_OK)
-    {
+    if (ngx_http_llm_model_init(cf, model, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -126,6 +230,9 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    models = lmcf->models.elts;     /* it may have moved */
+    model = &models[n];
+
     if (model->upstream_name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "no \"upstream\" in llm_model \"%V\"",
@@ -134,41 +241,160 @@ ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (first != NGX_CONF_UNSET_UINT) {
-        models = lmcf->models.elts;     /* it may have moved */
-        model = &models[n];
-
-        /* cf->args is the last directive's now: the name is model's */
-
-        if (model->glob
-            || (model->name.len == 7
-                && ngx_strncmp(model->name.data, "default", 7) == 0))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate llm_model \"%V\", first declared "
-                               "in %V:%ui (only blocks of one exact name "
-                               "can be variants)",
-                               &model->name, &models[first].file,
-                               models[first].line);
-            return NGX_CONF_ERROR;
-        }
-
-        /* a variant without max_context learns it from its engines */
-
-        if (models[first].max_context == 0) {
-            models[first].max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
-        }
-
-        if (model->max_context == 0) {
-            model->max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
-        }
+        return ngx_http_llm_model_variant(cf, &models[first], model);
     }
 
     return NGX_CONF_OK;
 }
 
 
+/* a new llm_model block's model: nothing set yet */
+
+static ngx_int_t
+ngx_http_llm_model_init(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_str_t *name)
+{
+    ngx_memzero(model, sizeof(ngx_http_llm_model_t));
+
+    model->name = *name;
+    model->stream_usage = NGX_CONF_UNSET;
+    model->bytes_per_token = NGX_CONF_UNSET_UINT;
+    model->tokenize = NGX_CONF_UNSET;
+    model->tokenize_margin = 10;
+    model->tokenize_timeout = 300;
+    model->default_max_tokens = NGX_CONF_UNSET_UINT;
+    model->glob = ngx_strlchr(name->data, name->data + name->len, '*') != NULL
+                  || ngx_strlchr(name->data, name->data + name->len, '?')
+                     != NULL;
+    model->file = cf->conf_file->file.name;
+    model->line = cf->conf_file->line;
+
+    return ngx_array_init(&model->rules, cf->pool, 4,
+                          sizeof(ngx_http_llm_rule_t));
+}
+
+
+/* a later block of the name of the first: a variant of it */
+
+static char *
+ngx_http_llm_model_variant(ngx_conf_t *cf, ngx_http_llm_model_t *first,
+    ngx_http_llm_model_t *model)
+{
+    /* cf->args is the last directive's now: the name is model's */
+
+    if (model->glob
+        || (model->name.len == 7
+            && ngx_strncmp(model->name.data, "default", 7) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate llm_model \"%V\", first declared "
+                           "in %V:%ui (only blocks of one exact name "
+                           "can be variants)",
+                           &model->name, &first->file, first->line);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a variant without max_context learns it from its engines */
+
+    if (first->max_context == 0) {
+        first->max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
+    }
+
+    if (model->max_context == 0) {
+        model->max_context = NGX_HTTP_LLM_CONTEXT_AUTO;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the block's cf->handler: a directive looked up in the table above */
+
 static char *
 ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_llm_model_t  *model = conf;
+
+    ngx_str_t      *value;
+    ngx_command_t  *cmd;
+
+    value = cf->args->elts;
+
+    for (cmd = ngx_http_llm_model_commands; cmd->name.len; cmd++) {
+
+        if (cmd->name.len != value[0].len
+            || ngx_strncmp(cmd->name.data, value[0].data, value[0].len) != 0)
+        {
+            continue;
+        }
+
+        if (!ngx_http_llm_model_args(cmd->type, cf->args->nelts - 1)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid number of arguments in \"%V\" "
+                               "directive of llm_model \"%V\"", &value[0],
+                               &model->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return cmd->set(cf, cmd, model);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive \"%V\" in llm_model \"%V\"",
+                       &value[0], &model->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* n arguments suit a directive of this type (as in ngx_conf_handler()) */
+
+static ngx_uint_t
+ngx_http_llm_model_args(ngx_uint_t type, ngx_uint_t n)
+{
+    static const ngx_uint_t  takes[] = {
+        NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_CONF_TAKE3
+    };
+
+    if (type & NGX_CONF_ANY) {
+        return 1;
+    }
+
+    if (type & NGX_CONF_1MORE) {
+        return n >= 1;
+    }
+
+    return n < sizeof(takes) / sizeof(takes[0]) && (type & takes[n]);
+}
+
+
+/* upstream NAME; fallback NAME */
+
+static char *
+ngx_http_llm_model_str(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t  *field, *value;
+
+    field = (ngx_str_t *) (p + cmd->offset);
+    value = cf->args->elts;
+
+    if (field->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive is duplicate", &value[0]);
+        return NGX_CONF_ERROR;
+    }
+
+    *field = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* target NAME: the name the engine gets */
+
+static char *
+ngx_http_llm_model_target(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_model_t  *model = conf;
 
@@ -176,178 +402,73 @@ ngx_http_llm_model_directive(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
 
     value = cf->args->elts;
 
-    if (value[0].len == 8
-        && ngx_strncmp(value[0].data, "upstream", 8) == 0)
+    if (model->target.len) {
+        return "\"target\" directive is duplicate";
+    }
+
+    if (value[1].len == 0) {
+        return "\"target\" has an empty name";
+    }
+
+    model->target = value[1];
+
+    if (ngx_http_llm_json_quote(cf->pool, &model->target, &model->target_json)
+        != NGX_OK)
     {
-        if (cf->args->nelts != 2) {
-            goto invalid_args;
-        }
-
-        if (model->upstream_name.len) {
-            return "\"upstream\" directive is duplicate";
-        }
-
-        model->upstream_name = value[1];
-        return NGX_CONF_OK;
+        return NGX_CONF_ERROR;
     }
 
-    if (value[0].len == 6 && ngx_strncmp(value[0].data, "target", 6) == 0) {
-        if (cf->args->nelts != 2) {
-            goto invalid_args;
-        }
-
-        if (model->target.len) {
-            return "\"target\" directive is duplicate";
-        }
-
-        if (value[1].len == 0) {
-            return "\"target\" has an empty name";
-        }
-
-        model->target = value[1];
-
-        if (ngx_http_llm_json_quote(cf->pool, &model->target,
-                                    &model->target_json)
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-        return NGX_CONF_OK;
-    }
-
-    if (value[0].len == 8
-        && ngx_strncmp(value[0].data, "fallback", 8) == 0)
-    {
-        if (cf->args->nelts != 2) {
-            goto invalid_args;
-        }
-
-        if (model->fallback.len) {
-            return "\"fallback\" directive is duplicate";
-        }
-
-        model->fallback = value[1];
-        return NGX_CONF_OK;
-    }
-
-    if (value[0].len == 12
-        && ngx_strncmp(value[0].data, "stream_usage", 12) == 0)
-    {
-        if (cf->args->nelts != 2) {
-            goto invalid_args;
-        }
-
-        if (model->stream_usage != NGX_CONF_UNSET) {
-            return "\"stream_usage\" directive is duplicate";
-        }
-
-        if (ngx_strcmp(value[1].data, "on") == 0) {
-            model->stream_usage = 1;
-
-        } else if (ngx_strcmp(value[1].data, "off") == 0) {
-            model->stream_usage = 0;
-
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid value \"%V\" in \"stream_usage\" "
-                               "of llm_model \"%V\", it must be \"on\" or "
-                               "\"off\"", &value[1], &model->name);
-            return NGX_CONF_ERROR;
-        }
-
-        return NGX_CONF_OK;
-    }
-
-    if (value[0].len == 11
-        && ngx_strncmp(value[0].data, "max_context", 11) == 0)
-    {
-        return ngx_http_llm_model_number(cf, model, &model->max_context);
-    }
-
-    if (value[0].len == 15
-        && ngx_strncmp(value[0].data, "bytes_per_token", 15) == 0)
-    {
-        return ngx_http_llm_model_number(cf, model, &model->bytes_per_token);
-    }
-
-    if (value[0].len == 18
-        && ngx_strncmp(value[0].data, "default_max_tokens", 18) == 0)
-    {
-        return ngx_http_llm_model_number(cf, model,
-                                         &model->default_max_tokens);
-    }
-
-    if (value[0].len == 8
-        && ngx_strncmp(value[0].data, "tokenize", 8) == 0)
-    {
-        return ngx_http_llm_model_tokenize(cf, model);
-    }
-
-    if (value[0].len == 4 && ngx_strncmp(value[0].data, "hook", 4) == 0) {
-        if (cf->args->nelts != 2) {
-            goto invalid_args;
-        }
-
-        return ngx_http_llm_model_hook(cf, model);
-    }
-
-    if (value[0].len == 3 && ngx_strncmp(value[0].data, "set", 3) == 0) {
-        if (cf->args->nelts != 3) {
-            goto invalid_args;
-        }
-
-        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_SET);
-    }
-
-    if (value[0].len == 5 && ngx_strncmp(value[0].data, "clamp", 5) == 0) {
-        if (cf->args->nelts != 3) {
-            goto invalid_args;
-        }
-
-        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_CLAMP);
-    }
-
-    if (value[0].len == 4 && ngx_strncmp(value[0].data, "drop", 4) == 0) {
-        if (cf->args->nelts < 2) {
-            goto invalid_args;
-        }
-
-        return ngx_http_llm_model_rule(cf, model, NGX_HTTP_LLM_RULE_DROP);
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "unknown directive \"%V\" in llm_model \"%V\"",
-                       &value[0], &model->name);
-    return NGX_CONF_ERROR;
-
-invalid_args:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid number of arguments in \"%V\" directive "
-                       "of llm_model \"%V\"", &value[0], &model->name);
-    return NGX_CONF_ERROR;
+    return NGX_CONF_OK;
 }
 
 
-/* max_context N | auto; bytes_per_token N; default_max_tokens N */
+/* stream_usage on | off: the location's llm_stream_usage for this model */
 
 static char *
-ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
-    ngx_uint_t *field)
+ngx_http_llm_model_stream_usage(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
-    ngx_int_t   n;
+    ngx_http_llm_model_t  *model = conf;
+
     ngx_str_t  *value;
 
     value = cf->args->elts;
 
-    if (cf->args->nelts != 2) {
+    if (model->stream_usage != NGX_CONF_UNSET) {
+        return "\"stream_usage\" directive is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        model->stream_usage = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        model->stream_usage = 0;
+
+    } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid number of arguments in \"%V\" "
-                           "directive of llm_model \"%V\"", &value[0],
-                           &model->name);
+                           "invalid value \"%V\" in \"stream_usage\" "
+                           "of llm_model \"%V\", it must be \"on\" or "
+                           "\"off\"", &value[1], &model->name);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* max_context N | auto; bytes_per_token N; default_max_tokens N (or 0) */
+
+static char *
+ngx_http_llm_model_number(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_model_t  *model = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t  *field;
+
+    field = (ngx_uint_t *) ((char *) model + cmd->offset);
+    value = cf->args->elts;
 
     if (*field != 0 && *field != NGX_CONF_UNSET_UINT) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -364,7 +485,7 @@ ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
 
     n = ngx_atoi(value[1].data, value[1].len);
 
-    if (n == NGX_ERROR || (n == 0 && value[0].data[0] != 'd')) {
+    if (n == NGX_ERROR || (n == 0 && field != &model->default_max_tokens)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" of llm_model "
                            "\"%V\"", &value[1], &value[0], &model->name);
@@ -380,8 +501,10 @@ ngx_http_llm_model_number(ngx_conf_t *cf, ngx_http_llm_model_t *model,
 /* tokenize on | off [margin=N%] [timeout=T] */
 
 static char *
-ngx_http_llm_model_tokenize(ngx_conf_t *cf, ngx_http_llm_model_t *model)
+ngx_http_llm_model_tokenize(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_llm_model_t  *model = conf;
+
     ngx_int_t    n;
     ngx_str_t   *value, v;
     ngx_uint_t   i;
@@ -454,6 +577,15 @@ invalid:
 }
 
 
+/* hook FILE: read by the hook's own code (ngx_http_llm_hook.c) */
+
+static char *
+ngx_http_llm_model_hook_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_llm_model_hook(cf, conf);
+}
+
+
 /*
  * set FIELD JSON; clamp FIELD NUMBER; drop FIELD [FIELD ...]
  *
@@ -463,21 +595,128 @@ invalid:
  */
 
 static char *
-ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
-    ngx_uint_t op)
+ngx_http_llm_model_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                 *text;
     cJSON                *json;
-    ngx_str_t            *value, alias;
-    ngx_uint_t            i, j, last;
-    ngx_http_llm_rule_t  *rule, *rules;
+    ngx_str_t            *value;
+    ngx_http_llm_rule_t  *rule;
 
-    static ngx_str_t  mt = ngx_string("max_tokens");
-    static ngx_str_t  mct = ngx_string("max_completion_tokens");
+    value = cf->args->elts;
+
+    rule = ngx_http_llm_model_rules(cf, conf, NGX_HTTP_LLM_RULE_SET, 2);
+    if (rule == NULL || rule == NGX_CONF_ERROR) {     /* NULL: drops only */
+        return NGX_CONF_ERROR;
+    }
+
+    json = cJSON_ParseWithLength((const char *) value[2].data, value[2].len);
+    if (json == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"set\" value \"%V\" is not valid JSON "
+                           "(quote strings: '\"text\"')", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* sent in canonical form: nginx unescapes "\n" in quoted words */
+
+    text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+
+    if (text == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rule->value.len = ngx_strlen(text);
+    rule->value.data = ngx_pnalloc(cf->pool, rule->value.len);
+
+    if (rule->value.data == NULL) {
+        cJSON_free(text);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(rule->value.data, text, rule->value.len);
+    cJSON_free(text);
+
+    /* the member a request without the field gets, built once */
+
+    if (ngx_http_llm_rule_member(cf, &rule->member, &rule->field,
+                                 &rule->value)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* an engine that reads max_tokens only gets it under that name */
+
+    if (rule->alias.len == ngx_http_llm_max_tokens.len
+        && ngx_http_llm_rule_member(cf, &rule->engine_member,
+                                    &ngx_http_llm_max_tokens, &rule->value)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_llm_model_clamp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t            *value;
+    ngx_http_llm_rule_t  *rule;
+
+    value = cf->args->elts;
+
+    rule = ngx_http_llm_model_rules(cf, conf, NGX_HTTP_LLM_RULE_CLAMP, 2);
+    if (rule == NULL || rule == NGX_CONF_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_llm_json_number(value[2].data, value[2].len, &rule->limit)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"clamp\" limit \"%V\" is not a number",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    rule->value = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_llm_model_drop(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_rule_t  *rule;
+
+    rule = ngx_http_llm_model_rules(cf, conf, NGX_HTTP_LLM_RULE_DROP,
+                                    cf->args->nelts);
+
+    return (rule == NGX_CONF_ERROR) ? NGX_CONF_ERROR : NGX_CONF_OK;
+}
+
+
+/*
+ * A rule of op on each field of value[1 .. last): the last rule added, NULL
+ * if none was (a drop under the field's other name already), or
+ * NGX_CONF_ERROR.
+ */
+
+static ngx_http_llm_rule_t *
+ngx_http_llm_model_rules(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_uint_t op, ngx_uint_t last)
+{
+    char                 *rv;
+    ngx_str_t            *value, alias;
+    ngx_uint_t            i;
+    ngx_http_llm_rule_t  *rule;
 
     value = cf->args->elts;
     rule = NULL;
-    last = (op == NGX_HTTP_LLM_RULE_DROP) ? cf->args->nelts : 2;
 
     for (i = 1; i < last; i++) {
 
@@ -495,56 +734,16 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
             return NGX_CONF_ERROR;
         }
 
-        ngx_str_null(&alias);
+        ngx_http_llm_rule_alias(&value[i], &alias);
 
-        if (value[i].len == mt.len
-            && ngx_strncmp(value[i].data, mt.data, mt.len) == 0)
-        {
-            alias = mct;
+        rv = ngx_http_llm_rule_taken(cf, model, op, &value[i], &alias);
 
-        } else if (value[i].len == mct.len
-                   && ngx_strncmp(value[i].data, mct.data, mct.len) == 0)
-        {
-            alias = mt;
-        }
-
-        rules = model->rules.elts;
-
-        for (j = 0; j < model->rules.nelts; j++) {
-            if (rules[j].field.len == value[i].len
-                && ngx_strncmp(rules[j].field.data, value[i].data,
-                               value[i].len) == 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "field \"%V\" already has a rule in "
-                                   "llm_model \"%V\"", &value[i],
-                                   &model->name);
-                return NGX_CONF_ERROR;
-            }
-
-            if (alias.len == 0
-                || rules[j].field.len != alias.len
-                || ngx_strncmp(rules[j].field.data, alias.data, alias.len)
-                   != 0)
-            {
-                continue;
-            }
-
-            if (op == NGX_HTTP_LLM_RULE_DROP
-                && rules[j].op == NGX_HTTP_LLM_RULE_DROP)
-            {
-                break;      /* dropped already, under its other name */
-            }
-
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "field \"%V\" already has a rule in "
-                               "llm_model \"%V\" (as \"%V\": they are one "
-                               "field)", &value[i], &model->name, &alias);
+        if (rv == NGX_CONF_ERROR) {
             return NGX_CONF_ERROR;
         }
 
-        if (j < model->rules.nelts) {
-            continue;
+        if (rv != NGX_CONF_OK) {
+            continue;       /* dropped already, under its other name */
         }
 
         rule = ngx_array_push(&model->rules);
@@ -559,82 +758,98 @@ ngx_http_llm_model_rule(ngx_conf_t *cf, ngx_http_llm_model_t *model,
         rule->alias = alias;
     }
 
-    if (rule == NULL) {
-        return NGX_CONF_OK;
+    return rule;
+}
+
+
+/* the other name of max_tokens and max_completion_tokens, else empty */
+
+static void
+ngx_http_llm_rule_alias(ngx_str_t *field, ngx_str_t *alias)
+{
+    static ngx_str_t  mct = ngx_string("max_completion_tokens");
+
+    ngx_str_null(alias);
+
+    if (field->len == ngx_http_llm_max_tokens.len
+        && ngx_strncmp(field->data, ngx_http_llm_max_tokens.data,
+                       field->len) == 0)
+    {
+        *alias = mct;
+
+    } else if (field->len == mct.len
+               && ngx_strncmp(field->data, mct.data, mct.len) == 0)
+    {
+        *alias = ngx_http_llm_max_tokens;
     }
+}
 
-    if (op == NGX_HTTP_LLM_RULE_SET) {
-        json = cJSON_ParseWithLength((const char *) value[2].data,
-                                     value[2].len);
-        if (json == NULL) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"set\" value \"%V\" is not valid JSON "
-                               "(quote strings: '\"text\"')", &value[2]);
-            return NGX_CONF_ERROR;
-        }
 
-        /* sent in canonical form: nginx unescapes "\n" in quoted words */
+/*
+ * NGX_CONF_OK: the field has no rule yet, under either name; "" (not an
+ * error): a drop of a field dropped already under its other name;
+ * NGX_CONF_ERROR: it has one, logged.
+ */
 
-        text = cJSON_PrintUnformatted(json);
-        cJSON_Delete(json);
+static char *
+ngx_http_llm_rule_taken(ngx_conf_t *cf, ngx_http_llm_model_t *model,
+    ngx_uint_t op, ngx_str_t *field, ngx_str_t *alias)
+{
+    ngx_uint_t            j;
+    ngx_http_llm_rule_t  *rules;
 
-        if (text == NULL) {
-            return NGX_CONF_ERROR;
-        }
+    rules = model->rules.elts;
 
-        rule->value.len = ngx_strlen(text);
-        rule->value.data = ngx_pnalloc(cf->pool, rule->value.len);
-
-        if (rule->value.data == NULL) {
-            cJSON_free(text);
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memcpy(rule->value.data, text, rule->value.len);
-        cJSON_free(text);
-
-        /* the member a request without the field gets, built once */
-
-        rule->member.len = rule->field.len + rule->value.len + 3;
-        rule->member.data = ngx_pnalloc(cf->pool, rule->member.len);
-
-        if (rule->member.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_sprintf(rule->member.data, "\"%V\":%V", &rule->field,
-                    &rule->value);
-
-        /* an engine that reads max_tokens only gets it under that name */
-
-        if (rule->alias.len == mt.len) {
-            rule->engine_member.len = mt.len + rule->value.len + 3;
-            rule->engine_member.data = ngx_pnalloc(cf->pool,
-                                                   rule->engine_member.len);
-
-            if (rule->engine_member.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_sprintf(rule->engine_member.data, "\"%V\":%V", &mt,
-                        &rule->value);
-        }
-
-    } else if (op == NGX_HTTP_LLM_RULE_CLAMP) {
-        if (ngx_http_llm_json_number(value[2].data, value[2].len,
-                                     &rule->limit)
-            != NGX_OK)
+    for (j = 0; j < model->rules.nelts; j++) {
+        if (rules[j].field.len == field->len
+            && ngx_strncmp(rules[j].field.data, field->data, field->len) == 0)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"clamp\" limit \"%V\" is not a number",
-                               &value[2]);
+                               "field \"%V\" already has a rule in "
+                               "llm_model \"%V\"", field, &model->name);
             return NGX_CONF_ERROR;
         }
 
-        rule->value = value[2];
+        if (alias->len == 0
+            || rules[j].field.len != alias->len
+            || ngx_strncmp(rules[j].field.data, alias->data, alias->len) != 0)
+        {
+            continue;
+        }
+
+        if (op == NGX_HTTP_LLM_RULE_DROP
+            && rules[j].op == NGX_HTTP_LLM_RULE_DROP)
+        {
+            return "";
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "field \"%V\" already has a rule in "
+                           "llm_model \"%V\" (as \"%V\": they are one "
+                           "field)", field, &model->name, alias);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* "field":value, built once */
+
+static ngx_int_t
+ngx_http_llm_rule_member(ngx_conf_t *cf, ngx_str_t *member, ngx_str_t *field,
+    ngx_str_t *value)
+{
+    member->len = field->len + value->len + 3;
+    member->data = ngx_pnalloc(cf->pool, member->len);
+
+    if (member->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(member->data, "\"%V\":%V", field, value);
+
+    return NGX_OK;
 }
 
 
