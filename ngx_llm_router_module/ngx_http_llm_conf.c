@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: the llm_model and llm_alias directives and the route
- * tables built from them.
+ * ngx_llm_router: llm_model (its sub-directives' table) and llm_alias, and
+ * the route tables built from them.  Not here: routing a request (route.c).
  */
 
 
@@ -11,6 +11,8 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_conf.h"
+#include "ngx_http_llm_json.h"
 
 
 static ngx_int_t ngx_http_llm_model_init(ngx_conf_t *cf,

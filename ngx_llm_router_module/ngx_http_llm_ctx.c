@@ -1,7 +1,7 @@
 
 /*
  * ngx_llm_router: the request context (found again after a redirect) and
- * the little helpers of content handlers.  Not here: any directive's logic.
+ * the content handlers' helpers.  Not here: any directive's own logic.
  */
 
 

@@ -1,6 +1,7 @@
 
 /*
- * ngx_llm_router: OpenAI-shaped errors.
+ * ngx_llm_router: OpenAI-shaped errors: set, built, sent, and the filter for
+ * nginx's own pages.  Not here: an engine's errors (response.c).
  *
  * The router's own rejections are sent by ngx_http_llm_send_error().  The
  * pages nginx itself generates in a routed location (413 from
@@ -15,6 +16,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_json.h"
 #include "ngx_http_llm_text.h"
 
 

@@ -1,6 +1,7 @@
 
 /*
- * ngx_llm_router: a resumable scanner for the top level of a JSON object.
+ * ngx_llm_router: a resumable scanner for the top level of a JSON object,
+ * and the skimmer.  Not here: anything of nginx; decoding strings (text.c).
  */
 
 

@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: JSON helpers around the scanner (ngx_http_llm_jscan.c):
- * key comparison, string and number values, quoting.
+ * ngx_llm_router: JSON for nginx strings: keys, values, quoting into a
+ * pool, include_usage.  Not here: grammar (jscan.c), byte loops (text.c).
  */
 
 
@@ -10,6 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_json.h"
 #include "ngx_http_llm_text.h"
 
 

@@ -1,6 +1,7 @@
 
 /*
  * ngx_llm_router: the llm_models content handler, GET /v1/models.
+ * Not here: the models' configuration (conf.c).
  */
 
 
@@ -10,6 +11,10 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_models.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_conf.h"
+#include "ngx_http_llm_error.h"
 
 
 static ngx_int_t ngx_http_llm_models_handler(ngx_http_request_t *r);

@@ -1,6 +1,8 @@
 
 /*
- * ngx_llm_router: module definition, directives and configuration.
+ * ngx_llm_router: the module object, its directives in the core's order,
+ * create/merge conf, postconfiguration, the process hooks.
+ * Not here: any directive's handler, any helper other files call.
  */
 
 
@@ -9,19 +11,23 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_conf.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_models.h"
+#include "ngx_http_llm_status.h"
+#include "ngx_http_llm_metrics.h"
+#include "ngx_http_llm_prometheus.h"
 
 
-static ngx_int_t ngx_http_llm_init_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_llm_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_llm_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_llm_init_process(ngx_cycle_t *cycle);
+static void ngx_http_llm_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_llm_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_llm_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_llm_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_llm_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-
-
-static void ngx_http_llm_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_conf_enum_t  ngx_http_llm_hook_on_error[] = {
@@ -38,6 +44,15 @@ static ngx_conf_post_t  ngx_http_llm_buffer_size_post = {
 
 static ngx_command_t  ngx_http_llm_commands[] = {
 
+    /* http{}: the models, their names, the shared zone */
+
+    { ngx_string("llm_router_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_llm_router_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llm_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_llm_model_block,
@@ -51,6 +66,8 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    /* http{}, server{}, location{}: routing, responses and hooks */
 
     { ngx_string("llm_router"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -73,6 +90,20 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       offsetof(ngx_http_llm_loc_conf_t, restore_model),
       NULL },
 
+    { ngx_string("llm_response_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, response_buffer_size),
+      &ngx_http_llm_buffer_size_post },
+
+    { ngx_string("llm_event_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_llm_loc_conf_t, event_max_size),
+      &ngx_http_llm_buffer_size_post },
+
     { ngx_string("llm_hook"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_llm_hook_directive,
@@ -94,19 +125,21 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       offsetof(ngx_http_llm_loc_conf_t, hook_on_error),
       &ngx_http_llm_hook_on_error },
 
-    { ngx_string("llm_response_buffer_size"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_llm_loc_conf_t, response_buffer_size),
-      &ngx_http_llm_buffer_size_post },
+    /* location{}: the router's own content handlers */
 
-    { ngx_string("llm_event_max_size"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+    { ngx_string("llm_models"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llm_models,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_llm_loc_conf_t, event_max_size),
-      &ngx_http_llm_buffer_size_post },
+      0,
+      NULL },
+
+    { ngx_string("llm_router_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_llm_router_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("llm_router_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -115,12 +148,7 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       0,
       NULL },
 
-    { ngx_string("llm_router_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
-      ngx_http_llm_router_zone,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
+    /* upstream{}: the engines, their checks and scrapes, the balancer */
 
     { ngx_string("llm_engine"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
@@ -136,6 +164,13 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       0,
       NULL },
 
+    { ngx_string("llm_scrape"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_llm_scrape,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("llm_balance"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE123,
       ngx_http_llm_balance,
@@ -147,27 +182,6 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
       ngx_http_llm_dispatch,
       NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("llm_scrape"),
-      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
-      ngx_http_llm_scrape,
-      NGX_HTTP_SRV_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("llm_router_status"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_llm_router_status,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("llm_models"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_llm_models,
-      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 

@@ -345,18 +345,8 @@ typedef struct {
 } ngx_http_llm_ctx_t;
 
 
-/* module */
+/* the module object (ngx_http_llm_module.c), for every file's conf */
 extern ngx_module_t  ngx_http_llm_router_module;
-
-
-/* configuration (ngx_http_llm_conf.c) */
-char *ngx_http_llm_model_block(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_llm_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_uint_t ngx_http_llm_first_model(ngx_http_llm_main_conf_t *lmcf,
-    ngx_str_t *name, ngx_uint_t before);
-ngx_int_t ngx_http_llm_init_routes(ngx_conf_t *cf,
-    ngx_http_llm_main_conf_t *lmcf);
 
 /* routing (ngx_http_llm_route.c) */
 ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
@@ -364,20 +354,6 @@ ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
 ngx_uint_t ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name);
 ngx_http_llm_route_t *ngx_http_llm_healthy_route(
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_route_t *route);
-
-/* JSON (ngx_http_llm_json.c) */
-ngx_uint_t ngx_http_llm_json_key_equals(u_char *p, size_t len,
-    ngx_str_t *name);
-ngx_int_t ngx_http_llm_json_string_value(ngx_pool_t *pool, ngx_str_t *in,
-    ngx_str_t *out);
-ngx_int_t ngx_http_llm_json_quote(ngx_pool_t *pool, ngx_str_t *in,
-    ngx_str_t *out);
-ngx_int_t ngx_http_llm_log_text(ngx_pool_t *pool, ngx_str_t *in,
-    ngx_str_t *out);
-ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
-    ngx_str_t *out);
-ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
-ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
 
 /* request body (ngx_http_llm_body.c) */
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
@@ -387,21 +363,6 @@ void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
     ngx_str_t *body, ngx_uint_t n, ngx_msec_t timeout);
-
-/* errors (ngx_http_llm_error.c) */
-ngx_uint_t ngx_http_llm_error_token(const char *s);
-void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
-    const char *type, const char *param, ngx_str_t *message);
-ngx_int_t ngx_http_llm_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_http_llm_ctx_t *ctx);
-ngx_buf_t *ngx_http_llm_error_body(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_http_llm_ctx_t *ctx);
-ngx_int_t ngx_http_llm_error_filter_init(ngx_conf_t *cf);
-
-/* endpoints (ngx_http_llm_models.c) */
-char *ngx_http_llm_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_llm_build_models_json(ngx_conf_t *cf,
-    ngx_http_llm_main_conf_t *lmcf);
 
 /* variables (ngx_http_llm_variables.c) */
 ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
@@ -445,10 +406,6 @@ ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
 /* active checks (ngx_http_llm_check.c) */
 ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
 
-/* status endpoint (ngx_http_llm_status.c) */
-char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-
 /* response filters (ngx_http_llm_response.c) */
 ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
 ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
@@ -457,15 +414,6 @@ ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
 ngx_int_t ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r);
 char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
-
-/* metrics (ngx_http_llm_metrics.c) */
-char *ngx_http_llm_router_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-ngx_int_t ngx_http_llm_metrics_init(ngx_conf_t *cf);
-void ngx_http_llm_metrics_start(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
-ngx_int_t ngx_http_llm_metrics_bind(ngx_http_llm_main_conf_t *lmcf,
-    ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool);
 
 /* Lua hooks (ngx_http_llm_hook.c) */
 char *ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -486,6 +434,13 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_conf.h"
+#include "ngx_http_llm_json.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_models.h"
+#include "ngx_http_llm_status.h"
+#include "ngx_http_llm_metrics.h"
+#include "ngx_http_llm_prometheus.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -1,9 +1,10 @@
 
 /*
- * ngx_llm_router: llm_router_status, the state of every llm upstream and
- * peer: JSON, or a self-contained HTML page that refreshes itself for a
- * client that prefers text/html.  The zone is copied under its lock and
- * formatted after.
+ * ngx_llm_router: llm_router_status, the peers' state as JSON, or as a page
+ * for a browser.  Not here: the state itself (zone.c, check.c).
+ *
+ * The zone is copied under its lock and formatted after; a client that
+ * prefers text/html gets a self-contained page that refreshes itself.
  */
 
 
@@ -14,6 +15,9 @@
 #include <math.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_status.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_json.h"
 #include "ngx_http_llm_prom.h"
 
 
@@ -24,6 +28,10 @@
 
 
 static ngx_int_t ngx_http_llm_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_llm_status_snapshot(ngx_http_request_t *r,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_peer_state_t **snapshot);
+static ngx_buf_t *ngx_http_llm_status_json(ngx_http_request_t *r,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_peer_state_t *peers);
 static u_char *ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
     ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *peers);
 static ngx_uint_t ngx_http_llm_status_wants_html(ngx_http_request_t *r);
@@ -49,12 +57,8 @@ ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_llm_status_handler(ngx_http_request_t *r)
 {
-    size_t                      len;
-    u_char                     *p;
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
-    ngx_uint_t                  i, k, n, npeers;
-    ngx_http_llm_srv_conf_t   **lscfp;
     ngx_http_llm_main_conf_t   *lmcf;
     ngx_http_llm_peer_state_t  *peers;
 
@@ -65,35 +69,8 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
 
     lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
-    /* a snapshot of this configuration's peers, in upstream order */
-
-    lscfp = lmcf->upstreams.elts;
-    npeers = 0;
-
-    for (i = 0; i < lmcf->upstreams.nelts; i++) {
-        npeers += lscfp[i]->npeers;
-    }
-
-    peers = NULL;
-
-    if (lmcf->sh) {
-        peers = ngx_palloc(r->pool,
-                           (npeers + 1) * sizeof(ngx_http_llm_peer_state_t));
-        if (peers == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_shmtx_lock(&lmcf->shpool->mutex);
-
-        n = 0;
-
-        for (i = 0; i < lmcf->upstreams.nelts; i++) {
-            for (k = 0; k < lscfp[i]->npeers; k++) {
-                peers[n++] = *lscfp[i]->slots[k];
-            }
-        }
-
-        ngx_shmtx_unlock(&lmcf->shpool->mutex);
+    if (ngx_http_llm_status_snapshot(r, lmcf, &peers) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_llm_status_wants_html(r)) {
@@ -105,6 +82,74 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
         return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "text/html", b);
     }
 
+    b = ngx_http_llm_status_json(r, lmcf, peers);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "application/json", b);
+}
+
+
+/* a copy of this configuration's peers, in upstream order (NULL: no zone) */
+
+static ngx_int_t
+ngx_http_llm_status_snapshot(ngx_http_request_t *r,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_peer_state_t **snapshot)
+{
+    ngx_uint_t                  i, k, n, npeers;
+    ngx_http_llm_srv_conf_t   **lscfp;
+    ngx_http_llm_peer_state_t  *peers;
+
+    *snapshot = NULL;
+
+    if (lmcf->sh == NULL) {
+        return NGX_OK;
+    }
+
+    lscfp = lmcf->upstreams.elts;
+    npeers = 0;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        npeers += lscfp[i]->npeers;
+    }
+
+    peers = ngx_palloc(r->pool,
+                       (npeers + 1) * sizeof(ngx_http_llm_peer_state_t));
+    if (peers == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&lmcf->shpool->mutex);
+
+    n = 0;
+
+    for (i = 0; i < lmcf->upstreams.nelts; i++) {
+        for (k = 0; k < lscfp[i]->npeers; k++) {
+            peers[n++] = *lscfp[i]->slots[k];
+        }
+    }
+
+    ngx_shmtx_unlock(&lmcf->shpool->mutex);
+
+    *snapshot = peers;
+
+    return NGX_OK;
+}
+
+
+static ngx_buf_t *
+ngx_http_llm_status_json(ngx_http_request_t *r,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_peer_state_t *peers)
+{
+    size_t                     len;
+    u_char                    *p;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i, n;
+    ngx_http_llm_srv_conf_t  **lscfp;
+
+    lscfp = lmcf->upstreams.elts;
+
     len = sizeof("{\"zone\":,\"upstreams\":[]}\n") + 2 * 6 * 64
           + lmcf->upstreams.nelts * NGX_HTTP_LLM_STATUS_PEER_LEN;
 
@@ -115,7 +160,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     p = ngx_cpymem(b->last, "{\"zone\":", sizeof("{\"zone\":") - 1);
@@ -124,7 +169,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
         p = ngx_http_llm_status_string(r, p, lmcf->shm_zone->shm.name.data,
                                        lmcf->shm_zone->shm.name.len);
         if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NULL;
         }
 
     } else {
@@ -143,7 +188,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
         p = ngx_http_llm_status_upstream(r, p, lscfp[i],
                                          peers ? peers + n : NULL);
         if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NULL;
         }
 
         n += lscfp[i]->npeers;
@@ -152,7 +197,7 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     p = ngx_cpymem(p, "]}\n", 3);
     b->last = p;
 
-    return ngx_http_llm_send_buffer(r, NGX_HTTP_OK, "application/json", b);
+    return b;
 }
 
 

@@ -1,6 +1,7 @@
 
 /*
- * ngx_llm_router: text from clients and engines, checked and quoted.
+ * ngx_llm_router: text from clients and engines, checked, decoded, quoted;
+ * the texts of a prompt.  Not here: anything of nginx; JSON grammar (jscan).
  */
 
 
