@@ -599,15 +599,15 @@ ngx_http_llm_model_hook_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_llm_model_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                 *text;
     cJSON                *json;
+    ngx_int_t             rc;
     ngx_str_t            *value;
     ngx_http_llm_rule_t  *rule;
 
     value = cf->args->elts;
 
     rule = ngx_http_llm_model_rules(cf, conf, NGX_HTTP_LLM_RULE_SET, 2);
-    if (rule == NULL || rule == NGX_CONF_ERROR) {     /* NULL: drops only */
+    if (rule == NULL || rule == NGX_CONF_ERROR) {
         return NGX_CONF_ERROR;
     }
 
@@ -621,23 +621,12 @@ ngx_http_llm_model_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* sent in canonical form: nginx unescapes "\n" in quoted words */
 
-    text = cJSON_PrintUnformatted(json);
+    rc = ngx_http_llm_json_print(cf->pool, json, &rule->value);
     cJSON_Delete(json);
 
-    if (text == NULL) {
+    if (rc != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    rule->value.len = ngx_strlen(text);
-    rule->value.data = ngx_pnalloc(cf->pool, rule->value.len);
-
-    if (rule->value.data == NULL) {
-        cJSON_free(text);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(rule->value.data, text, rule->value.len);
-    cJSON_free(text);
 
     /* the member a request without the field gets, built once */
 

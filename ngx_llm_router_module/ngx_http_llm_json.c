@@ -8,6 +8,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_json.h"
@@ -257,4 +258,29 @@ ngx_http_llm_json_count(u_char *p, size_t len)
     }
 
     return (ngx_int_t) d;
+}
+
+
+/* a cJSON tree as compact text, in the pool */
+
+ngx_int_t
+ngx_http_llm_json_print(ngx_pool_t *pool, cJSON *json, ngx_str_t *out)
+{
+    char  *text;
+
+    text = cJSON_PrintUnformatted(json);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->len = ngx_strlen(text);
+    out->data = ngx_pnalloc(pool, out->len);
+
+    if (out->data != NULL) {
+        ngx_memcpy(out->data, text, out->len);
+    }
+
+    cJSON_free(text);
+
+    return (out->data != NULL) ? NGX_OK : NGX_ERROR;
 }

@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: JSON values, keys and quoting for nginx strings
- * (ngx_http_llm_json.c).
+ * ngx_llm_router: JSON keys, values and quoting for nginx strings, a cJSON
+ * tree printed into a pool (ngx_http_llm_json.c).
  */
 
 
@@ -10,6 +10,9 @@
 
 
 #include "ngx_http_llm_router.h"
+
+
+struct cJSON;
 
 
 ngx_uint_t ngx_http_llm_json_key_equals(u_char *p, size_t len,
@@ -24,6 +27,8 @@ ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
+ngx_int_t ngx_http_llm_json_print(ngx_pool_t *pool, struct cJSON *json,
+    ngx_str_t *out);
 
 
 #endif /* _NGX_HTTP_LLM_JSON_H_INCLUDED_ */

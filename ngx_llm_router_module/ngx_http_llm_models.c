@@ -15,6 +15,7 @@
 #include "ngx_http_llm_ctx.h"
 #include "ngx_http_llm_conf.h"
 #include "ngx_http_llm_error.h"
+#include "ngx_http_llm_json.h"
 
 
 static ngx_int_t ngx_http_llm_models_handler(ngx_http_request_t *r);
@@ -34,7 +35,6 @@ ngx_http_llm_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 ngx_int_t
 ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
-    char                  *text;
     cJSON                 *root, *data;
     time_t                 created;
     ngx_uint_t             i;
@@ -95,22 +95,12 @@ ngx_http_llm_build_models_json(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         }
     }
 
-    text = cJSON_PrintUnformatted(root);
-    if (text == NULL) {
+    if (ngx_http_llm_json_print(cf->pool, root, &lmcf->models_json)
+        != NGX_OK)
+    {
         goto failed;
     }
 
-    lmcf->models_json.len = ngx_strlen(text);
-    lmcf->models_json.data = ngx_pnalloc(cf->pool, lmcf->models_json.len);
-
-    if (lmcf->models_json.data == NULL) {
-        cJSON_free(text);
-        goto failed;
-    }
-
-    ngx_memcpy(lmcf->models_json.data, text, lmcf->models_json.len);
-
-    cJSON_free(text);
     cJSON_Delete(root);
 
     return NGX_OK;
