@@ -48,6 +48,10 @@ static char *ngx_http_llm_rule_taken(ngx_conf_t *cf,
     ngx_str_t *alias);
 static ngx_int_t ngx_http_llm_rule_member(ngx_conf_t *cf, ngx_str_t *member,
     ngx_str_t *field, ngx_str_t *value);
+static ngx_int_t ngx_http_llm_init_model(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_uint_t i, ngx_hash_keys_arrays_t *ha);
+static ngx_int_t ngx_http_llm_init_names(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_hash_keys_arrays_t *ha);
 static ngx_int_t ngx_http_llm_resolve_upstream(ngx_conf_t *cf,
     ngx_http_llm_model_t *model);
 static ngx_int_t ngx_http_llm_add_variant(ngx_conf_t *cf,
@@ -899,11 +903,7 @@ ngx_http_llm_alias(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 ngx_int_t
 ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
-    ngx_int_t                rc;
     ngx_uint_t               i;
-    ngx_hash_init_t          hinit;
-    ngx_http_llm_route_t    *route;
-    ngx_http_llm_model_t    *models;
     ngx_hash_keys_arrays_t   ha;
 
     ngx_memzero(&ha, sizeof(ngx_hash_keys_arrays_t));
@@ -919,58 +919,8 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         goto failed;
     }
 
-    models = lmcf->models.elts;
-
     for (i = 0; i < lmcf->models.nelts; i++) {
-
-        /* the zone keys a model's counters by its name: whole names only */
-
-        if (models[i].name.len >= NGX_HTTP_LLM_MODEL_LEN) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "llm_model name \"%V\" is longer than %d bytes, "
-                          "in %V:%ui", &models[i].name,
-                          NGX_HTTP_LLM_MODEL_LEN - 1, &models[i].file,
-                          models[i].line);
-            goto failed;
-        }
-
-        if (ngx_http_llm_resolve_upstream(cf, &models[i]) != NGX_OK) {
-            goto failed;
-        }
-
-        if (models[i].glob) {
-            continue;
-        }
-
-        route = ngx_http_llm_make_route(cf, &models[i], &models[i].target);
-        if (route == NULL) {
-            goto failed;
-        }
-
-        models[i].route = route;
-
-        if (models[i].max_context) {
-            rc = ngx_http_llm_add_variant(cf, lmcf, i, route);
-
-            if (rc == NGX_ERROR) {
-                goto failed;
-            }
-
-            if (rc == NGX_DONE) {
-                continue;       /* a later variant: found through the first */
-            }
-        }
-
-        if (models[i].name.len == ngx_http_llm_default_name.len
-            && ngx_strncmp(models[i].name.data, "default", 7) == 0)
-        {
-            lmcf->default_route = route;
-        }
-
-        if (ngx_hash_add_key(&ha, &models[i].name, route,
-                             NGX_HASH_READONLY_KEY)
-            != NGX_OK)
-        {
+        if (ngx_http_llm_init_model(cf, lmcf, i, &ha) != NGX_OK) {
             goto failed;
         }
     }
@@ -983,17 +933,7 @@ ngx_http_llm_init_routes(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         goto failed;
     }
 
-    hinit.hash = &lmcf->names;
-    hinit.key = ngx_hash_key;
-    hinit.max_size = 8192;
-    /* a bucket holds a name of NGX_HTTP_LLM_MODEL_LEN - 1 bytes */
-    hinit.bucket_size = ngx_align(2 * NGX_HTTP_LLM_MODEL_LEN,
-                                  ngx_cacheline_size);
-    hinit.name = "llm_model_names_hash";
-    hinit.pool = cf->pool;
-    hinit.temp_pool = NULL;
-
-    if (ngx_hash_init(&hinit, ha.keys.elts, ha.keys.nelts) != NGX_OK) {
+    if (ngx_http_llm_init_names(cf, lmcf, &ha) != NGX_OK) {
         goto failed;
     }
 
@@ -1006,6 +946,85 @@ failed:
     ngx_destroy_pool(ha.temp_pool);
 
     return NGX_ERROR;
+}
+
+
+/* model i: its upstream, its route, its name among the names */
+
+static ngx_int_t
+ngx_http_llm_init_model(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_uint_t i, ngx_hash_keys_arrays_t *ha)
+{
+    ngx_int_t              rc;
+    ngx_http_llm_route_t  *route;
+    ngx_http_llm_model_t  *model;
+
+    model = &((ngx_http_llm_model_t *) lmcf->models.elts)[i];
+
+    /* the zone keys a model's counters by its name: whole names only */
+
+    if (model->name.len >= NGX_HTTP_LLM_MODEL_LEN) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "llm_model name \"%V\" is longer than %d bytes, "
+                      "in %V:%ui", &model->name,
+                      NGX_HTTP_LLM_MODEL_LEN - 1, &model->file,
+                      model->line);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_llm_resolve_upstream(cf, model) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (model->glob) {
+        return NGX_OK;
+    }
+
+    route = ngx_http_llm_make_route(cf, model, &model->target);
+    if (route == NULL) {
+        return NGX_ERROR;
+    }
+
+    model->route = route;
+
+    if (model->max_context) {
+        rc = ngx_http_llm_add_variant(cf, lmcf, i, route);
+
+        if (rc != NGX_OK) {
+            /* NGX_DONE: a later variant, found through the first */
+            return (rc == NGX_DONE) ? NGX_OK : NGX_ERROR;
+        }
+    }
+
+    if (model->name.len == ngx_http_llm_default_name.len
+        && ngx_strncmp(model->name.data, "default", 7) == 0)
+    {
+        lmcf->default_route = route;
+    }
+
+    return ngx_hash_add_key(ha, &model->name, route, NGX_HASH_READONLY_KEY);
+}
+
+
+/* the hash of exact names and aliases */
+
+static ngx_int_t
+ngx_http_llm_init_names(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_hash_keys_arrays_t *ha)
+{
+    ngx_hash_init_t  hinit;
+
+    hinit.hash = &lmcf->names;
+    hinit.key = ngx_hash_key;
+    hinit.max_size = 8192;
+    /* a bucket holds a name of NGX_HTTP_LLM_MODEL_LEN - 1 bytes */
+    hinit.bucket_size = ngx_align(2 * NGX_HTTP_LLM_MODEL_LEN,
+                                  ngx_cacheline_size);
+    hinit.name = "llm_model_names_hash";
+    hinit.pool = cf->pool;
+    hinit.temp_pool = NULL;
+
+    return ngx_hash_init(&hinit, ha->keys.elts, ha->keys.nelts);
 }
 
 
