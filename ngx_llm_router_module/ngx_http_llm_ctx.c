@@ -108,14 +108,20 @@ ngx_http_llm_set_content_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
 }
 
 
-/* a GET or HEAD endpoint: NGX_OK with the body discarded, else a status */
+/*
+ * A GET or HEAD endpoint: NGX_OK with the body discarded and *lmcf set,
+ * else the status to return.
+ */
 
 ngx_int_t
-ngx_http_llm_accept_get(ngx_http_request_t *r)
+ngx_http_llm_accept_get(ngx_http_request_t *r,
+    ngx_http_llm_main_conf_t **lmcf)
 {
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
     }
+
+    *lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
     return ngx_http_discard_request_body(r);
 }

@@ -107,12 +107,10 @@ ngx_http_llm_metrics_handler(ngx_http_request_t *r)
     ngx_buf_t                 *b;
     ngx_http_llm_main_conf_t  *lmcf;
 
-    rc = ngx_http_llm_accept_get(r);
+    rc = ngx_http_llm_accept_get(r, &lmcf);
     if (rc != NGX_OK) {
         return rc;
     }
-
-    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
     if (lmcf->sh == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;

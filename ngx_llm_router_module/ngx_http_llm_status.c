@@ -62,12 +62,10 @@ ngx_http_llm_status_handler(ngx_http_request_t *r)
     ngx_http_llm_main_conf_t   *lmcf;
     ngx_http_llm_peer_state_t  *peers;
 
-    rc = ngx_http_llm_accept_get(r);
+    rc = ngx_http_llm_accept_get(r, &lmcf);
     if (rc != NGX_OK) {
         return rc;
     }
-
-    lmcf = ngx_http_get_module_main_conf(r, ngx_http_llm_router_module);
 
     if (ngx_http_llm_status_snapshot(r, lmcf, &peers) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

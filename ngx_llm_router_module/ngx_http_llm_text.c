@@ -189,8 +189,13 @@ static const unsigned char *
 ngx_http_llm_text_unescape(const unsigned char *p, const unsigned char *last,
     unsigned char *buf, size_t *k)
 {
-    unsigned       cp, lo;
-    unsigned char  c;
+    unsigned              cp, lo;
+    unsigned char         c;
+    const unsigned char  *q;
+
+    /* the one-letter escapes and what they stand for */
+    static const unsigned char  from[] = "\"\\/bfnrt";
+    static const unsigned char  to[] = "\"\\/\b\f\n\r\t";
 
     if (last - p < 2) {
         return NULL;
@@ -200,31 +205,15 @@ ngx_http_llm_text_unescape(const unsigned char *p, const unsigned char *last,
     p += 2;
     *k = 1;
 
-    switch (c) {
-    case '"':
-    case '\\':
-    case '/':
-        buf[0] = c;
+    if (c != 'u') {
+        q = memchr(from, c, sizeof(from) - 1);
+
+        if (q == NULL) {
+            return NULL;
+        }
+
+        buf[0] = to[q - from];
         return p;
-    case 'b':
-        buf[0] = '\b';
-        return p;
-    case 'f':
-        buf[0] = '\f';
-        return p;
-    case 'n':
-        buf[0] = '\n';
-        return p;
-    case 'r':
-        buf[0] = '\r';
-        return p;
-    case 't':
-        buf[0] = '\t';
-        return p;
-    case 'u':
-        break;
-    default:
-        return NULL;
     }
 
     if (ngx_http_llm_text_hex4(p, last, &cp) != 0) {
@@ -302,26 +291,21 @@ ngx_http_llm_text_hex4(const unsigned char *p, const unsigned char *last,
 }
 
 
-/* the length of the valid JSON escape at p ('\\'), 0 if it is not one */
+/*
+ * The length of the valid JSON escape at p ('\\'), a pair of surrogates
+ * as one, 0 if it is not one.
+ */
 
 static size_t
 ngx_http_llm_text_escape(const unsigned char *p, const unsigned char *last)
 {
-    unsigned  cp;
+    size_t                k;
+    unsigned char         buf[4];
+    const unsigned char  *q;
 
-    if (last - p < 2) {
-        return 0;
-    }
+    q = ngx_http_llm_text_unescape(p, last, buf, &k);
 
-    switch (p[1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r':
-    case 't':
-        return 2;
-    case 'u':
-        return (ngx_http_llm_text_hex4(p + 2, last, &cp) == 0) ? 6 : 0;
-    default:
-        return 0;
-    }
+    return q ? (size_t) (q - p) : 0;
 }
 
 
