@@ -439,6 +439,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_error.h"
 #include "ngx_http_llm_models.h"
 #include "ngx_http_llm_status.h"
+#include "ngx_http_llm_status_html.h"
 #include "ngx_http_llm_metrics.h"
 #include "ngx_http_llm_prometheus.h"
 
