@@ -424,7 +424,6 @@ ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
 
 /* balancing (ngx_http_llm_balance.c) */
 char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_dispatch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 const char *ngx_http_llm_balance_name(ngx_uint_t balance);
 ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
@@ -488,6 +487,10 @@ ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_dispatch.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
