@@ -53,6 +53,12 @@ typedef struct {
 #define NGX_HTTP_LLM_RING_POINTS  160
 
 
+static ngx_int_t ngx_http_llm_balance_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_balance_get(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_llm_balance_free(ngx_peer_connection_t *pc, void *data,
@@ -102,9 +108,11 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
+    char                              *rv;
     ssize_t                            n;
     ngx_str_t                         *value, key;
     ngx_uint_t                         i, p;
+    ngx_conf_post_t                   *post;
     ngx_http_compile_complex_value_t   ccv;
 
     if (lscf->balance_set) {
@@ -194,7 +202,28 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    return ngx_http_llm_upstream_directive(cf, lscf);
+    /*
+     * cmd->post (ngx_http_llm_upstream_post) puts the block's llm wrapper
+     * over its balancer, once: it counts the requests in flight that the
+     * policies read, and keepalive may wrap it in turn
+     */
+
+    post = cmd->post;
+
+    rv = post->post_handler(cf, post, lscf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* as least_conn, the policy replaces round robin: under the wrapper */
+
+    if (lscf->original_init_upstream != ngx_http_upstream_init_round_robin) {
+        return "must come before other balancing directives and keepalive";
+    }
+
+    lscf->original_init_upstream = ngx_http_llm_balance_init_upstream;
+
+    return NGX_CONF_OK;
 
 invalid:
 
@@ -205,9 +234,37 @@ invalid:
 }
 
 
+/* as least_conn's: round robin's peers, then the policy's peer.init */
+
+static ngx_int_t
+ngx_http_llm_balance_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
+
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (lscf->balance == NGX_HTTP_LLM_BALANCE_RR) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_llm_balance_init_ring(cf, lscf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_http_llm_balance_init_peer;
+
+    return NGX_OK;
+}
+
+
 /* the ring: points for every primary peer, by weight, sorted */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_llm_balance_init_ring(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
     ngx_http_upstream_srv_conf_t *us)
 {
@@ -275,7 +332,7 @@ ngx_http_llm_balance_name(ngx_uint_t balance)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {

@@ -419,24 +419,17 @@ char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_upstream_directive(ngx_conf_t *cf,
     ngx_http_llm_srv_conf_t *lscf);
-ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers);
+extern ngx_conf_post_t  ngx_http_llm_upstream_post;
 
 /* balancing (ngx_http_llm_balance.c) */
 char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 const char *ngx_http_llm_balance_name(ngx_uint_t balance);
-ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
-    ngx_http_llm_srv_conf_t *lscf, ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);
 ngx_uint_t ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_upstream_srv_conf_t *uscf, ngx_msec_t *retry);
 const char *ngx_http_llm_engine_name(ngx_uint_t engine);
-ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
-    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
 ngx_uint_t ngx_http_llm_learned_context(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_upstream_srv_conf_t *uscf);
 
@@ -446,6 +439,10 @@ char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
     ngx_uint_t n);
+ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
+    ngx_http_upstream_rr_peers_t *peers);
+ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
+    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
 
 /* active checks (ngx_http_llm_check.c) */
 ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);

@@ -81,6 +81,13 @@ static void ngx_http_llm_save_session(ngx_peer_connection_t *pc,
 #endif
 static ngx_int_t ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
     ngx_str_t *request);
+static char *ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+ngx_conf_post_t  ngx_http_llm_upstream_post = {
+    ngx_http_llm_upstream_post_handler
+};
 
 
 static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
@@ -444,15 +451,20 @@ ngx_http_llm_upstream_directive(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
         return NGX_CONF_ERROR;
     }
 
-    /* a policy replaces round robin: it cannot wrap another balancer */
-
-    if (lscf->balance_set
-        && lscf->original_init_upstream != ngx_http_upstream_init_round_robin)
-    {
-        return "must come before other balancing directives and keepalive";
-    }
-
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The same, as the cmd->post of llm_balance: the command table passes it,
+ * so that the policies reach the wrapper without naming this file, as the
+ * wrapper composes around them without naming theirs.
+ */
+
+static char *
+ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post, void *data)
+{
+    return ngx_http_llm_upstream_directive(cf, data);
 }
 
 
@@ -705,12 +717,7 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
-    if (ngx_http_llm_balance_init_ring(cf, lscf, us) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    lscf->original_init_peer = lscf->balance ? ngx_http_llm_balance_init_peer
-                                              : us->peer.init;
+    lscf->original_init_peer = us->peer.init;
     us->peer.init = ngx_http_llm_init_peer;
 
     /* the peers, primary then backup, and their configured "down" */
@@ -748,24 +755,6 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     }
 
     return NGX_OK;
-}
-
-
-ngx_http_upstream_rr_peer_t *
-ngx_http_llm_rr_peer(ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
-{
-    ngx_http_upstream_rr_peer_t   *peer;
-    ngx_http_upstream_rr_peers_t  *peers;
-
-    for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
-        for (peer = peers->peer; peer; peer = peer->next) {
-            if (n-- == 0) {
-                return peer;
-            }
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -959,20 +948,6 @@ ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
 
         ngx_http_upstream_rr_peers_unlock(peers);
     }
-}
-
-
-/* the index of the first peer of "peers": primaries, then the backups */
-
-ngx_uint_t
-ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers)
-{
-    ngx_http_upstream_rr_peers_t  *primary;
-
-    primary = lscf->upstream->peer.data;
-
-    return (peers == primary) ? 0 : primary->number;
 }
 
 
