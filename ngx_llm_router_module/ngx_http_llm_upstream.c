@@ -62,6 +62,12 @@ static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
 static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
 static ngx_http_llm_srv_conf_t *ngx_http_llm_register_upstream(
     ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf);
+static ngx_int_t ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_upstream_needs(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
@@ -510,15 +516,27 @@ ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
 ngx_int_t
 ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
-    ngx_str_t                  uri;
-    ngx_uint_t                 i;
-    ngx_http_llm_model_t      *models;
-    ngx_http_llm_engine_t     *e;
-    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
-
     if (ngx_http_llm_check_dispatch(cf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    if (ngx_http_llm_init_model_upstreams(cf, lmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_init_upstream_blocks(cf, lmcf);
+}
+
+
+/* what each model asks of its upstream */
+
+static ngx_int_t
+ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t                 i;
+    ngx_http_llm_model_t      *models;
+    ngx_http_llm_srv_conf_t   *lscf;
 
     /* the engines of "max_context auto" models are asked for it */
 
@@ -574,32 +592,27 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         }
     }
 
+    return NGX_OK;
+}
+
+
+/* each llm upstream: what it needs, then what its engine is asked */
+
+static ngx_int_t
+ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_str_t                  uri;
+    ngx_uint_t                 i;
+    ngx_http_llm_engine_t     *e;
+    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+
     lscfp = lmcf->upstreams.elts;
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if ((lscf->check_interval || lscf->scrape_interval || lscf->balance
-             || lscf->limits_interval)
-            && lmcf->shm_zone == NULL)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "%s in upstream \"%V\" needs "
-                          "\"llm_router_zone\", in %V:%ui",
-                          lscf->check_interval ? "llm_check"
-                          : lscf->scrape_interval ? "llm_scrape"
-                          : lscf->balance ? "llm_balance"
-                          : "max_context auto",
-                          &lscf->upstream->host, &lscf->file, lscf->line);
-            return NGX_ERROR;
-        }
-
-        if (lscf->upstream->host.len >= NGX_HTTP_LLM_NAME_LEN) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "upstream name \"%V\" is longer than %d bytes, "
-                          "in %V:%ui", &lscf->upstream->host,
-                          NGX_HTTP_LLM_NAME_LEN - 1, &lscf->file,
-                          lscf->line);
+        if (ngx_http_llm_upstream_needs(cf, lmcf, lscf) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -669,6 +682,43 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         {
             return NGX_ERROR;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The zone that keeps the state of checks, scrapes, policies and learned
+ * context sizes, and a name that fits the zone's slots.
+ */
+
+static ngx_int_t
+ngx_http_llm_upstream_needs(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_srv_conf_t *lscf)
+{
+    if ((lscf->check_interval || lscf->scrape_interval || lscf->balance
+         || lscf->limits_interval)
+        && lmcf->shm_zone == NULL)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "%s in upstream \"%V\" needs "
+                      "\"llm_router_zone\", in %V:%ui",
+                      lscf->check_interval ? "llm_check"
+                      : lscf->scrape_interval ? "llm_scrape"
+                      : lscf->balance ? "llm_balance"
+                      : "max_context auto",
+                      &lscf->upstream->host, &lscf->file, lscf->line);
+        return NGX_ERROR;
+    }
+
+    if (lscf->upstream->host.len >= NGX_HTTP_LLM_NAME_LEN) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream name \"%V\" is longer than %d bytes, "
+                      "in %V:%ui", &lscf->upstream->host,
+                      NGX_HTTP_LLM_NAME_LEN - 1, &lscf->file,
+                      lscf->line);
+        return NGX_ERROR;
     }
 
     return NGX_OK;
