@@ -53,6 +53,12 @@ typedef struct {
 #define NGX_HTTP_LLM_RING_POINTS  160
 
 
+static ngx_int_t ngx_http_llm_balance_params(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key);
+static ngx_int_t ngx_http_llm_balance_session_key(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key);
+static char *ngx_http_llm_balance_install(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_balance_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
@@ -72,6 +78,9 @@ static void ngx_http_llm_balance_save_session(ngx_peer_connection_t *pc,
 static ngx_http_upstream_rr_peer_t *ngx_http_llm_balance_choose(
     ngx_http_llm_balance_data_t *bd, ngx_http_upstream_rr_peers_t *peers,
     ngx_uint_t *index);
+static ngx_http_upstream_rr_peer_t *ngx_http_llm_balance_two(
+    ngx_http_llm_balance_data_t *bd, ngx_http_upstream_rr_peers_t *peers,
+    ngx_uint_t *index, time_t now);
 static ngx_uint_t ngx_http_llm_balance_usable(ngx_http_llm_balance_data_t *bd,
     ngx_http_upstream_rr_peer_t *peer, ngx_uint_t i, time_t now);
 static double ngx_http_llm_balance_load(ngx_http_llm_balance_data_t *bd,
@@ -108,12 +117,8 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    char                              *rv;
-    ssize_t                            n;
-    ngx_str_t                         *value, key;
-    ngx_uint_t                         i, p;
-    ngx_conf_post_t                   *post;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t   *value, key;
+    ngx_uint_t   p;
 
     if (lscf->balance_set) {
         return "is duplicate";
@@ -144,14 +149,41 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lscf->prefix_length = 512;
     key = ngx_http_llm_session_default;
 
+    if (ngx_http_llm_balance_params(cf, lscf, &key) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (p == NGX_HTTP_LLM_BALANCE_SESSION
+        && ngx_http_llm_balance_session_key(cf, lscf, &key) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_llm_balance_install(cf, cmd, lscf);
+}
+
+
+/* key=VALUE (session), length=N (prefix), factor=F (session, prefix) */
+
+static ngx_int_t
+ngx_http_llm_balance_params(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_str_t *key)
+{
+    ssize_t      n;
+    ngx_str_t   *value;
+    ngx_uint_t   i, p;
+
+    value = cf->args->elts;
+    p = lscf->balance;
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (p == NGX_HTTP_LLM_BALANCE_SESSION
             && ngx_strncmp(value[i].data, "key=", 4) == 0
             && value[i].len > 4)
         {
-            key.data = value[i].data + 4;
-            key.len = value[i].len - 4;
+            key->data = value[i].data + 4;
+            key->len = value[i].len - 4;
             continue;
         }
 
@@ -184,29 +216,51 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    if (p == NGX_HTTP_LLM_BALANCE_SESSION) {
-        lscf->session_key = ngx_palloc(cf->pool,
-                                       sizeof(ngx_http_complex_value_t));
-        if (lscf->session_key == NULL) {
-            return NGX_CONF_ERROR;
-        }
+    return NGX_OK;
 
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+invalid:
 
-        ccv.cf = cf;
-        ccv.value = &key;
-        ccv.complex_value = lscf->session_key;
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
 
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_llm_balance_session_key(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    lscf->session_key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lscf->session_key == NULL) {
+        return NGX_ERROR;
     }
 
-    /*
-     * cmd->post (ngx_http_llm_upstream_post) puts the block's llm wrapper
-     * over its balancer, once: it counts the requests in flight that the
-     * policies read, and keepalive may wrap it in turn
-     */
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = key;
+    ccv.complex_value = lscf->session_key;
+
+    return ngx_http_compile_complex_value(&ccv);
+}
+
+
+/*
+ * cmd->post (ngx_http_llm_upstream_post) puts the block's llm wrapper over
+ * its balancer, once: it counts the requests in flight that the policies
+ * read, and keepalive may wrap it in turn.  As least_conn, the policy then
+ * replaces round robin: under the wrapper.
+ */
+
+static char *
+ngx_http_llm_balance_install(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_llm_srv_conf_t *lscf)
+{
+    char             *rv;
+    ngx_conf_post_t  *post;
 
     post = cmd->post;
 
@@ -215,8 +269,6 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
-    /* as least_conn, the policy replaces round robin: under the wrapper */
-
     if (lscf->original_init_upstream != ngx_http_upstream_init_round_robin) {
         return "must come before other balancing directives and keepalive";
     }
@@ -224,13 +276,6 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lscf->original_init_upstream = ngx_http_llm_balance_init_upstream;
 
     return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-
-    return NGX_CONF_ERROR;
 }
 
 
@@ -489,8 +534,8 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     double                        load, best_load;
     time_t                        now;
     ngx_int_t                     total;
-    ngx_uint_t                    i, n, a, b, first, second;
-    ngx_http_upstream_rr_peer_t  *peer, *best, *pa, *pb;
+    ngx_uint_t                    i, first;
+    ngx_http_upstream_rr_peer_t  *peer, *best;
 
     now = ngx_time();
     best = NULL;
@@ -509,54 +554,7 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     }
 
     if (bd->lscf->balance == NGX_HTTP_LLM_BALANCE_RANDOM_TWO) {
-
-        /* count the usable peers, draw two of them */
-
-        n = 0;
-
-        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
-            n += ngx_http_llm_balance_usable(bd, peer, i, now);
-        }
-
-        if (n == 0) {
-            return NULL;
-        }
-
-        a = ngx_random() % n;
-        b = (n > 1) ? (a + 1 + ngx_random() % (n - 1)) % n : a;
-        pa = NULL;
-        pb = NULL;
-        first = 0;
-        second = 0;
-        n = 0;
-
-        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
-            if (!ngx_http_llm_balance_usable(bd, peer, i, now)) {
-                continue;
-            }
-
-            if (n == a) {
-                pa = peer;
-                first = i;
-            }
-
-            if (n == b) {
-                pb = peer;
-                second = i;
-            }
-
-            n++;
-        }
-
-        if (ngx_http_llm_balance_load(bd, peers, pb, second)
-            < ngx_http_llm_balance_load(bd, peers, pa, first))
-        {
-            *index = second;
-            return pb;
-        }
-
-        *index = first;
-        return pa;
+        return ngx_http_llm_balance_two(bd, peers, index, now);
     }
 
     /* least_conn, least_load: the least loaded, then its equals */
@@ -607,6 +605,69 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     best->current_weight -= total;
 
     return best;
+}
+
+
+/* random_two: two usable peers drawn, the less loaded of them */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_http_llm_balance_two(ngx_http_llm_balance_data_t *bd,
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *index, time_t now)
+{
+    ngx_uint_t                    i, n, a, b, first, second;
+    ngx_http_upstream_rr_peer_t  *peer, *pa, *pb;
+
+    /* count the usable peers, draw two of them */
+
+    n = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+        n += ngx_http_llm_balance_usable(bd, peer, i, now);
+    }
+
+    if (n == 0) {
+        return NULL;
+    }
+
+    a = ngx_random() % n;
+    b = (n > 1) ? (a + 1 + ngx_random() % (n - 1)) % n : a;
+    pa = NULL;
+    pb = NULL;
+    first = 0;
+    second = 0;
+    n = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+        if (!ngx_http_llm_balance_usable(bd, peer, i, now)) {
+            continue;
+        }
+
+        if (n == a) {
+            pa = peer;
+            first = i;
+        }
+
+        if (n == b) {
+            pb = peer;
+            second = i;
+        }
+
+        n++;
+    }
+
+    if (pa == NULL || pb == NULL) {
+        return NULL;    /* not reached: the lock keeps the same peers usable */
+    }
+
+    if (ngx_http_llm_balance_load(bd, peers, pb, second)
+        < ngx_http_llm_balance_load(bd, peers, pa, first))
+    {
+        *index = second;
+        return pb;
+    }
+
+    *index = first;
+    return pa;
 }
 
 
