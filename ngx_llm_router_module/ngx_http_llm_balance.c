@@ -1,8 +1,23 @@
 
 /*
- * ngx_llm_router: balancing policies (llm_balance) inside upstream{}.
- *
- * Built like nginx's own least_conn: round-robin peer data underneath, the
+ * ngx_llm_router: the balancing policies (llm_balance) and their ring.
+ * Not here: the peer wrapper that counts in flight (upstream.c), the zone.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_llm_router.h"
+#include "ngx_http_llm_balance.h"
+#include "ngx_http_llm_zone.h"
+
+
+/*
+ * Built like nginx's own least_conn (its init_upstream is round robin's,
+ * then its own peer.init, under the peer wrapper of ngx_http_llm_upstream.c
+ * that keepalive may wrap): round-robin peer data underneath, the
  * per-request "tried" bitmap, "down", max_fails/fail_timeout, max_conns,
  * backup servers and "zone" upstreams all keep working; only the choice
  * among the usable peers differs.  The loads come from the shared zone, so
@@ -35,11 +50,11 @@
  */
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
-
-#include "ngx_http_llm_router.h"
+/* a point of a consistent-hash ring */
+typedef struct {
+    uint32_t                           hash;
+    ngx_uint_t                         peer;  /* index among the primaries */
+} ngx_http_llm_ring_point_t;
 
 
 typedef struct {

@@ -8,9 +8,7 @@
 #define _NGX_HTTP_LLM_DISPATCH_H_INCLUDED_
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
+#include "ngx_http_llm_router.h"
 
 
 char *ngx_http_llm_dispatch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -1,10 +1,7 @@
 
 /*
- * ngx_llm_router: llm_* directives inside upstream{} and the peer
- * initialization hook that keeps peers marked down by active checks out of
- * every balancer built on nginx's round-robin peers (round robin, least_conn,
- * hash, random, keepalive on top of them).  Like the keepalive module, the
- * hook wraps the upstream's init_upstream and init_peer handlers.
+ * ngx_llm_router: upstream{}'s llm settings, the peer wrapper, init checks.
+ * Not here: policies (balance.c), llm_dispatch (dispatch.c), slots (zone.c).
  */
 
 
@@ -13,7 +10,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_upstream.h"
 #include "ngx_http_llm_dispatch.h"
+#include "ngx_http_llm_zone.h"
 
 
 /* per request: the balancer's data and the peer counted in flight */
@@ -474,7 +473,13 @@ ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post, void *data)
 }
 
 
-/* remembers the upstream and wraps its initialization, once */
+/*
+ * Remembers the upstream and wraps its initialization, once.  The wrapper
+ * keeps the peers that the active checks mark down out of whatever balancer
+ * is under it (round robin, least_conn, hash, random, llm_balance) and
+ * counts the requests in flight to each peer; as keepalive does, it wraps
+ * the block's init_upstream, then its peer.init; keepalive may wrap it.
+ */
 
 static ngx_http_llm_srv_conf_t *
 ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)

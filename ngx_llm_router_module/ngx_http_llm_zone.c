@@ -1,15 +1,7 @@
 
 /*
- * ngx_llm_router: the shared memory zone (llm_router_zone) that holds the
- * state of every peer of every llm upstream, so that all workers see the
- * same health, load and metrics.
- *
- * A peer's state is a slot found by upstream and peer name, and a slot never
- * moves: on reload the new configuration looks its peers up and shares the
- * slots of the peers it keeps with the old workers still finishing their
- * requests, so health, claims and in-flight counts go on undisturbed.  A
- * slot of a peer no configuration names any more stays allocated (a few
- * hundred bytes), so that an old worker can never write into freed memory.
+ * ngx_llm_router: the shared zone, its peer slots and how they number peers.
+ * Not here: what is written in a slot (check.c, upstream.c), model stats.
  */
 
 
@@ -18,6 +10,20 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_zone.h"
+
+
+/*
+ * The shared zone holds the state of every peer of every llm upstream, so
+ * that all workers see the same health, load and metrics.
+ *
+ * A peer's state is a slot found by upstream and peer name, and a slot never
+ * moves: on reload the new configuration looks its peers up and shares the
+ * slots of the peers it keeps with the old workers still finishing their
+ * requests, so health, claims and in-flight counts go on undisturbed.  A
+ * slot of a peer no configuration names any more stays allocated (a few
+ * hundred bytes), so that an old worker can never write into freed memory.
+ */
 
 
 static ngx_int_t ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
