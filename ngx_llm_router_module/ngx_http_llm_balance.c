@@ -11,7 +11,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_balance.h"
-#include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
 
 
 /*

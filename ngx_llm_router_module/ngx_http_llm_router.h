@@ -459,6 +459,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_balance.h"
 #include "ngx_http_llm_dispatch.h"
 #include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -12,7 +12,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_upstream.h"
 #include "ngx_http_llm_dispatch.h"
-#include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
 
 
 /* per request: the balancer's data and the peer counted in flight */

@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: the shared zone, its peer slots and how they number peers.
- * Not here: what is written in a slot (check.c, upstream.c), model stats.
+ * ngx_llm_router: the shared zone (llm_router_zone) and its peer slots.
+ * Not here: what slots hold (check.c, upstream.c), peer numbers (peers.c).
  */
 
 
@@ -11,6 +11,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
 
 
 /*
@@ -266,38 +267,4 @@ ngx_http_llm_find_slot(ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
     sh->nslots++;
 
     return st;
-}
-
-
-/* the index of the first peer of "peers": primaries, then the backups */
-
-ngx_uint_t
-ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers)
-{
-    ngx_http_upstream_rr_peers_t  *primary;
-
-    primary = lscf->upstream->peer.data;
-
-    return (peers == primary) ? 0 : primary->number;
-}
-
-
-/* peer n of an upstream, counting the primaries, then the backups */
-
-ngx_http_upstream_rr_peer_t *
-ngx_http_llm_rr_peer(ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
-{
-    ngx_http_upstream_rr_peer_t   *peer;
-    ngx_http_upstream_rr_peers_t  *peers;
-
-    for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
-        for (peer = peers->peer; peer; peer = peer->next) {
-            if (n-- == 0) {
-                return peer;
-            }
-        }
-    }
-
-    return NULL;
 }

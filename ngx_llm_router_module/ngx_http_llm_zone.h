@@ -1,7 +1,6 @@
 
 /*
- * ngx_llm_router: the shared zone (llm_router_zone) and how its slots number
- * the peers of an upstream (ngx_http_llm_zone.c).
+ * ngx_llm_router: the shared zone, llm_router_zone (ngx_http_llm_zone.c).
  */
 
 
@@ -17,10 +16,6 @@ char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
     ngx_uint_t n);
-ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers);
-ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
-    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
 
 
 #endif /* _NGX_HTTP_LLM_ZONE_H_INCLUDED_ */
