@@ -86,13 +86,6 @@ static void ngx_http_llm_save_session(ngx_peer_connection_t *pc,
 #endif
 static ngx_int_t ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
     ngx_str_t *request);
-static char *ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post,
-    void *data);
-
-
-ngx_conf_post_t  ngx_http_llm_upstream_post = {
-    ngx_http_llm_upstream_post_handler
-};
 
 
 static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
@@ -471,6 +464,11 @@ ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post, void *data)
 {
     return ngx_http_llm_upstream_directive(cf, data);
 }
+
+
+ngx_conf_post_t  ngx_http_llm_upstream_post = {
+    ngx_http_llm_upstream_post_handler
+};
 
 
 /*
