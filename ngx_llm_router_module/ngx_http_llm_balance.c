@@ -1,8 +1,23 @@
 
 /*
- * ngx_llm_router: balancing policies (llm_balance) inside upstream{}.
- *
- * Built like nginx's own least_conn: round-robin peer data underneath, the
+ * ngx_llm_router: the balancing policies (llm_balance) and their ring.
+ * Not here: the peer wrapper that counts in flight (upstream.c), the zone.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_llm_router.h"
+#include "ngx_http_llm_balance.h"
+#include "ngx_http_llm_peers.h"
+
+
+/*
+ * Built like nginx's own least_conn (its init_upstream is round robin's,
+ * then its own peer.init, under the peer wrapper of ngx_http_llm_upstream.c
+ * that keepalive may wrap): round-robin peer data underneath, the
  * per-request "tried" bitmap, "down", max_fails/fail_timeout, max_conns,
  * backup servers and "zone" upstreams all keep working; only the choice
  * among the usable peers differs.  The loads come from the shared zone, so
@@ -35,11 +50,11 @@
  */
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
-
-#include "ngx_http_llm_router.h"
+/* a point of a consistent-hash ring */
+typedef struct {
+    uint32_t                           hash;
+    ngx_uint_t                         peer;  /* index among the primaries */
+} ngx_http_llm_ring_point_t;
 
 
 typedef struct {
@@ -53,6 +68,18 @@ typedef struct {
 #define NGX_HTTP_LLM_RING_POINTS  160
 
 
+static ngx_int_t ngx_http_llm_balance_params(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key);
+static ngx_int_t ngx_http_llm_balance_session_key(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key);
+static char *ngx_http_llm_balance_install(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_llm_srv_conf_t *lscf);
+static ngx_int_t ngx_http_llm_balance_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_balance_get(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_llm_balance_free(ngx_peer_connection_t *pc, void *data,
@@ -66,6 +93,9 @@ static void ngx_http_llm_balance_save_session(ngx_peer_connection_t *pc,
 static ngx_http_upstream_rr_peer_t *ngx_http_llm_balance_choose(
     ngx_http_llm_balance_data_t *bd, ngx_http_upstream_rr_peers_t *peers,
     ngx_uint_t *index);
+static ngx_http_upstream_rr_peer_t *ngx_http_llm_balance_two(
+    ngx_http_llm_balance_data_t *bd, ngx_http_upstream_rr_peers_t *peers,
+    ngx_uint_t *index, time_t now);
 static ngx_uint_t ngx_http_llm_balance_usable(ngx_http_llm_balance_data_t *bd,
     ngx_http_upstream_rr_peer_t *peer, ngx_uint_t i, time_t now);
 static double ngx_http_llm_balance_load(ngx_http_llm_balance_data_t *bd,
@@ -102,10 +132,8 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    ssize_t                            n;
-    ngx_str_t                         *value, key;
-    ngx_uint_t                         i, p;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t   *value, key;
+    ngx_uint_t   p;
 
     if (lscf->balance_set) {
         return "is duplicate";
@@ -136,14 +164,41 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     lscf->prefix_length = 512;
     key = ngx_http_llm_session_default;
 
+    if (ngx_http_llm_balance_params(cf, lscf, &key) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (p == NGX_HTTP_LLM_BALANCE_SESSION
+        && ngx_http_llm_balance_session_key(cf, lscf, &key) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_llm_balance_install(cf, cmd, lscf);
+}
+
+
+/* key=VALUE (session), length=N (prefix), factor=F (session, prefix) */
+
+static ngx_int_t
+ngx_http_llm_balance_params(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_str_t *key)
+{
+    ssize_t      n;
+    ngx_str_t   *value;
+    ngx_uint_t   i, p;
+
+    value = cf->args->elts;
+    p = lscf->balance;
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (p == NGX_HTTP_LLM_BALANCE_SESSION
             && ngx_strncmp(value[i].data, "key=", 4) == 0
             && value[i].len > 4)
         {
-            key.data = value[i].data + 4;
-            key.len = value[i].len - 4;
+            key->data = value[i].data + 4;
+            key->len = value[i].len - 4;
             continue;
         }
 
@@ -176,38 +231,100 @@ ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    if (p == NGX_HTTP_LLM_BALANCE_SESSION) {
-        lscf->session_key = ngx_palloc(cf->pool,
-                                       sizeof(ngx_http_complex_value_t));
-        if (lscf->session_key == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &key;
-        ccv.complex_value = lscf->session_key;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return ngx_http_llm_upstream_directive(cf, lscf);
+    return NGX_OK;
 
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\"", &value[i]);
 
-    return NGX_CONF_ERROR;
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_llm_balance_session_key(ngx_conf_t *cf,
+    ngx_http_llm_srv_conf_t *lscf, ngx_str_t *key)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    lscf->session_key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (lscf->session_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = key;
+    ccv.complex_value = lscf->session_key;
+
+    return ngx_http_compile_complex_value(&ccv);
+}
+
+
+/*
+ * cmd->post (ngx_http_llm_upstream_post) puts the block's llm wrapper over
+ * its balancer, once: it counts the requests in flight that the policies
+ * read, and keepalive may wrap it in turn.  As least_conn, the policy then
+ * replaces round robin: under the wrapper.
+ */
+
+static char *
+ngx_http_llm_balance_install(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_llm_srv_conf_t *lscf)
+{
+    char             *rv;
+    ngx_conf_post_t  *post;
+
+    post = cmd->post;
+
+    rv = post->post_handler(cf, post, lscf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (lscf->original_init_upstream != ngx_http_upstream_init_round_robin) {
+        return "must come before other balancing directives and keepalive";
+    }
+
+    lscf->original_init_upstream = ngx_http_llm_balance_init_upstream;
+
+    return NGX_CONF_OK;
+}
+
+
+/* as least_conn's: round robin's peers, then the policy's peer.init */
+
+static ngx_int_t
+ngx_http_llm_balance_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_llm_srv_conf_t  *lscf;
+
+    lscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_llm_router_module);
+
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (lscf->balance == NGX_HTTP_LLM_BALANCE_RR) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_llm_balance_init_ring(cf, lscf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_http_llm_balance_init_peer;
+
+    return NGX_OK;
 }
 
 
 /* the ring: points for every primary peer, by weight, sorted */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_llm_balance_init_ring(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf,
     ngx_http_upstream_srv_conf_t *us)
 {
@@ -275,7 +392,7 @@ ngx_http_llm_balance_name(ngx_uint_t balance)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
@@ -432,8 +549,8 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     double                        load, best_load;
     time_t                        now;
     ngx_int_t                     total;
-    ngx_uint_t                    i, n, a, b, first, second;
-    ngx_http_upstream_rr_peer_t  *peer, *best, *pa, *pb;
+    ngx_uint_t                    i, first;
+    ngx_http_upstream_rr_peer_t  *peer, *best;
 
     now = ngx_time();
     best = NULL;
@@ -452,54 +569,7 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     }
 
     if (bd->lscf->balance == NGX_HTTP_LLM_BALANCE_RANDOM_TWO) {
-
-        /* count the usable peers, draw two of them */
-
-        n = 0;
-
-        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
-            n += ngx_http_llm_balance_usable(bd, peer, i, now);
-        }
-
-        if (n == 0) {
-            return NULL;
-        }
-
-        a = ngx_random() % n;
-        b = (n > 1) ? (a + 1 + ngx_random() % (n - 1)) % n : a;
-        pa = NULL;
-        pb = NULL;
-        first = 0;
-        second = 0;
-        n = 0;
-
-        for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
-            if (!ngx_http_llm_balance_usable(bd, peer, i, now)) {
-                continue;
-            }
-
-            if (n == a) {
-                pa = peer;
-                first = i;
-            }
-
-            if (n == b) {
-                pb = peer;
-                second = i;
-            }
-
-            n++;
-        }
-
-        if (ngx_http_llm_balance_load(bd, peers, pb, second)
-            < ngx_http_llm_balance_load(bd, peers, pa, first))
-        {
-            *index = second;
-            return pb;
-        }
-
-        *index = first;
-        return pa;
+        return ngx_http_llm_balance_two(bd, peers, index, now);
     }
 
     /* least_conn, least_load: the least loaded, then its equals */
@@ -550,6 +620,69 @@ ngx_http_llm_balance_choose(ngx_http_llm_balance_data_t *bd,
     best->current_weight -= total;
 
     return best;
+}
+
+
+/* random_two: two usable peers drawn, the less loaded of them */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_http_llm_balance_two(ngx_http_llm_balance_data_t *bd,
+    ngx_http_upstream_rr_peers_t *peers, ngx_uint_t *index, time_t now)
+{
+    ngx_uint_t                    i, n, a, b, first, second;
+    ngx_http_upstream_rr_peer_t  *peer, *pa, *pb;
+
+    /* count the usable peers, draw two of them */
+
+    n = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+        n += ngx_http_llm_balance_usable(bd, peer, i, now);
+    }
+
+    if (n == 0) {
+        return NULL;
+    }
+
+    a = ngx_random() % n;
+    b = (n > 1) ? (a + 1 + ngx_random() % (n - 1)) % n : a;
+    pa = NULL;
+    pb = NULL;
+    first = 0;
+    second = 0;
+    n = 0;
+
+    for (peer = peers->peer, i = 0; peer; peer = peer->next, i++) {
+        if (!ngx_http_llm_balance_usable(bd, peer, i, now)) {
+            continue;
+        }
+
+        if (n == a) {
+            pa = peer;
+            first = i;
+        }
+
+        if (n == b) {
+            pb = peer;
+            second = i;
+        }
+
+        n++;
+    }
+
+    if (pa == NULL || pb == NULL) {
+        return NULL;    /* not reached: the lock keeps the same peers usable */
+    }
+
+    if (ngx_http_llm_balance_load(bd, peers, pb, second)
+        < ngx_http_llm_balance_load(bd, peers, pa, first))
+    {
+        *index = second;
+        return pb;
+    }
+
+    *index = first;
+    return pa;
 }
 
 

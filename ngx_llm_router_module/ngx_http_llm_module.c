@@ -176,7 +176,7 @@ static ngx_command_t  ngx_http_llm_commands[] = {
       ngx_http_llm_balance,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
-      NULL },
+      &ngx_http_llm_upstream_post },
 
     { ngx_string("llm_dispatch"),
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,

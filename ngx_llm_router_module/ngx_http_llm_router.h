@@ -133,13 +133,6 @@ typedef struct ngx_http_llm_route_s {
 typedef struct ngx_http_llm_peer_state_s  ngx_http_llm_peer_state_t;
 
 
-/* a point of a consistent-hash ring */
-typedef struct {
-    uint32_t                       hash;
-    ngx_uint_t                     peer;      /* index among the primaries */
-} ngx_http_llm_ring_point_t;
-
-
 /* the llm_* settings of an upstream{} block */
 typedef struct {
     ngx_uint_t                     engine;
@@ -150,7 +143,7 @@ typedef struct {
     ngx_http_complex_value_t      *session_key;     /* session */
     size_t                         prefix_length;   /* prefix */
     double                         factor;          /* load bound */
-    ngx_array_t                   *ring;    /* ngx_http_llm_ring_point_t */
+    ngx_array_t                   *ring;    /* of balance.c's points */
     ngx_msec_t                     check_interval;   /* 0: no checks */
     ngx_msec_t                     check_timeout;
     ngx_uint_t                     fall;
@@ -165,6 +158,7 @@ typedef struct {
     ngx_str_t                      scrape_request;
     const char                    *metrics[4];  /* running, waiting, kv */
     ngx_http_upstream_srv_conf_t  *upstream;
+    /* under the peer wrapper: round robin, nginx's or llm_balance's */
     ngx_http_upstream_init_pt      original_init_upstream;
     ngx_http_upstream_init_peer_pt original_init_peer;
     ngx_http_llm_peer_state_t    **slots;     /* a zone slot per peer */
@@ -367,41 +361,11 @@ ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
 /* variables (ngx_http_llm_variables.c) */
 ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 
-/* upstream{} directives and peer selection (ngx_http_llm_upstream.c) */
-void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
+/* llm_engine, llm_check, llm_scrape (ngx_http_llm_upstream.c) */
 char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_upstream_directive(ngx_conf_t *cf,
-    ngx_http_llm_srv_conf_t *lscf);
-ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers);
-
-/* balancing (ngx_http_llm_balance.c) */
-char *ngx_http_llm_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_dispatch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-const char *ngx_http_llm_balance_name(ngx_uint_t balance);
-ngx_int_t ngx_http_llm_balance_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_llm_balance_init_ring(ngx_conf_t *cf,
-    ngx_http_llm_srv_conf_t *lscf, ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
-    ngx_http_llm_main_conf_t *lmcf);
-ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);
-ngx_uint_t ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
-    ngx_http_upstream_srv_conf_t *uscf, ngx_msec_t *retry);
 const char *ngx_http_llm_engine_name(ngx_uint_t engine);
-ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
-    ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
-ngx_uint_t ngx_http_llm_learned_context(ngx_http_llm_main_conf_t *lmcf,
-    ngx_http_upstream_srv_conf_t *uscf);
-
-/* shared zone (ngx_http_llm_zone.c) */
-char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
-    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
-    ngx_uint_t n);
 
 /* active checks (ngx_http_llm_check.c) */
 ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
@@ -442,6 +406,11 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_status_html.h"
 #include "ngx_http_llm_metrics.h"
 #include "ngx_http_llm_prometheus.h"
+#include "ngx_http_llm_upstream.h"
+#include "ngx_http_llm_balance.h"
+#include "ngx_http_llm_dispatch.h"
+#include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

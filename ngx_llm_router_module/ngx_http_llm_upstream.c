@@ -1,10 +1,7 @@
 
 /*
- * ngx_llm_router: llm_* directives inside upstream{} and the peer
- * initialization hook that keeps peers marked down by active checks out of
- * every balancer built on nginx's round-robin peers (round robin, least_conn,
- * hash, random, keepalive on top of them).  Like the keepalive module, the
- * hook wraps the upstream's init_upstream and init_peer handlers.
+ * ngx_llm_router: upstream{}'s llm settings, the peer wrapper, init checks.
+ * Not here: policies (balance.c), llm_dispatch (dispatch.c), slots (zone.c).
  */
 
 
@@ -13,6 +10,9 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_upstream.h"
+#include "ngx_http_llm_dispatch.h"
+#include "ngx_http_llm_peers.h"
 
 
 /* per request: the balancer's data and the peer counted in flight */
@@ -61,17 +61,18 @@ static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
 static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
 static ngx_http_llm_srv_conf_t *ngx_http_llm_register_upstream(
     ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf);
+static ngx_int_t ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf);
+static ngx_int_t ngx_http_llm_upstream_needs(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_llm_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static void ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
     ngx_http_llm_main_conf_t *lmcf);
-static ngx_int_t ngx_http_llm_dispatch_init_upstream(ngx_conf_t *cf,
-    ngx_http_upstream_srv_conf_t *us);
-static ngx_int_t ngx_http_llm_dispatch_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us);
-static ngx_int_t ngx_http_llm_check_dispatch(ngx_conf_t *cf);
 
 static ngx_int_t ngx_http_llm_get_peer(ngx_peer_connection_t *pc,
     void *data);
@@ -448,150 +449,35 @@ ngx_http_llm_upstream_directive(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
         return NGX_CONF_ERROR;
     }
 
-    /* a policy replaces round robin: it cannot wrap another balancer */
-
-    if (lscf->balance_set
-        && lscf->original_init_upstream != ngx_http_upstream_init_round_robin)
-    {
-        return "must come before other balancing directives and keepalive";
-    }
-
     return NGX_CONF_OK;
 }
 
 
 /*
- * llm_dispatch: the upstream{} block stands for the block the router
- * chose.  "proxy_pass http://NAME;" reaches it with no variable to
- * evaluate, no URL to parse and no search of the blocks by name, which
- * "proxy_pass http://$llm_upstream;" pays on every request.
+ * The same, as the cmd->post of llm_balance: the command table passes it,
+ * so that the policies reach the wrapper without naming this file, as the
+ * wrapper composes around them without naming theirs.
  */
 
-char *
-ngx_http_llm_dispatch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+static char *
+ngx_http_llm_upstream_post_handler(ngx_conf_t *cf, void *post, void *data)
 {
-    ngx_http_llm_srv_conf_t  *lscf = conf;
-
-    ngx_http_upstream_srv_conf_t  *uscf;
-
-    if (lscf->dispatch) {
-        return "is duplicate";
-    }
-
-    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
-
-    if (lscf->upstream || uscf->peer.init_upstream) {
-        return "must be alone in its upstream block";
-    }
-
-    /*
-     * nginx wants a server in every block: an empty entry stands in,
-     * and any real one is refused when the block is initialized
-     */
-
-    if (uscf->servers == NULL
-        || uscf->servers->nelts
-        || ngx_array_push(uscf->servers) == NULL)
-    {
-        return uscf->servers && uscf->servers->nelts
-               ? "must be alone in its upstream block" : NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(uscf->servers->elts, sizeof(ngx_http_upstream_server_t));
-
-    lscf->dispatch = 1;
-    uscf->peer.init_upstream = ngx_http_llm_dispatch_init_upstream;
-
-    return NGX_CONF_OK;
+    return ngx_http_llm_upstream_directive(cf, data);
 }
 
 
-static ngx_int_t
-ngx_http_llm_dispatch_init_upstream(ngx_conf_t *cf,
-    ngx_http_upstream_srv_conf_t *us)
-{
-    if (us->servers->nelts != 1) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "upstream \"%V\" has \"llm_dispatch\": it cannot "
-                      "have servers, in %s:%ui", &us->host, us->file_name,
-                      us->line);
-        return NGX_ERROR;
-    }
-
-    us->peer.init = ngx_http_llm_dispatch_init_peer;
-
-    return NGX_OK;
-}
+ngx_conf_post_t  ngx_http_llm_upstream_post = {
+    ngx_http_llm_upstream_post_handler
+};
 
 
-/* a balancer or keepalive after llm_dispatch would wrap it: refused */
-
-static ngx_int_t
-ngx_http_llm_check_dispatch(ngx_conf_t *cf)
-{
-    ngx_uint_t                      i;
-    ngx_http_llm_srv_conf_t        *lscf;
-    ngx_http_upstream_srv_conf_t  **uscfp;
-    ngx_http_upstream_main_conf_t  *umcf;
-
-    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
-    uscfp = umcf->upstreams.elts;
-
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-        if (uscfp[i]->srv_conf == NULL) {
-            continue;       /* an implicit upstream of a proxy_pass */
-        }
-
-        lscf = ngx_http_conf_upstream_srv_conf(uscfp[i],
-                                               ngx_http_llm_router_module);
-
-        if (lscf->dispatch
-            && uscfp[i]->peer.init != ngx_http_llm_dispatch_init_peer)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "upstream \"%V\" has \"llm_dispatch\": it "
-                          "cannot have a balancer or keepalive, in %s:%ui",
-                          &uscfp[i]->host, uscfp[i]->file_name,
-                          uscfp[i]->line);
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* the chosen block takes over, as if proxy_pass had named it */
-
-static ngx_int_t
-ngx_http_llm_dispatch_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us)
-{
-    ngx_http_llm_ctx_t            *ctx;
-    ngx_http_upstream_srv_conf_t  *chosen;
-
-    ctx = ngx_http_llm_find_ctx(r);
-
-    if (ctx == NULL || !ctx->routed || ctx->route == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "llm router: upstream \"%V\" has \"llm_dispatch\", "
-                      "but the request was not routed (no \"llm_router on\" "
-                      "in its location)", &us->host);
-        return NGX_ERROR;
-    }
-
-    chosen = ctx->route->model->upstream;
-
-    r->upstream->upstream = chosen;
-#if (NGX_HTTP_SSL)
-    r->upstream->ssl_name = chosen->host;
-#endif
-
-    return chosen->peer.init(r, chosen);
-}
-
-
-/* remembers the upstream and wraps its initialization, once */
+/*
+ * Remembers the upstream and wraps its initialization, once.  The wrapper
+ * keeps the peers that the active checks mark down out of whatever balancer
+ * is under it (round robin, least_conn, hash, random, llm_balance) and
+ * counts the requests in flight to each peer; as keepalive does, it wraps
+ * the block's init_upstream, then its peer.init; keepalive may wrap it.
+ */
 
 static ngx_http_llm_srv_conf_t *
 ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
@@ -633,15 +519,27 @@ ngx_http_llm_register_upstream(ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf)
 ngx_int_t
 ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 {
-    ngx_str_t                  uri;
-    ngx_uint_t                 i;
-    ngx_http_llm_model_t      *models;
-    ngx_http_llm_engine_t     *e;
-    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
-
     if (ngx_http_llm_check_dispatch(cf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    if (ngx_http_llm_init_model_upstreams(cf, lmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_init_upstream_blocks(cf, lmcf);
+}
+
+
+/* what each model asks of its upstream */
+
+static ngx_int_t
+ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_uint_t                 i;
+    ngx_http_llm_model_t      *models;
+    ngx_http_llm_srv_conf_t   *lscf;
 
     /* the engines of "max_context auto" models are asked for it */
 
@@ -697,32 +595,27 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
         }
     }
 
+    return NGX_OK;
+}
+
+
+/* each llm upstream: what it needs, then what its engine is asked */
+
+static ngx_int_t
+ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
+    ngx_http_llm_main_conf_t *lmcf)
+{
+    ngx_str_t                  uri;
+    ngx_uint_t                 i;
+    ngx_http_llm_engine_t     *e;
+    ngx_http_llm_srv_conf_t  **lscfp, *lscf;
+
     lscfp = lmcf->upstreams.elts;
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
         lscf = lscfp[i];
 
-        if ((lscf->check_interval || lscf->scrape_interval || lscf->balance
-             || lscf->limits_interval)
-            && lmcf->shm_zone == NULL)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "%s in upstream \"%V\" needs "
-                          "\"llm_router_zone\", in %V:%ui",
-                          lscf->check_interval ? "llm_check"
-                          : lscf->scrape_interval ? "llm_scrape"
-                          : lscf->balance ? "llm_balance"
-                          : "max_context auto",
-                          &lscf->upstream->host, &lscf->file, lscf->line);
-            return NGX_ERROR;
-        }
-
-        if (lscf->upstream->host.len >= NGX_HTTP_LLM_NAME_LEN) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "upstream name \"%V\" is longer than %d bytes, "
-                          "in %V:%ui", &lscf->upstream->host,
-                          NGX_HTTP_LLM_NAME_LEN - 1, &lscf->file,
-                          lscf->line);
+        if (ngx_http_llm_upstream_needs(cf, lmcf, lscf) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -798,6 +691,43 @@ ngx_http_llm_init_upstreams(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf)
 }
 
 
+/*
+ * The zone that keeps the state of checks, scrapes, policies and learned
+ * context sizes, and a name that fits the zone's slots.
+ */
+
+static ngx_int_t
+ngx_http_llm_upstream_needs(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
+    ngx_http_llm_srv_conf_t *lscf)
+{
+    if ((lscf->check_interval || lscf->scrape_interval || lscf->balance
+         || lscf->limits_interval)
+        && lmcf->shm_zone == NULL)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "%s in upstream \"%V\" needs "
+                      "\"llm_router_zone\", in %V:%ui",
+                      lscf->check_interval ? "llm_check"
+                      : lscf->scrape_interval ? "llm_scrape"
+                      : lscf->balance ? "llm_balance"
+                      : "max_context auto",
+                      &lscf->upstream->host, &lscf->file, lscf->line);
+        return NGX_ERROR;
+    }
+
+    if (lscf->upstream->host.len >= NGX_HTTP_LLM_NAME_LEN) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream name \"%V\" is longer than %d bytes, "
+                      "in %V:%ui", &lscf->upstream->host,
+                      NGX_HTTP_LLM_NAME_LEN - 1, &lscf->file,
+                      lscf->line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* the whole HTTP/1.0 request of a check or a scrape */
 
 static ngx_int_t
@@ -840,12 +770,7 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
         return NGX_ERROR;
     }
 
-    if (ngx_http_llm_balance_init_ring(cf, lscf, us) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    lscf->original_init_peer = lscf->balance ? ngx_http_llm_balance_init_peer
-                                              : us->peer.init;
+    lscf->original_init_peer = us->peer.init;
     us->peer.init = ngx_http_llm_init_peer;
 
     /* the peers, primary then backup, and their configured "down" */
@@ -883,24 +808,6 @@ ngx_http_llm_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     }
 
     return NGX_OK;
-}
-
-
-ngx_http_upstream_rr_peer_t *
-ngx_http_llm_rr_peer(ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n)
-{
-    ngx_http_upstream_rr_peer_t   *peer;
-    ngx_http_upstream_rr_peers_t  *peers;
-
-    for (peers = lscf->upstream->peer.data; peers; peers = peers->next) {
-        for (peer = peers->peer; peer; peer = peer->next) {
-            if (n-- == 0) {
-                return peer;
-            }
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -1094,20 +1001,6 @@ ngx_http_llm_sync_down(ngx_http_llm_srv_conf_t *lscf,
 
         ngx_http_upstream_rr_peers_unlock(peers);
     }
-}
-
-
-/* the index of the first peer of "peers": primaries, then the backups */
-
-ngx_uint_t
-ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
-    ngx_http_upstream_rr_peers_t *peers)
-{
-    ngx_http_upstream_rr_peers_t  *primary;
-
-    primary = lscf->upstream->peer.data;
-
-    return (peers == primary) ? 0 : primary->number;
 }
 
 

@@ -1,8 +1,22 @@
 
 /*
- * ngx_llm_router: the shared memory zone (llm_router_zone) that holds the
- * state of every peer of every llm upstream, so that all workers see the
- * same health, load and metrics.
+ * ngx_llm_router: the shared zone (llm_router_zone) and its peer slots.
+ * Not here: what slots hold (check.c, upstream.c), peer numbers (peers.c).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_llm_router.h"
+#include "ngx_http_llm_zone.h"
+#include "ngx_http_llm_peers.h"
+
+
+/*
+ * The shared zone holds the state of every peer of every llm upstream, so
+ * that all workers see the same health, load and metrics.
  *
  * A peer's state is a slot found by upstream and peer name, and a slot never
  * moves: on reload the new configuration looks its peers up and shares the
@@ -13,14 +27,9 @@
  */
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
-
-#include "ngx_http_llm_router.h"
-
-
 static ngx_int_t ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_http_llm_shctx_t *ngx_http_llm_create_zone(
+    ngx_shm_zone_t *shm_zone, ngx_slab_pool_t *shpool);
 static ngx_http_llm_peer_state_t *ngx_http_llm_find_slot(
     ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t k);
@@ -129,25 +138,10 @@ ngx_http_llm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_shmtx_lock(&shpool->mutex);
 
     if (sh == NULL) {
-        sh = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_llm_shctx_t));
+        sh = ngx_http_llm_create_zone(shm_zone, shpool);
         if (sh == NULL) {
             goto too_small;
         }
-
-        sh->version = NGX_HTTP_LLM_ZONE_VERSION;
-        ngx_queue_init(&sh->slots);
-        ngx_queue_init(&sh->models);
-        shpool->data = sh;
-
-        len = sizeof(" in llm_router_zone \"\"") + shm_zone->shm.name.len;
-
-        shpool->log_ctx = ngx_slab_alloc_locked(shpool, len);
-        if (shpool->log_ctx == NULL) {
-            goto too_small;
-        }
-
-        ngx_sprintf(shpool->log_ctx, " in llm_router_zone \"%V\"%Z",
-                    &shm_zone->shm.name);
     }
 
     for (i = 0; i < lmcf->upstreams.nelts; i++) {
@@ -187,6 +181,38 @@ too_small:
                   &shm_zone->shm.name, n);
 
     return NGX_ERROR;
+}
+
+
+/* a new zone, or one whose layout changed: under the zone's lock */
+
+static ngx_http_llm_shctx_t *
+ngx_http_llm_create_zone(ngx_shm_zone_t *shm_zone, ngx_slab_pool_t *shpool)
+{
+    size_t                 len;
+    ngx_http_llm_shctx_t  *sh;
+
+    sh = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_llm_shctx_t));
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    sh->version = NGX_HTTP_LLM_ZONE_VERSION;
+    ngx_queue_init(&sh->slots);
+    ngx_queue_init(&sh->models);
+    shpool->data = sh;
+
+    len = sizeof(" in llm_router_zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc_locked(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in llm_router_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    return sh;
 }
 
 
