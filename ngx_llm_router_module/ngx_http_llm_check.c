@@ -23,9 +23,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_prom.h"
-
-
-#include <cjson/cJSON.h>
+#include "ngx_http_llm_engine.h"
 
 
 #define NGX_HTTP_LLM_PROBE_CHECK   0
@@ -83,8 +81,6 @@ static void ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr,
     const char *error);
 static void ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr,
     const char *error);
-static ngx_uint_t ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p,
-    size_t len);
 static void ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr);
 static void ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr,
@@ -791,8 +787,8 @@ ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
     n = 0;
 
     if (error == NULL && pr->status == 200) {
-        n = ngx_http_llm_limits_parse(pr->lscf->engine, pr->body->pos,
-                                      pr->body->last - pr->body->pos);
+        n = ngx_http_llm_engine_limits(pr->lscf->engine, pr->body->pos,
+                                       pr->body->last - pr->body->pos);
     }
 
     pr->body->last = pr->body->pos;
@@ -825,78 +821,6 @@ ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
                       &pr->lscf->upstream->host,
                       error ? error : "no value in the answer");
     }
-}
-
-
-/*
- * vLLM and OpenAI-style /v1/models: data[0].max_model_len; llama.cpp
- * /props: n_ctx / total_slots (per slot), else
- * default_generation_settings.n_ctx; TGI /info: max_total_tokens; SGLang
- * /server_info: context_length.
- */
-
-static ngx_uint_t
-ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p, size_t len)
-{
-    cJSON       *json, *v, *slots;
-    ngx_uint_t   n;
-
-    json = cJSON_ParseWithLength((char *) p, len);
-    if (json == NULL) {
-        return 0;
-    }
-
-    v = NULL;
-    slots = NULL;
-
-    switch (engine) {
-
-    case NGX_HTTP_LLM_ENGINE_LLAMACPP:
-        v = cJSON_GetObjectItemCaseSensitive(json, "n_ctx");
-        slots = cJSON_GetObjectItemCaseSensitive(json, "total_slots");
-
-        if (!cJSON_IsNumber(v)) {
-            v = cJSON_GetObjectItemCaseSensitive(
-                    cJSON_GetObjectItemCaseSensitive(json,
-                                               "default_generation_settings"),
-                    "n_ctx");
-            slots = NULL;
-        }
-
-        break;
-
-    case NGX_HTTP_LLM_ENGINE_TGI:
-        v = cJSON_GetObjectItemCaseSensitive(json, "max_total_tokens");
-        break;
-
-    case NGX_HTTP_LLM_ENGINE_SGLANG:
-        v = cJSON_GetObjectItemCaseSensitive(json, "context_length");
-        break;
-
-    default: /* vllm, openai */
-        v = cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json,
-                                                                     "data"),
-                                   0),
-                "max_model_len");
-        break;
-    }
-
-    n = 0;
-
-    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) {
-        n = (ngx_uint_t) v->valuedouble;
-
-        if (slots && cJSON_IsNumber(slots) && slots->valuedouble >= 1
-            && slots->valuedouble < 1e6)
-        {
-            n /= (ngx_uint_t) slots->valuedouble;
-        }
-    }
-
-    cJSON_Delete(json);
-
-    return n;
 }
 
 

@@ -435,7 +435,6 @@ ngx_int_t ngx_http_llm_init_upstreams(ngx_conf_t *cf,
 ngx_int_t ngx_http_llm_check_upstream_hooks(ngx_conf_t *cf);
 ngx_uint_t ngx_http_llm_upstream_usable(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_upstream_srv_conf_t *uscf, ngx_msec_t *retry);
-const char *ngx_http_llm_engine_name(ngx_uint_t engine);
 ngx_http_upstream_rr_peer_t *ngx_http_llm_rr_peer(
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n);
 ngx_uint_t ngx_http_llm_learned_context(ngx_http_llm_main_conf_t *lmcf,
@@ -488,6 +487,10 @@ ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_engine.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -15,7 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
-#include "ngx_http_llm_text.h"
+#include "ngx_http_llm_engine.h"
 
 
 #define NGX_HTTP_LLM_TOKENIZE_MAX  (1024 * 1024)
@@ -279,21 +279,12 @@ ngx_http_llm_tokenize_read(ngx_event_t *rev)
 }
 
 
-/*
- * The count, or -1: an OpenAI-like {"count": N} or {"tokens": [...]},
- * read with the skimmer: a long list of tokens costs no tree.
- */
+/* the count in the answer, or -1 */
 
 static ngx_int_t
 ngx_http_llm_tokenize_count(ngx_http_llm_tokenize_t *t)
 {
-    long                   len;
-    u_char                *p, *last;
-    ngx_int_t              n, tokens;
-    ngx_http_llm_jskim_t   k;
-
-    static ngx_str_t  count_key = ngx_string("count");
-    static ngx_str_t  tokens_key = ngx_string("tokens");
+    u_char  *p, *last;
 
     p = t->in->pos;
     last = t->in->last;
@@ -311,36 +302,7 @@ ngx_http_llm_tokenize_count(ngx_http_llm_tokenize_t *t)
 
     p += 4;
 
-    if (!ngx_http_llm_jskim_open(&k, p, last - p)) {
-        return -1;
-    }
-
-    n = -1;
-    tokens = -1;
-
-    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
-
-        if (n < 0
-            && ngx_http_llm_json_key_equals((u_char *) k.key, k.key_len,
-                                            &count_key))
-        {
-            n = ngx_http_llm_json_count((u_char *) k.value,
-                                        k.value_end - k.value);
-            if (n >= 1000000000) {
-                n = -1;
-            }
-
-        } else if (tokens < 0
-                   && ngx_http_llm_json_key_equals((u_char *) k.key,
-                                                   k.key_len, &tokens_key))
-        {
-            len = ngx_http_llm_text_array_len(k.value,
-                                              k.value_end - k.value);
-            tokens = (len >= 0) ? (ngx_int_t) len : -1;
-        }
-    }
-
-    return (n >= 0) ? n : tokens;
+    return ngx_http_llm_engine_tokenize_count(t->engine, p, last - p);
 }
 
 
