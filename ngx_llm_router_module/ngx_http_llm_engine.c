@@ -11,6 +11,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_jscan.h"
 #include "ngx_http_llm_text.h"
 
@@ -298,31 +299,13 @@ ngx_http_llm_engine_init_upstream(ngx_conf_t *cf,
 }
 
 
-/* the whole HTTP/1.0 request of a check or a scrape */
+/* the whole request of a check, a scrape or the limits */
 
 static ngx_int_t
 ngx_http_llm_engine_request(ngx_conf_t *cf, ngx_str_t *uri,
     ngx_str_t *request)
 {
-    u_char  *p;
-
-    request->len = sizeof("GET  HTTP/1.0" CRLF
-                          "User-Agent: ngx_llm_router" CRLF
-                          "Connection: close" CRLF CRLF) - 1
-                   + uri->len;
-
-    p = ngx_pnalloc(cf->pool, request->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    request->data = p;
-
-    ngx_sprintf(p, "GET %V HTTP/1.0" CRLF
-                   "User-Agent: ngx_llm_router" CRLF
-                   "Connection: close" CRLF CRLF, uri);
-
-    return NGX_OK;
+    return ngx_http_llm_probe_request(cf->pool, request, "GET", uri, NULL, 0);
 }
 
 

@@ -491,6 +491,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_probe.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
