@@ -1881,7 +1881,8 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ctx->tokenized = 1;
 
     rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, doc,
-                                     parts, near->model->tokenize_timeout);
+                                     parts, near->model->tokenize_timeout,
+                                     ngx_http_llm_resume_routing);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;

@@ -389,11 +389,6 @@ ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
 void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 
-/* exact counts (ngx_http_llm_tokenize.c) */
-ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
-    ngx_str_t *body, ngx_uint_t n, ngx_msec_t timeout);
-
 /* errors (ngx_http_llm_error.c) */
 ngx_uint_t ngx_http_llm_error_token(const char *s);
 void ngx_http_llm_set_error(ngx_http_llm_ctx_t *ctx, const char *code,
@@ -492,6 +487,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_engine.h"
 #include "ngx_http_llm_probe.h"
+#include "ngx_http_llm_tokenize.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
