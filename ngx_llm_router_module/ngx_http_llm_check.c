@@ -1,8 +1,8 @@
 
 /*
- * ngx_llm_router: the active checks', scrapes' and limits' timers, claims
- * and outcomes.  Not here: how an engine is asked (ngx_http_llm_engine.c),
- * HTTP (ngx_http_llm_probe.c).
+ * ngx_llm_router: llm_engine, llm_check, llm_scrape; the probes' timers,
+ * claims and outcomes.  Not here: what an engine is asked or how its
+ * answer is read (ngx_http_llm_engine.c), HTTP (ngx_http_llm_probe.c).
  *
  * Every worker keeps a timer per probed peer and kind of probe (a job).
  * When it fires, the worker claims the peer's next probe in the shared
@@ -13,8 +13,9 @@
  * down, after "rise" successes up again.  A scrape reads the Prometheus
  * text (at most NGX_HTTP_LLM_METRICS_MAX bytes) through the incremental
  * parser and keeps the engine's running and waiting requests and KV-cache
- * use.  Timers are cancelable and the connection is marked idle, so
- * neither a reload nor a shutdown waits for a probe.
+ * use; a limits probe keeps the context size the engine reports.  Timers
+ * are cancelable and the connection is marked idle, so neither a reload
+ * nor a shutdown waits for a probe.
  */
 
 
@@ -26,6 +27,7 @@
 #include "ngx_http_llm_prom.h"
 #include "ngx_http_llm_engine.h"
 #include "ngx_http_llm_probe.h"
+#include "ngx_http_llm_check.h"
 
 
 #define NGX_HTTP_LLM_PROBE_CHECK   0
@@ -51,6 +53,9 @@ typedef struct {
 } ngx_http_llm_job_t;
 
 
+static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
+    ngx_msec_t *ms);
+static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
 static ngx_int_t ngx_http_llm_job_create(ngx_cycle_t *cycle,
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
     ngx_uint_t n, ngx_uint_t kind);
@@ -92,6 +97,225 @@ static const char  *ngx_http_llm_job_errors[] = {
     "no memory",
     "shutting down"
 };
+
+
+/* llm_engine vllm|llamacpp|sglang|tgi|ollama|openai [skip=...]; */
+
+char *
+ngx_http_llm_engine_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    char  *rv;
+
+    if (lscf->engine != NGX_HTTP_LLM_ENGINE_NONE) {
+        return "is duplicate";
+    }
+
+    rv = ngx_http_llm_engine_conf(cf, lscf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+}
+
+
+/* llm_check [interval=] [timeout=] [fall=] [rise=] [uri=] [status=]; */
+
+char *
+ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i, timeout_set;
+
+    if (lscf->check_interval) {
+        return "is duplicate";
+    }
+
+    lscf->check_interval = 5000;
+    lscf->check_timeout = 2000;
+    timeout_set = 0;
+    lscf->fall = 3;
+    lscf->rise = 2;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->check_interval)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 8, &lscf->check_timeout)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            timeout_set = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fall=", 5) == 0
+            || ngx_strncmp(value[i].data, "rise=", 5) == 0
+            || ngx_strncmp(value[i].data, "status=", 7) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_atoi(s.data, s.len);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'f') {
+                lscf->fall = n;
+
+            } else if (value[i].data[0] == 'r') {
+                lscf->rise = n;
+
+            } else if (n >= 100 && n <= 599) {
+                lscf->check_status = n;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            if (ngx_http_llm_param_uri(&value[i], &lscf->check_uri) != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (!timeout_set) {
+        lscf->check_timeout = ngx_min(lscf->check_timeout,
+                                      lscf->check_interval);
+    }
+
+    if (lscf->check_timeout > lscf->check_interval) {
+        return "has a timeout longer than its interval";
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* llm_scrape [interval=] [uri=]; */
+
+char *
+ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (lscf->scrape_interval) {
+        return "is duplicate";
+    }
+
+    lscf->scrape_interval = 1000;
+    ngx_str_set(&lscf->scrape_uri, "/metrics");
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->scrape_interval)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            if (ngx_http_llm_param_uri(&value[i], &lscf->scrape_uri)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* NAME=TIME, a time above zero */
+
+static ngx_int_t
+ngx_http_llm_param_msec(ngx_str_t *value, size_t skip, ngx_msec_t *ms)
+{
+    ngx_str_t   s;
+    ngx_msec_t  t;
+
+    s.data = value->data + skip;
+    s.len = value->len - skip;
+
+    t = ngx_parse_time(&s, 0);
+
+    if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+        return NGX_ERROR;
+    }
+
+    *ms = t;
+
+    return NGX_OK;
+}
+
+
+/* uri=/PATH */
+
+static ngx_int_t
+ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
+{
+    uri->data = value->data + 4;
+    uri->len = value->len - 4;
+
+    return (uri->len && uri->data[0] == '/') ? NGX_OK : NGX_ERROR;
+}
 
 
 ngx_int_t

@@ -409,9 +409,6 @@ ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 
 /* upstream{} directives and peer selection (ngx_http_llm_upstream.c) */
 void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
-char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_llm_upstream_directive(ngx_conf_t *cf,
     ngx_http_llm_srv_conf_t *lscf);
 ngx_uint_t ngx_http_llm_peers_offset(ngx_http_llm_srv_conf_t *lscf,
@@ -441,9 +438,6 @@ char *ngx_http_llm_router_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_http_llm_peer_state_t *ngx_http_llm_peer_state(
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
     ngx_uint_t n);
-
-/* active checks (ngx_http_llm_check.c) */
-ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
 
 /* status endpoint (ngx_http_llm_status.c) */
 char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -488,6 +482,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_engine.h"
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_tokenize.h"
+#include "ngx_http_llm_check.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
