@@ -65,6 +65,9 @@ static int ngx_http_llm_http1_line_end(ngx_http_llm_http1_t *h);
 static int ngx_http_llm_http1_headers_end(ngx_http_llm_http1_t *h);
 static int ngx_http_llm_http1_chunk(ngx_http_llm_http1_t *h,
     unsigned char c);
+static int ngx_http_llm_http1_chunk_size(ngx_http_llm_http1_t *h,
+    unsigned char c);
+static int ngx_http_llm_http1_chunk_start(ngx_http_llm_http1_t *h);
 
 
 void
@@ -499,47 +502,10 @@ ngx_http_llm_http1_headers_end(ngx_http_llm_http1_t *h)
 static int
 ngx_http_llm_http1_chunk(ngx_http_llm_http1_t *h, unsigned char c)
 {
-    unsigned  d;
-
     switch (h->state) {
 
     case sw_chunk_size:
-        if (c >= '0' && c <= '9') {
-            d = c - '0';
-
-        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
-            d = (c | 0x20) - 'a' + 10;
-
-        } else {
-            if (h->digits == 0) {
-                return NGX_HTTP_LLM_HTTP1_ERROR;
-            }
-
-            if (c == '\r') {
-                h->state = sw_chunk_size_lf;
-                return NGX_HTTP_LLM_HTTP1_AGAIN;
-            }
-
-            if (c == '\n') {
-                break;
-            }
-
-            if (c == ';' || c == ' ' || c == '\t') {
-                h->state = sw_chunk_ext;
-                return NGX_HTTP_LLM_HTTP1_AGAIN;
-            }
-
-            return NGX_HTTP_LLM_HTTP1_ERROR;
-        }
-
-        if (h->length > NGX_HTTP_LLM_HTTP1_BIG >> 4) {
-            return NGX_HTTP_LLM_HTTP1_ERROR;
-        }
-
-        h->length = (h->length << 4) + d;
-        h->digits++;
-
-        return NGX_HTTP_LLM_HTTP1_AGAIN;
+        return ngx_http_llm_http1_chunk_size(h, c);
 
     case sw_chunk_ext:
         if (c == '\r') {
@@ -608,8 +574,61 @@ ngx_http_llm_http1_chunk(ngx_http_llm_http1_t *h, unsigned char c)
         return NGX_HTTP_LLM_HTTP1_AGAIN;
     }
 
-    /* the end of a chunk's size line: the last chunk has size 0 */
+    return ngx_http_llm_http1_chunk_start(h);
+}
 
+
+/* a hex digit of a chunk's size, or what follows the size */
+
+static int
+ngx_http_llm_http1_chunk_size(ngx_http_llm_http1_t *h, unsigned char c)
+{
+    unsigned  d;
+
+    if (c >= '0' && c <= '9') {
+        d = c - '0';
+
+    } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+        d = (c | 0x20) - 'a' + 10;
+
+    } else {
+        if (h->digits == 0) {
+            return NGX_HTTP_LLM_HTTP1_ERROR;
+        }
+
+        if (c == '\r') {
+            h->state = sw_chunk_size_lf;
+            return NGX_HTTP_LLM_HTTP1_AGAIN;
+        }
+
+        if (c == '\n') {
+            return ngx_http_llm_http1_chunk_start(h);
+        }
+
+        if (c == ';' || c == ' ' || c == '\t') {
+            h->state = sw_chunk_ext;
+            return NGX_HTTP_LLM_HTTP1_AGAIN;
+        }
+
+        return NGX_HTTP_LLM_HTTP1_ERROR;
+    }
+
+    if (h->length > NGX_HTTP_LLM_HTTP1_BIG >> 4) {
+        return NGX_HTTP_LLM_HTTP1_ERROR;
+    }
+
+    h->length = (h->length << 4) + d;
+    h->digits++;
+
+    return NGX_HTTP_LLM_HTTP1_AGAIN;
+}
+
+
+/* the end of a chunk's size line: the last chunk has size 0 */
+
+static int
+ngx_http_llm_http1_chunk_start(ngx_http_llm_http1_t *h)
+{
     h->state = (h->length == 0) ? sw_trailer : sw_chunk_data;
 
     return NGX_HTTP_LLM_HTTP1_AGAIN;

@@ -117,107 +117,123 @@ expect(const char *answer, int rc, unsigned status, const char *body,
 }
 
 
-int
-main(void)
-{
+typedef struct {
+    const char  *answer;
+    int          rc;
+    unsigned     status;
+    const char  *body;
+    int          complete;
+    const char  *what;
+} case_t;
+
+
+static const case_t  cases[] = {
+
     /* framing */
 
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-           NGX_HTTP_LLM_HTTP1_DONE, 200, "hello", 1, "content-length");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, more",
-           NGX_HTTP_LLM_HTTP1_DONE, 200, "hello", 1,
-           "bytes after the length are not body");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello",
-           NGX_HTTP_LLM_HTTP1_AGAIN, 200, "hello", 0, "a short body");
-    expect("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
-           NGX_HTTP_LLM_HTTP1_DONE, 204, "", 1, "an empty body");
-    expect("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nup to the close",
-           NGX_HTTP_LLM_HTTP1_AGAIN, 200, "up to the close", 1,
-           "a body up to the close");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "5\r\nhello\r\n1;ext=1\r\n,\r\nA \r\n0123456789\r\n0\r\n\r\n",
-           NGX_HTTP_LLM_HTTP1_DONE, 200, "hello,0123456789", 1, "chunked");
-    expect("HTTP/1.1 200 OK\r\ntransfer-encoding:  Chunked \r\n"
-           "Content-Length: 3\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
-           NGX_HTTP_LLM_HTTP1_DONE, 200, "abc", 1,
-           "chunked before a length, a trailer");
-    expect("HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
-           NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1, "bare LFs");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n"
-           "\r\nok", NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1,
-           "the same length twice");
-    expect("HTTP/1.1 503\r\n\r\n", NGX_HTTP_LLM_HTTP1_AGAIN, 503, "", 1,
-           "no reason phrase");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-           NGX_HTTP_LLM_HTTP1_AGAIN, 200, "hel", 0, "a chunk cut short");
+    { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "hello", 1, "content-length" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, more",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "hello", 1,
+      "bytes after the length are not body" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "hello", 0, "a short body" },
+    { "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 204, "", 1, "an empty body" },
+    { "HTTP/1.0 200 OK\r\nServer: x\r\n\r\nup to the close",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "up to the close", 1,
+      "a body up to the close" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n1;ext=1\r\n,\r\nA \r\n0123456789\r\n0\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "hello,0123456789", 1, "chunked" },
+    { "HTTP/1.1 200 OK\r\ntransfer-encoding:  Chunked \r\n"
+      "Content-Length: 3\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "abc", 1,
+      "chunked before a length, a trailer" },
+    { "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1, "bare LFs" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1, "the same length twice" },
+    { "HTTP/1.1 503\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 503, "", 1, "no reason phrase" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "hel", 0, "a chunk cut short" },
+    { "HTTP/1.1 200 OK\r\nContent-Lengthy: 1\r\nX-Content-Length: 1\r\n"
+      "\r\nabc",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "abc", 1,
+      "names that only look alike" },
 
     /* hostile status lines */
 
-    expect("HTTP/2.0 200 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "not HTTP/1");
-    expect("HTTP/1.1 20 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "two digits");
-    expect("HTTP/1.1 2000 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "four digits");
-    expect("HTTP/1.1 099 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "a status below 100");
-    expect("HTTP/1.1  200 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "two spaces");
-    expect("http/1.1 200 OK\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "lower case");
-    expect("HTTP/1.1 200 OK\rX", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "a CR alone");
-    expect("SSH-2.0-OpenSSH\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0,
-           "another protocol");
-    expect("HTTP/1.1 200 OK", NGX_HTTP_LLM_HTTP1_AGAIN, 0, NULL, 0,
-           "a status line without its end");
+    { "HTTP/2.0 200 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "not HTTP/1" },
+    { "HTTP/1.1 20 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "two digits" },
+    { "HTTP/1.1 2000 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "four digits" },
+    { "HTTP/1.1 099 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "a status below 100" },
+    { "HTTP/1.1  200 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "two spaces" },
+    { "http/1.1 200 OK\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "lower case" },
+    { "HTTP/1.1 200 OK\rX",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "a CR alone" },
+    { "SSH-2.0-OpenSSH\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "another protocol" },
+    { "HTTP/1.1 200 OK",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 0, NULL, 0, "a status line without end" },
 
     /* hostile headers and framing */
 
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nok",
-           NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a bad length");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\nok",
-           NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a length in two");
-    expect("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nok",
-           NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "an empty length");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n"
-           "\r\nok", NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0,
-           "two lengths");
-    expect("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
-           NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a huge length");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-           NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a coding not undone");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "fffffffffffffffff\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0,
-           "a huge chunk");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "x\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0,
-           "a chunk size that is no number");
-    expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "2\r\nokX\r\n", NGX_HTTP_LLM_HTTP1_ERROR, 200, "ok", 0,
-           "a chunk longer than its size");
-    expect("HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR,
-           200, NULL, 0, "a folded line");
-    expect("HTTP/1.1 200 OK\r\nNo Colon\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR,
-           200, NULL, 0, "a space in a name");
-    expect("HTTP/1.1 200 OK\r\n: x\r\n\r\n", NGX_HTTP_LLM_HTTP1_ERROR,
-           200, NULL, 0, "an empty name");
-    expect("HTTP/1.1 200 OK\r\nContent-Lengthy: 1\r\nX-Content-Length: 1\r\n"
-           "\r\nabc", NGX_HTTP_LLM_HTTP1_AGAIN, 200, "abc", 1,
-           "names that only look alike");
+    { "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a bad length" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a length in two" },
+    { "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "an empty length" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "two lengths" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a huge length" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a coding not undone" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "fffffffffffffffff\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a huge chunk" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a chunk size no number" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, "ok", 0, "a chunk over its size" },
+    { "HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a folded line" },
+    { "HTTP/1.1 200 OK\r\nNo Colon\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a space in a name" },
+    { "HTTP/1.1 200 OK\r\n: x\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "an empty name" }
+};
+
+
+
+
+int
+main(void)
+{
+    size_t       i, n;
+    static char  big[NGX_HTTP_LLM_HTTP1_HEADERS_MAX + 64];
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        expect(cases[i].answer, cases[i].rc, cases[i].status, cases[i].body,
+               cases[i].complete, cases[i].what);
+    }
 
     /* headers without end are cut */
-    {
-        static char  big[NGX_HTTP_LLM_HTTP1_HEADERS_MAX + 64];
-        size_t       n;
 
-        n = (size_t) sprintf(big, "HTTP/1.1 200 OK\r\nX: ");
-        memset(big + n, 'a', sizeof(big) - n - 1);
-        big[sizeof(big) - 1] = '\0';
+    n = (size_t) sprintf(big, "HTTP/1.1 200 OK\r\nX: ");
+    memset(big + n, 'a', sizeof(big) - n - 1);
+    big[sizeof(big) - 1] = '\0';
 
-        expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0,
-               "headers too long");
-    }
+    expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "headers too long");
 
     printf("http1: %d passed, %d failed\n", passed, failed);
 
