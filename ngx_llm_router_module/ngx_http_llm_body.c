@@ -1143,10 +1143,10 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     k[1] = rule->alias.len
            ? ngx_http_llm_find_member(body, scan, &rule->alias, &count)
            : NGX_DECLINED;
-    extra = ngx_http_llm_engine_max_tokens_extra(lscf->engine);
-    k[2] = (rule->alias.len && extra)
-           ? ngx_http_llm_find_member(body, scan, extra, &count)
-           : NGX_DECLINED;
+    extra = rule->alias.len
+            ? ngx_http_llm_engine_max_tokens_extra(lscf->engine) : NULL;
+    k[2] = extra ? ngx_http_llm_find_member(body, scan, extra, &count)
+                 : NGX_DECLINED;
 
     *given = (k[0] >= 0 || k[1] >= 0 || k[2] >= 0);
 

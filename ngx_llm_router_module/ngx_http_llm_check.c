@@ -53,6 +53,8 @@ typedef struct {
 } ngx_http_llm_job_t;
 
 
+static ngx_int_t ngx_http_llm_check_number(ngx_http_llm_srv_conf_t *lscf,
+    ngx_str_t *value);
 static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
     ngx_msec_t *ms);
 static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
@@ -128,8 +130,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_llm_srv_conf_t *lscf = conf;
 
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
+    ngx_str_t   *value;
     ngx_uint_t   i, timeout_set;
 
     if (lscf->check_interval) {
@@ -171,25 +172,7 @@ ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             || ngx_strncmp(value[i].data, "rise=", 5) == 0
             || ngx_strncmp(value[i].data, "status=", 7) == 0)
         {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            n = ngx_atoi(s.data, s.len);
-
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            if (value[i].data[0] == 'f') {
-                lscf->fall = n;
-
-            } else if (value[i].data[0] == 'r') {
-                lscf->rise = n;
-
-            } else if (n >= 100 && n <= 599) {
-                lscf->check_status = n;
-
-            } else {
+            if (ngx_http_llm_check_number(lscf, &value[i]) != NGX_OK) {
                 goto invalid;
             }
 
@@ -280,6 +263,40 @@ invalid:
                        "invalid parameter \"%V\"", &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/* fall=N, rise=N (above zero) or status=NNN (100 to 599) */
+
+static ngx_int_t
+ngx_http_llm_check_number(ngx_http_llm_srv_conf_t *lscf, ngx_str_t *value)
+{
+    ngx_int_t   n;
+    ngx_str_t   s;
+
+    s.data = (u_char *) ngx_strchr(value->data, '=') + 1;
+    s.len = value->data + value->len - s.data;
+
+    n = ngx_atoi(s.data, s.len);
+
+    if (n == NGX_ERROR || n == 0) {
+        return NGX_ERROR;
+    }
+
+    if (value->data[0] == 'f') {
+        lscf->fall = n;
+
+    } else if (value->data[0] == 'r') {
+        lscf->rise = n;
+
+    } else if (n >= 100 && n <= 599) {
+        lscf->check_status = n;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -35,6 +35,8 @@ typedef struct {
 } ngx_http_llm_tokenize_t;
 
 
+static ngx_http_upstream_rr_peer_t *ngx_http_llm_tokenize_peer(
+    ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_tokenize_body(ngx_http_llm_probe_t *p,
     u_char *data, size_t len);
 static void ngx_http_llm_tokenize_done(ngx_http_llm_probe_t *p,
@@ -69,7 +71,6 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_upstream_srv_conf_t *uscf, ngx_str_t *body, ngx_uint_t n,
     ngx_msec_t timeout, ngx_http_llm_tokenize_done_pt done)
 {
-    ngx_uint_t                    k;
     ngx_str_t                    *uri;
     ngx_pool_cleanup_t           *cln;
     ngx_http_llm_probe_t         *p;
@@ -84,20 +85,7 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    peer = NULL;
-
-    for (k = 0; k < lscf->npeers; k++) {
-        peer = ngx_http_llm_rr_peer(lscf, k);
-
-        if (peer && !peer->down
-            && (lscf->slots == NULL || !lscf->slots[k]->down))
-        {
-            break;
-        }
-
-        peer = NULL;
-    }
-
+    peer = ngx_http_llm_tokenize_peer(lscf);
     if (peer == NULL) {
         return NGX_DECLINED;
     }
@@ -161,6 +149,28 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* the first peer neither configured down nor found down by checks */
+
+static ngx_http_upstream_rr_peer_t *
+ngx_http_llm_tokenize_peer(ngx_http_llm_srv_conf_t *lscf)
+{
+    ngx_uint_t                    k;
+    ngx_http_upstream_rr_peer_t  *peer;
+
+    for (k = 0; k < lscf->npeers; k++) {
+        peer = ngx_http_llm_rr_peer(lscf, k);
+
+        if (peer && !peer->down
+            && (lscf->slots == NULL || !lscf->slots[k]->down))
+        {
+            return peer;
+        }
+    }
+
+    return NULL;
 }
 
 
