@@ -480,6 +480,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_http1.h"
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_tokenize.h"
 #include "ngx_http_llm_check.h"
