@@ -1131,12 +1131,10 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 {
     double                        number;
     ngx_int_t                     k[3];
-    ngx_str_t                     raw, *name;
+    ngx_str_t                     raw, *name, *extra;
     ngx_uint_t                    j, count, set;
     ngx_http_llm_srv_conf_t      *lscf;
     ngx_http_llm_jscan_member_t  *m;
-
-    static ngx_str_t  n_predict = ngx_string("n_predict");
 
     lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
                                            ngx_http_llm_router_module);
@@ -1145,9 +1143,10 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     k[1] = rule->alias.len
            ? ngx_http_llm_find_member(body, scan, &rule->alias, &count)
            : NGX_DECLINED;
-    k[2] = (rule->alias.len && lscf->engine == NGX_HTTP_LLM_ENGINE_LLAMACPP)
-           ? ngx_http_llm_find_member(body, scan, &n_predict, &count)
-           : NGX_DECLINED;
+    extra = rule->alias.len
+            ? ngx_http_llm_engine_max_tokens_extra(lscf->engine) : NULL;
+    k[2] = extra ? ngx_http_llm_find_member(body, scan, extra, &count)
+                 : NGX_DECLINED;
 
     *given = (k[0] >= 0 || k[1] >= 0 || k[2] >= 0);
 
@@ -1169,7 +1168,7 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
 
         m = &scan->members[k[j]];
-        name = (j == 0) ? &rule->field : (j == 1) ? &rule->alias : &n_predict;
+        name = (j == 0) ? &rule->field : (j == 1) ? &rule->alias : extra;
 
         switch (rule->op) {
 
@@ -1823,14 +1822,9 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given,
     ngx_str_t *raw, ngx_str_t *key)
 {
-    int                        more;
-    u_char                    *p;
-    size_t                     len, n;
     ngx_int_t                  rc;
-    ngx_str_t                  doc[5];
-    ngx_uint_t                 i, context, need, margin, engine, lead, parts;
-    const u_char              *text;
-    ngx_http_llm_texts_t       texts;
+    ngx_str_t                  doc[NGX_HTTP_LLM_TOKENIZE_PARTS];
+    ngx_uint_t                 i, context, need, margin, parts;
     ngx_http_llm_route_t     **v, *near;
     ngx_http_llm_model_t      *model;
     ngx_http_llm_srv_conf_t   *lscf;
@@ -1875,84 +1869,20 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     lscf = ngx_http_conf_upstream_srv_conf(near->model->upstream,
                                            ngx_http_llm_router_module);
-    engine = lscf->engine;
-
-    if (engine == NGX_HTTP_LLM_ENGINE_VLLM) {
-
-        /* {"model":TARGET,"messages"|"prompt":...}, the prompt uncopied */
-
-        doc[1] = near->send.len ? near->send_json : ctx->model;
-
-        if (!near->send.len
-            && ngx_http_llm_json_quote(r->pool, &ctx->model, &doc[1])
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_str_set(&doc[0], "{\"model\":");
-
-        doc[2].data = ngx_pnalloc(r->pool, key->len + sizeof(",\"\":"));
-        if (doc[2].data == NULL) {
-            return NGX_ERROR;
-        }
-
-        doc[2].len = ngx_sprintf(doc[2].data, ",\"%V\":", key) - doc[2].data;
-        doc[3] = *raw;
-        ngx_str_set(&doc[4], "}");
-        parts = 5;
-
-    } else {
-
-        /*
-         * llama.cpp: {"content":"the texts, one per line"}, each copied
-         * as it is escaped in the body (ngx_http_llm_text_quote() keeps
-         * valid escapes, and makes anything else valid JSON)
-         */
-
-        len = sizeof("{\"content\":\"\"}");
-
-        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
-
-        while ((more = ngx_http_llm_texts_next(&texts, &text, &n)) == 1) {
-            len += ngx_http_llm_text_quote(NULL, text, n, 1) + 2;
-        }
-
-        if (more < 0) {
-            return NGX_DECLINED;
-        }
-
-        doc[0].data = ngx_pnalloc(r->pool, len);
-        if (doc[0].data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_cpymem(doc[0].data, "{\"content\":\"",
-                       sizeof("{\"content\":\"") - 1);
-
-        ngx_http_llm_texts_init(&texts, raw->data, raw->len, 1);
-        lead = 1;
-
-        while (ngx_http_llm_texts_next(&texts, &text, &n) == 1) {
-            if (!lead) {
-                *p++ = '\\';
-                *p++ = 'n';
-            }
-
-            lead = 0;
-
-            p += ngx_http_llm_text_quote(p, text, n, 1);
-        }
-
-        p = ngx_cpymem(p, "\"}", 2);
-        doc[0].len = p - doc[0].data;
-        parts = 1;
+    rc = ngx_http_llm_engine_tokenize_body(r->pool, lscf->engine,
+                                           near->send.len ? &near->send_json
+                                                          : NULL,
+                                           &ctx->model, key, raw, doc,
+                                           &parts);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     ctx->tokenized = 1;
 
     rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, doc,
-                                     parts, near->model->tokenize_timeout);
+                                     parts, near->model->tokenize_timeout,
+                                     ngx_http_llm_resume_routing);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;

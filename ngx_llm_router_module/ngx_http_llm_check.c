@@ -1,19 +1,21 @@
 
 /*
- * ngx_llm_router: active health checks (llm_check) and engine metrics
- * scraping (llm_scrape).
+ * ngx_llm_router: llm_engine, llm_check, llm_scrape; the probes' timers,
+ * claims and outcomes.  Not here: what an engine is asked or how its
+ * answer is read (ngx_http_llm_engine.c), HTTP (ngx_http_llm_probe.c).
  *
- * Every worker keeps a timer per probed peer and kind of probe.  When it
- * fires, the worker claims the peer's next probe in the shared zone; the
- * claim succeeds for one worker per interval, and a claim left by a worker
- * that died mid-probe is taken over after the timeout.  A probe is an
- * HTTP/1.0 GET over a non-blocking connection.  A check is decided by the
- * status line: after "fall" failures in a row the peer is down, after
- * "rise" successes up again.  A scrape reads the Prometheus text (at most
- * NGX_HTTP_LLM_METRICS_MAX bytes) through the incremental parser and keeps
- * the engine's running and waiting requests and KV-cache use.  Timers are
- * cancelable and the connection is marked idle, so neither a reload nor a
- * shutdown waits for a probe.
+ * Every worker keeps a timer per probed peer and kind of probe (a job).
+ * When it fires, the worker claims the peer's next probe in the shared
+ * zone; the claim succeeds for one worker per interval, and a claim left
+ * by a worker that died mid-probe is taken over after the timeout.  A
+ * probe is an HTTP/1.0 GET through ngx_http_llm_probe.c.  A check is
+ * decided by the status line: after "fall" failures in a row the peer is
+ * down, after "rise" successes up again.  A scrape reads the Prometheus
+ * text (at most NGX_HTTP_LLM_METRICS_MAX bytes) through the incremental
+ * parser and keeps the engine's running and waiting requests and KV-cache
+ * use; a limits probe keeps the context size the engine reports.  Timers
+ * are cancelable and the connection is marked idle, so neither a reload
+ * nor a shutdown waits for a probe.
  */
 
 
@@ -23,9 +25,9 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_prom.h"
-
-
-#include <cjson/cJSON.h>
+#include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_probe.h"
+#include "ngx_http_llm_check.h"
 
 
 #define NGX_HTTP_LLM_PROBE_CHECK   0
@@ -34,61 +36,303 @@
 
 #define NGX_HTTP_LLM_LIMITS_MAX    (256 * 1024)
 
-#define NGX_HTTP_LLM_PROBE_BUF     4096
 
-
-typedef struct ngx_http_llm_probe_s  ngx_http_llm_probe_t;
-
-struct ngx_http_llm_probe_s {
+/* one peer, one kind of probe: its timer and its probe */
+typedef struct {
     ngx_event_t                  timer;
-    ngx_peer_connection_t        pc;
+    ngx_http_llm_probe_t         probe;
     ngx_uint_t                   kind;
     ngx_http_llm_srv_conf_t     *lscf;
     ngx_http_llm_main_conf_t    *lmcf;
     ngx_uint_t                   n;
     ngx_str_t                    name;
-    ngx_str_t                   *request;
     ngx_msec_t                   interval;
-    ngx_msec_t                   timeout;
     ngx_msec_t                   started;
-    size_t                       sent;
-    size_t                       received;   /* of the status line */
-    ngx_int_t                    status;     /* 0: not yet known */
-    ngx_uint_t                   eoh;        /* 1: at a line start, 2: done */
-    u_char                      *buf;
     ngx_http_llm_prom_t         *prom;
     ngx_buf_t                   *body;       /* limits: the JSON */
+} ngx_http_llm_job_t;
+
+
+static ngx_int_t ngx_http_llm_check_number(ngx_http_llm_srv_conf_t *lscf,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
+    ngx_msec_t *ms);
+static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
+static ngx_int_t ngx_http_llm_job_create(ngx_cycle_t *cycle,
+    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
+    ngx_uint_t n, ngx_uint_t kind);
+static ngx_http_llm_claim_t *ngx_http_llm_job_claim_of(
+    ngx_http_llm_job_t *job);
+static void ngx_http_llm_job_timer(ngx_event_t *ev);
+static ngx_uint_t ngx_http_llm_job_claim(ngx_http_llm_job_t *job);
+static void ngx_http_llm_job_start(ngx_http_llm_job_t *job);
+static ngx_int_t ngx_http_llm_scrape_body(ngx_http_llm_probe_t *p,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_llm_limits_body(ngx_http_llm_probe_t *p,
+    u_char *data, size_t len);
+static void ngx_http_llm_job_done(ngx_http_llm_probe_t *p,
+    ngx_uint_t result);
+static void ngx_http_llm_job_finish(ngx_http_llm_job_t *job,
+    const char *error);
+static void ngx_http_llm_check_done(ngx_http_llm_job_t *job,
+    const char *error);
+static void ngx_http_llm_scrape_done(ngx_http_llm_job_t *job,
+    const char *error);
+static void ngx_http_llm_limits_done(ngx_http_llm_job_t *job,
+    const char *error);
+static void ngx_http_llm_job_abandon(ngx_http_llm_job_t *job);
+static void ngx_http_llm_job_release(ngx_http_llm_job_t *job,
+    ngx_http_llm_claim_t *cl);
+
+
+/* the words of the status page and the log for a probe's end */
+static const char  *ngx_http_llm_job_errors[] = {
+    NULL,                   /* NGX_HTTP_LLM_PROBE_OK */
+    "connect failed",
+    "connection closed",    /* while sending */
+    "connection closed",
+    "invalid response",
+    "connection reset",
+    "timed out",
+    "event error",
+    "metrics too large",
+    "no memory",
+    "shutting down"
 };
 
 
-static ngx_int_t ngx_http_llm_probe_create(ngx_cycle_t *cycle,
-    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_srv_conf_t *lscf,
-    ngx_uint_t n, ngx_uint_t kind);
-static ngx_http_llm_claim_t *ngx_http_llm_probe_claim_of(
-    ngx_http_llm_probe_t *pr);
-static void ngx_http_llm_probe_timer(ngx_event_t *ev);
-static ngx_uint_t ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr);
-static void ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr);
-static void ngx_http_llm_probe_write(ngx_event_t *wev);
-static ngx_http_llm_probe_t *ngx_http_llm_probe_event(ngx_event_t *ev);
-static void ngx_http_llm_probe_sent(ngx_event_t *wev);
-static void ngx_http_llm_probe_read(ngx_event_t *rev);
-static ngx_int_t ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr,
-    u_char *p, u_char *last);
-static void ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr,
-    const char *error);
-static void ngx_http_llm_check_done(ngx_http_llm_probe_t *pr,
-    const char *error);
-static void ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr,
-    const char *error);
-static void ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr,
-    const char *error);
-static ngx_uint_t ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p,
-    size_t len);
-static void ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr);
-static void ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr);
-static void ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr,
-    ngx_http_llm_claim_t *cl);
+/* llm_engine vllm|llamacpp|sglang|tgi|ollama|openai [skip=...]; */
+
+char *
+ngx_http_llm_engine_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    char  *rv;
+
+    if (lscf->engine != NGX_HTTP_LLM_ENGINE_NONE) {
+        return "is duplicate";
+    }
+
+    rv = ngx_http_llm_engine_conf(cf, lscf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+}
+
+
+/* llm_check [interval=] [timeout=] [fall=] [rise=] [uri=] [status=]; */
+
+char *
+ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i, timeout_set;
+
+    if (lscf->check_interval) {
+        return "is duplicate";
+    }
+
+    lscf->check_interval = 5000;
+    lscf->check_timeout = 2000;
+    timeout_set = 0;
+    lscf->fall = 3;
+    lscf->rise = 2;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->check_interval)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 8, &lscf->check_timeout)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            timeout_set = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fall=", 5) == 0
+            || ngx_strncmp(value[i].data, "rise=", 5) == 0
+            || ngx_strncmp(value[i].data, "status=", 7) == 0)
+        {
+            if (ngx_http_llm_check_number(lscf, &value[i]) != NGX_OK) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            if (ngx_http_llm_param_uri(&value[i], &lscf->check_uri) != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (!timeout_set) {
+        lscf->check_timeout = ngx_min(lscf->check_timeout,
+                                      lscf->check_interval);
+    }
+
+    if (lscf->check_timeout > lscf->check_interval) {
+        return "has a timeout longer than its interval";
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* llm_scrape [interval=] [uri=]; */
+
+char *
+ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_llm_srv_conf_t *lscf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (lscf->scrape_interval) {
+        return "is duplicate";
+    }
+
+    lscf->scrape_interval = 1000;
+    ngx_str_set(&lscf->scrape_uri, "/metrics");
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
+            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->scrape_interval)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            if (ngx_http_llm_param_uri(&value[i], &lscf->scrape_uri)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return ngx_http_llm_upstream_directive(cf, lscf);
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* fall=N, rise=N (above zero) or status=NNN (100 to 599) */
+
+static ngx_int_t
+ngx_http_llm_check_number(ngx_http_llm_srv_conf_t *lscf, ngx_str_t *value)
+{
+    ngx_int_t   n;
+    ngx_str_t   s;
+
+    s.data = (u_char *) ngx_strchr(value->data, '=') + 1;
+    s.len = value->data + value->len - s.data;
+
+    n = ngx_atoi(s.data, s.len);
+
+    if (n == NGX_ERROR || n == 0) {
+        return NGX_ERROR;
+    }
+
+    if (value->data[0] == 'f') {
+        lscf->fall = n;
+
+    } else if (value->data[0] == 'r') {
+        lscf->rise = n;
+
+    } else if (n >= 100 && n <= 599) {
+        lscf->check_status = n;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NAME=TIME, a time above zero */
+
+static ngx_int_t
+ngx_http_llm_param_msec(ngx_str_t *value, size_t skip, ngx_msec_t *ms)
+{
+    ngx_str_t   s;
+    ngx_msec_t  t;
+
+    s.data = value->data + skip;
+    s.len = value->len - skip;
+
+    t = ngx_parse_time(&s, 0);
+
+    if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+        return NGX_ERROR;
+    }
+
+    *ms = t;
+
+    return NGX_OK;
+}
+
+
+/* uri=/PATH */
+
+static ngx_int_t
+ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
+{
+    uri->data = value->data + 4;
+    uri->len = value->len - 4;
+
+    return (uri->len && uri->data[0] == '/') ? NGX_OK : NGX_ERROR;
+}
 
 
 ngx_int_t
@@ -119,7 +363,7 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
         for (k = 0; k < lscf->npeers; k++) {
 
             if (lscf->check_interval
-                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                && ngx_http_llm_job_create(cycle, lmcf, lscf, k,
                                              NGX_HTTP_LLM_PROBE_CHECK)
                    != NGX_OK)
             {
@@ -127,7 +371,7 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
             }
 
             if (lscf->scrape_interval
-                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                && ngx_http_llm_job_create(cycle, lmcf, lscf, k,
                                              NGX_HTTP_LLM_PROBE_SCRAPE)
                    != NGX_OK)
             {
@@ -135,7 +379,7 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
             }
 
             if (lscf->limits_interval
-                && ngx_http_llm_probe_create(cycle, lmcf, lscf, k,
+                && ngx_http_llm_job_create(cycle, lmcf, lscf, k,
                                              NGX_HTTP_LLM_PROBE_LIMITS)
                    != NGX_OK)
             {
@@ -149,10 +393,10 @@ ngx_http_llm_check_init_process(ngx_cycle_t *cycle)
 
 
 static ngx_int_t
-ngx_http_llm_probe_create(ngx_cycle_t *cycle, ngx_http_llm_main_conf_t *lmcf,
+ngx_http_llm_job_create(ngx_cycle_t *cycle, ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_srv_conf_t *lscf, ngx_uint_t n, ngx_uint_t kind)
 {
-    ngx_http_llm_probe_t         *pr;
+    ngx_http_llm_job_t           *job;
     ngx_http_upstream_rr_peer_t  *peer;
 
     peer = ngx_http_llm_rr_peer(lscf, n);
@@ -160,105 +404,113 @@ ngx_http_llm_probe_create(ngx_cycle_t *cycle, ngx_http_llm_main_conf_t *lmcf,
         return NGX_OK;
     }
 
-    pr = ngx_pcalloc(cycle->pool, sizeof(ngx_http_llm_probe_t));
-    if (pr == NULL) {
+    job = ngx_pcalloc(cycle->pool, sizeof(ngx_http_llm_job_t));
+    if (job == NULL) {
         return NGX_ERROR;
     }
 
-    pr->buf = ngx_palloc(cycle->pool, NGX_HTTP_LLM_PROBE_BUF);
-    if (pr->buf == NULL) {
+    job->probe.buf = ngx_palloc(cycle->pool, NGX_HTTP_LLM_PROBE_BUF);
+    if (job->probe.buf == NULL) {
         return NGX_ERROR;
     }
 
-    pr->kind = kind;
-    pr->lscf = lscf;
-    pr->lmcf = lmcf;
-    pr->n = n;
-    pr->name = peer->name;
+    job->kind = kind;
+    job->lscf = lscf;
+    job->lmcf = lmcf;
+    job->n = n;
+    job->name = peer->name;
+
+    job->probe.done = ngx_http_llm_job_done;
+    job->probe.data = job;
+    job->probe.idle = 1;
 
     if (kind == NGX_HTTP_LLM_PROBE_CHECK) {
-        pr->request = &lscf->check_request;
-        pr->interval = lscf->check_interval;
-        pr->timeout = lscf->check_timeout;
+        job->probe.request = lscf->check_request;
+        job->interval = lscf->check_interval;
+        job->probe.timeout = lscf->check_timeout;
 
     } else if (kind == NGX_HTTP_LLM_PROBE_SCRAPE) {
-        pr->request = &lscf->scrape_request;
-        pr->interval = lscf->scrape_interval;
-        pr->timeout = ngx_min(lscf->scrape_interval, 5000);
+        job->probe.request = lscf->scrape_request;
+        job->interval = lscf->scrape_interval;
+        job->probe.timeout = ngx_min(lscf->scrape_interval, 5000);
+        job->probe.body_status = 200;
+        job->probe.body = ngx_http_llm_scrape_body;
 
-        pr->prom = ngx_palloc(cycle->pool, sizeof(ngx_http_llm_prom_t));
-        if (pr->prom == NULL) {
+        job->prom = ngx_palloc(cycle->pool, sizeof(ngx_http_llm_prom_t));
+        if (job->prom == NULL) {
             return NGX_ERROR;
         }
 
     } else {
-        pr->request = &lscf->limits_request;
-        pr->interval = lscf->limits_interval;
-        pr->timeout = 2000;
+        job->probe.request = lscf->limits_request;
+        job->interval = lscf->limits_interval;
+        job->probe.timeout = 2000;
+        job->probe.body_status = 200;
+        job->probe.body = ngx_http_llm_limits_body;
 
-        pr->body = ngx_create_temp_buf(cycle->pool, NGX_HTTP_LLM_LIMITS_MAX);
-        if (pr->body == NULL) {
+        job->body = ngx_create_temp_buf(cycle->pool, NGX_HTTP_LLM_LIMITS_MAX);
+        if (job->body == NULL) {
             return NGX_ERROR;
         }
     }
 
-    pr->timer.handler = ngx_http_llm_probe_timer;
-    pr->timer.data = pr;
-    pr->timer.log = cycle->log;
-    pr->timer.cancelable = 1;
+    job->timer.handler = ngx_http_llm_job_timer;
+    job->timer.data = job;
+    job->timer.log = cycle->log;
+    job->timer.cancelable = 1;
 
     /* the first probe soon, spread a little between workers */
 
-    ngx_add_timer(&pr->timer, 10 + ngx_random() % 50);
+    ngx_add_timer(&job->timer, 10 + ngx_random() % 50);
 
     return NGX_OK;
 }
 
 
 static ngx_http_llm_claim_t *
-ngx_http_llm_probe_claim_of(ngx_http_llm_probe_t *pr)
+ngx_http_llm_job_claim_of(ngx_http_llm_job_t *job)
 {
     ngx_http_llm_peer_state_t  *st;
 
-    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+    st = ngx_http_llm_peer_state(job->lmcf, job->lscf, job->n);
 
-    return (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) ? &st->check
-           : (pr->kind == NGX_HTTP_LLM_PROBE_SCRAPE) ? &st->scrape
+    return (job->kind == NGX_HTTP_LLM_PROBE_CHECK) ? &st->check
+           : (job->kind == NGX_HTTP_LLM_PROBE_SCRAPE) ? &st->scrape
            : &st->limits;
 }
 
 
 static void
-ngx_http_llm_probe_timer(ngx_event_t *ev)
+ngx_http_llm_job_timer(ngx_event_t *ev)
 {
-    ngx_http_llm_probe_t  *pr;
+    ngx_http_llm_job_t  *job;
 
-    pr = ev->data;
+    job = ev->data;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
 
-    if (pr->pc.connection == NULL && ngx_http_llm_probe_claim(pr)) {
-        ngx_http_llm_probe_start(pr);
+    if (job->probe.pc.connection == NULL && ngx_http_llm_job_claim(job)) {
+        ngx_http_llm_job_start(job);
     }
 
     /* claims are cheap: look twice an interval, probe once */
 
-    ngx_add_timer(ev, pr->interval / 2 + 1);
+    ngx_add_timer(ev, job->interval / 2 + 1);
 }
 
 
 static ngx_uint_t
-ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr)
+ngx_http_llm_job_claim(ngx_http_llm_job_t *job)
 {
     ngx_uint_t             claimed;
     ngx_msec_t             now;
     ngx_slab_pool_t       *shpool;
     ngx_http_llm_claim_t  *cl;
 
-    shpool = pr->lmcf->shpool;
-    cl = ngx_http_llm_probe_claim_of(pr);
+    shpool = job->lmcf->shpool;
+    cl = ngx_http_llm_job_claim_of(job);
     now = ngx_current_msec;
     claimed = 0;
 
@@ -267,12 +519,12 @@ ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr)
     if ((ngx_msec_int_t) (now - cl->next) >= 0
         && (cl->owner == 0
             || (ngx_msec_int_t) (now - cl->started)
-               > (ngx_msec_int_t) (pr->timeout + 1000)))
+               > (ngx_msec_int_t) (job->probe.timeout + 1000)))
     {
         cl->owner = ngx_pid;
         cl->started = now;
-        cl->next = now + pr->interval;
-        pr->started = now;
+        cl->next = now + job->interval;
+        job->started = now;
         claimed = 1;
     }
 
@@ -283,351 +535,108 @@ ngx_http_llm_probe_claim(ngx_http_llm_probe_t *pr)
 
 
 static void
-ngx_http_llm_probe_start(ngx_http_llm_probe_t *pr)
+ngx_http_llm_job_start(ngx_http_llm_job_t *job)
 {
     ngx_int_t                     rc;
-    ngx_connection_t             *c;
+    ngx_peer_connection_t        *pc;
     ngx_http_upstream_rr_peer_t  *peer;
 
-    peer = ngx_http_llm_rr_peer(pr->lscf, pr->n);
+    peer = ngx_http_llm_rr_peer(job->lscf, job->n);
     if (peer == NULL) {
-        ngx_http_llm_probe_finish(pr, "no such peer");
+        ngx_http_llm_job_finish(job, "no such peer");
         return;
     }
 
-    ngx_memzero(&pr->pc, sizeof(ngx_peer_connection_t));
+    pc = &job->probe.pc;
+    ngx_memzero(pc, sizeof(ngx_peer_connection_t));
 
-    pr->pc.sockaddr = peer->sockaddr;
-    pr->pc.socklen = peer->socklen;
-    pr->pc.name = &pr->name;
-    pr->pc.get = ngx_event_get_peer;
-    pr->pc.log = pr->timer.log;
-    pr->pc.log_error = NGX_ERROR_INFO;
+    pc->sockaddr = peer->sockaddr;
+    pc->socklen = peer->socklen;
+    pc->name = &job->name;
+    pc->log = job->timer.log;
+    pc->log_error = NGX_ERROR_INFO;
 
-    pr->sent = 0;
-    pr->received = 0;
-    pr->status = 0;
-    pr->eoh = 0;
-
-    if (pr->prom) {
-        ngx_http_llm_prom_init(pr->prom, pr->lscf->metrics,
-                               pr->lscf->metrics[3] ? 4
-                               : pr->lscf->metrics[2] ? 3 : 2,
+    if (job->prom) {
+        ngx_http_llm_prom_init(job->prom, job->lscf->metrics,
+                               job->lscf->metrics[3] ? 4
+                               : job->lscf->metrics[2] ? 3 : 2,
                                NGX_HTTP_LLM_METRICS_MAX);
     }
 
-    rc = ngx_event_connect_peer(&pr->pc);
+    rc = ngx_http_llm_probe_connect(&job->probe);
 
     if (rc == NGX_ERROR) {
 
         /* out of connections or sockets here: says nothing of the peer */
 
-        ngx_http_llm_probe_abandon(pr);
+        ngx_http_llm_job_abandon(job);
         return;
     }
 
-    if (rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, "connect failed");
-        return;
-    }
-
-    c = pr->pc.connection;
-    c->data = pr;
-    c->idle = 1;
-    c->read->handler = ngx_http_llm_probe_read;
-    c->write->handler = ngx_http_llm_probe_write;
-    c->read->cancelable = 1;
-    c->write->cancelable = 1;
-
-    ngx_add_timer(c->read, pr->timeout);
-    ngx_add_timer(c->write, pr->timeout);
-
-    if (rc == NGX_OK) {
-        ngx_http_llm_probe_write(c->write);
+    if (rc == NGX_DECLINED) {
+        ngx_http_llm_job_finish(job, "connect failed");
     }
 }
 
-
-/* the probe of an event, or NULL if the event ended it */
-
-static ngx_http_llm_probe_t *
-ngx_http_llm_probe_event(ngx_event_t *ev)
-{
-    ngx_connection_t      *c;
-    ngx_http_llm_probe_t  *pr;
-
-    c = ev->data;
-    pr = c->data;
-
-    if (c->close) {
-
-        /* nginx is shutting down: no outcome */
-
-        ngx_http_llm_probe_abandon(pr);
-        return NULL;
-    }
-
-    if (ev->timedout) {
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, "timed out");
-        return NULL;
-    }
-
-    return pr;
-}
-
-
-static void
-ngx_http_llm_probe_write(ngx_event_t *wev)
-{
-    ssize_t                n;
-    ngx_connection_t      *c;
-    ngx_http_llm_probe_t  *pr;
-
-    pr = ngx_http_llm_probe_event(wev);
-    if (pr == NULL) {
-        return;
-    }
-
-    c = wev->data;
-
-    while (pr->sent < pr->request->len) {
-        n = c->send(c, pr->request->data + pr->sent,
-                    pr->request->len - pr->sent);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-                goto failed;
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            ngx_http_llm_probe_close(pr);
-            ngx_http_llm_probe_finish(pr, pr->sent ? "connection closed"
-                                                   : "connect failed");
-            return;
-        }
-
-        pr->sent += n;
-    }
-
-    if (wev->timer_set) {
-        ngx_del_timer(wev);
-    }
-
-    /* all sent: no more write events, wait for the answer */
-
-    wev->handler = ngx_http_llm_probe_sent;
-
-    if (ngx_handle_write_event(wev, 0) != NGX_OK
-        || ngx_handle_read_event(c->read, 0) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    return;
-
-failed:
-
-    ngx_http_llm_probe_close(pr);
-    ngx_http_llm_probe_finish(pr, "event error");
-}
-
-
-static void
-ngx_http_llm_probe_sent(ngx_event_t *wev)
-{
-    (void) ngx_http_llm_probe_event(wev);
-}
-
-
-static void
-ngx_http_llm_probe_read(ngx_event_t *rev)
-{
-    ssize_t                n;
-    ngx_int_t              rc;
-    ngx_connection_t      *c;
-    ngx_http_llm_probe_t  *pr;
-
-    pr = ngx_http_llm_probe_event(rev);
-    if (pr == NULL) {
-        return;
-    }
-
-    c = rev->data;
-
-    for ( ;; ) {
-        n = c->recv(c, pr->buf, NGX_HTTP_LLM_PROBE_BUF);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
-                ngx_http_llm_probe_close(pr);
-                ngx_http_llm_probe_finish(pr, "event error");
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR || n == 0) {
-            ngx_http_llm_probe_close(pr);
-
-            if (pr->status == 0) {
-                ngx_http_llm_probe_finish(pr,
-                                          (n == NGX_ERROR && pr->sent == 0)
-                                          ? "connect failed"
-                                          : pr->received ? "invalid response"
-                                                         : "connection closed");
-                return;
-            }
-
-            /* a scrape's body ends when the engine closes, not on a reset */
-
-            ngx_http_llm_probe_finish(pr, (n == NGX_ERROR) ? "connection reset"
-                                          : (pr->eoh == 2) ? NULL
-                                          : "invalid response");
-            return;
-        }
-
-        rc = ngx_http_llm_probe_parse(pr, pr->buf, pr->buf + n);
-
-        if (rc == NGX_AGAIN) {
-            continue;
-        }
-
-        ngx_http_llm_probe_close(pr);
-        ngx_http_llm_probe_finish(pr, (rc == NGX_ERROR) ? "invalid response"
-                                      : (rc == NGX_DECLINED)
-                                        ? "metrics too large" : NULL);
-        return;
-    }
-}
-
-
-/*
- * Reads "HTTP/1.x SSS" and, for a scrape, the headers up to the empty line
- * and the body into the parser.  NGX_OK: the probe has its answer.
- */
 
 static ngx_int_t
-ngx_http_llm_probe_parse(ngx_http_llm_probe_t *pr, u_char *p, u_char *last)
+ngx_http_llm_scrape_body(ngx_http_llm_probe_t *p, u_char *data, size_t len)
 {
-    u_char  c;
+    ngx_http_llm_job_t  *job = p->data;
 
-    /* "HTTP/d.d ddd" and a space or the line's end */
-
-    while (pr->status == 0 && p < last) {
-        c = *p++;
-
-        switch (pr->received) {
-
-        case 0: case 1: case 2: case 3: case 4:
-            if (c != "HTTP/"[pr->received]) {
-                return NGX_ERROR;
-            }
-
-            break;
-
-        case 5: case 7:
-            if (c < '0' || c > '9') {
-                return NGX_ERROR;
-            }
-
-            break;
-
-        case 6:
-            if (c != '.') {
-                return NGX_ERROR;
-            }
-
-            break;
-
-        case 8:
-            if (c != ' ') {
-                return NGX_ERROR;
-            }
-
-            break;
-
-        case 9: case 10: case 11:
-            if (c < '0' || c > '9') {
-                return NGX_ERROR;
-            }
-
-            pr->eoh = pr->eoh * 10 + (c - '0');
-            break;
-
-        default: /* 12 */
-            if (c != ' ' && c != '\r' && c != '\n') {
-                return NGX_ERROR;
-            }
-
-            if (pr->eoh < 100) {
-                return NGX_ERROR;
-            }
-
-            pr->status = pr->eoh;
-            pr->eoh = (c == '\n') ? 1 : 0;
-            break;
-        }
-
-        pr->received++;
-    }
-
-    if (pr->status == 0) {
-        return NGX_AGAIN;
-    }
-
-    if (pr->kind == NGX_HTTP_LLM_PROBE_CHECK || pr->status != 200) {
-        return NGX_OK;
-    }
-
-    /* the headers end with an empty line, "\r\n" or a bare "\n" */
-
-    while (pr->eoh < 2 && p < last) {
-        c = *p++;
-
-        if (c == '\n') {
-            pr->eoh++;
-
-        } else if (c != '\r') {
-            pr->eoh = 0;
-        }
-    }
-
-    if (p < last && pr->kind == NGX_HTTP_LLM_PROBE_LIMITS) {
-        if ((size_t) (pr->body->end - pr->body->last) < (size_t) (last - p)) {
-            return NGX_DECLINED;
-        }
-
-        pr->body->last = ngx_cpymem(pr->body->last, p, last - p);
-        return NGX_AGAIN;
-    }
-
-    if (p < last
-        && ngx_http_llm_prom_feed(pr->prom, p, last - p)
-           == NGX_HTTP_LLM_PROM_TOO_BIG)
+    if (ngx_http_llm_prom_feed(job->prom, data, len)
+        == NGX_HTTP_LLM_PROM_TOO_BIG)
     {
         return NGX_DECLINED;
     }
 
-    return NGX_AGAIN;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_llm_limits_body(ngx_http_llm_probe_t *p, u_char *data, size_t len)
+{
+    ngx_http_llm_job_t  *job = p->data;
+
+    if ((size_t) (job->body->end - job->body->last) < len) {
+        return NGX_DECLINED;
+    }
+
+    job->body->last = ngx_cpymem(job->body->last, data, len);
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr, const char *error)
+ngx_http_llm_job_done(ngx_http_llm_probe_t *p, ngx_uint_t result)
 {
-    if (pr->kind == NGX_HTTP_LLM_PROBE_CHECK) {
-        ngx_http_llm_check_done(pr, error);
+    ngx_http_llm_job_t  *job = p->data;
 
-    } else if (pr->kind == NGX_HTTP_LLM_PROBE_SCRAPE) {
-        ngx_http_llm_scrape_done(pr, error);
+    if (result == NGX_HTTP_LLM_PROBE_ABANDONED) {
+
+        /* nginx is shutting down: no outcome */
+
+        ngx_http_llm_job_abandon(job);
+        return;
+    }
+
+    ngx_http_llm_job_finish(job, ngx_http_llm_job_errors[result]);
+}
+
+
+static void
+ngx_http_llm_job_finish(ngx_http_llm_job_t *job, const char *error)
+{
+    if (job->kind == NGX_HTTP_LLM_PROBE_CHECK) {
+        ngx_http_llm_check_done(job, error);
+
+    } else if (job->kind == NGX_HTTP_LLM_PROBE_SCRAPE) {
+        ngx_http_llm_scrape_done(job, error);
 
     } else {
-        ngx_http_llm_limits_done(pr, error);
+        ngx_http_llm_limits_done(job, error);
     }
 }
 
@@ -635,7 +644,7 @@ ngx_http_llm_probe_finish(ngx_http_llm_probe_t *pr, const char *error)
 /* records one check's outcome; a change of state is logged */
 
 static void
-ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
+ngx_http_llm_check_done(ngx_http_llm_job_t *job, const char *error)
 {
     size_t                      len;
     ngx_int_t                   changed;
@@ -645,28 +654,28 @@ ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
     ngx_http_llm_peer_state_t  *st;
     u_char                      status[NGX_HTTP_LLM_ERROR_LEN];
 
-    if (error == NULL && pr->status
-        && !(pr->lscf->check_status
-             ? (ngx_uint_t) pr->status == pr->lscf->check_status
-             : (pr->status >= 200 && pr->status < 300)))
+    if (error == NULL && job->probe.status
+        && !(job->lscf->check_status
+             ? job->probe.status == job->lscf->check_status
+             : (job->probe.status >= 200 && job->probe.status < 300)))
     {
-        ngx_sprintf(status, "status %i%Z", pr->status);
+        ngx_sprintf(status, "status %ui%Z", job->probe.status);
         error = (char *) status;
     }
 
-    lscf = pr->lscf;
-    shpool = pr->lmcf->shpool;
-    st = ngx_http_llm_peer_state(pr->lmcf, lscf, pr->n);
+    lscf = job->lscf;
+    shpool = job->lmcf->shpool;
+    st = ngx_http_llm_peer_state(job->lmcf, lscf, job->n);
     tp = ngx_timeofday();
     changed = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
     st->checks++;
-    st->latency = ngx_current_msec - pr->started;
+    st->latency = ngx_current_msec - job->started;
     st->last_check = tp->sec;
     st->last_check_ms = tp->msec;
-    ngx_http_llm_probe_release(pr, &st->check);
+    ngx_http_llm_job_release(job, &st->check);
 
     if (error == NULL) {
         st->fails = 0;
@@ -695,9 +704,9 @@ ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (changed) {
-        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+        ngx_log_error(NGX_LOG_WARN, job->timer.log, 0,
                       "llm router: peer %V of upstream \"%V\" is %s%s",
-                      &pr->name, &lscf->upstream->host,
+                      &job->name, &lscf->upstream->host,
                       error ? "down: " : "up", error ? error : "");
     }
 }
@@ -706,7 +715,7 @@ ngx_http_llm_check_done(ngx_http_llm_probe_t *pr, const char *error)
 /* keeps a scrape's values; bad lines in the metrics are logged once */
 
 static void
-ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
+ngx_http_llm_scrape_done(ngx_http_llm_job_t *job, const char *error)
 {
     size_t                      len;
     ngx_uint_t                  bad, log_bad;
@@ -716,10 +725,10 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
     ngx_http_llm_peer_state_t  *st;
     u_char                      status[NGX_HTTP_LLM_ERROR_LEN];
 
-    prom = pr->prom;
+    prom = job->prom;
 
-    if (error == NULL && pr->status != 200) {
-        ngx_sprintf(status, "status %i%Z", pr->status);
+    if (error == NULL && job->probe.status != 200) {
+        ngx_sprintf(status, "status %ui%Z", job->probe.status);
         error = (char *) status;
     }
 
@@ -727,15 +736,15 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
         ngx_http_llm_prom_finish(prom);
     }
 
-    shpool = pr->lmcf->shpool;
-    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+    shpool = job->lmcf->shpool;
+    st = ngx_http_llm_peer_state(job->lmcf, job->lscf, job->n);
     tp = ngx_timeofday();
     bad = prom->bad_lines;
     log_bad = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    ngx_http_llm_probe_release(pr, &st->scrape);
+    ngx_http_llm_job_release(job, &st->scrape);
     st->last_scrape = tp->sec;
     st->last_scrape_ms = tp->msec;
 
@@ -771,10 +780,10 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (log_bad) {
-        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+        ngx_log_error(NGX_LOG_WARN, job->timer.log, 0,
                       "llm router: the metrics of peer %V of upstream "
                       "\"%V\" have %uz malformed lines (logged once)",
-                      &pr->name, &pr->lscf->upstream->host, bad);
+                      &job->name, &job->lscf->upstream->host, bad);
     }
 }
 
@@ -782,7 +791,7 @@ ngx_http_llm_scrape_done(ngx_http_llm_probe_t *pr, const char *error)
 /* keeps the context size an engine reports; a change is logged */
 
 static void
-ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
+ngx_http_llm_limits_done(ngx_http_llm_job_t *job, const char *error)
 {
     ngx_uint_t                  n, old;
     ngx_slab_pool_t            *shpool;
@@ -790,19 +799,19 @@ ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
 
     n = 0;
 
-    if (error == NULL && pr->status == 200) {
-        n = ngx_http_llm_limits_parse(pr->lscf->engine, pr->body->pos,
-                                      pr->body->last - pr->body->pos);
+    if (error == NULL && job->probe.status == 200) {
+        n = ngx_http_llm_engine_limits(job->lscf->engine, job->body->pos,
+                                       job->body->last - job->body->pos);
     }
 
-    pr->body->last = pr->body->pos;
+    job->body->last = job->body->pos;
 
-    shpool = pr->lmcf->shpool;
-    st = ngx_http_llm_peer_state(pr->lmcf, pr->lscf, pr->n);
+    shpool = job->lmcf->shpool;
+    st = ngx_http_llm_peer_state(job->lmcf, job->lscf, job->n);
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    ngx_http_llm_probe_release(pr, &st->limits);
+    ngx_http_llm_job_release(job, &st->limits);
 
     old = st->max_context;
 
@@ -813,99 +822,17 @@ ngx_http_llm_limits_done(ngx_http_llm_probe_t *pr, const char *error)
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (n && n != old) {
-        ngx_log_error(NGX_LOG_INFO, pr->timer.log, 0,
+        ngx_log_error(NGX_LOG_INFO, job->timer.log, 0,
                       "llm router: peer %V of upstream \"%V\" has a "
-                      "context of %ui tokens", &pr->name,
-                      &pr->lscf->upstream->host, n);
+                      "context of %ui tokens", &job->name,
+                      &job->lscf->upstream->host, n);
 
     } else if (n == 0) {
-        ngx_log_error(NGX_LOG_WARN, pr->timer.log, 0,
+        ngx_log_error(NGX_LOG_WARN, job->timer.log, 0,
                       "llm router: peer %V of upstream \"%V\" did not "
-                      "report its context size: %s", &pr->name,
-                      &pr->lscf->upstream->host,
+                      "report its context size: %s", &job->name,
+                      &job->lscf->upstream->host,
                       error ? error : "no value in the answer");
-    }
-}
-
-
-/*
- * vLLM and OpenAI-style /v1/models: data[0].max_model_len; llama.cpp
- * /props: n_ctx / total_slots (per slot), else
- * default_generation_settings.n_ctx; TGI /info: max_total_tokens; SGLang
- * /server_info: context_length.
- */
-
-static ngx_uint_t
-ngx_http_llm_limits_parse(ngx_uint_t engine, u_char *p, size_t len)
-{
-    cJSON       *json, *v, *slots;
-    ngx_uint_t   n;
-
-    json = cJSON_ParseWithLength((char *) p, len);
-    if (json == NULL) {
-        return 0;
-    }
-
-    v = NULL;
-    slots = NULL;
-
-    switch (engine) {
-
-    case NGX_HTTP_LLM_ENGINE_LLAMACPP:
-        v = cJSON_GetObjectItemCaseSensitive(json, "n_ctx");
-        slots = cJSON_GetObjectItemCaseSensitive(json, "total_slots");
-
-        if (!cJSON_IsNumber(v)) {
-            v = cJSON_GetObjectItemCaseSensitive(
-                    cJSON_GetObjectItemCaseSensitive(json,
-                                               "default_generation_settings"),
-                    "n_ctx");
-            slots = NULL;
-        }
-
-        break;
-
-    case NGX_HTTP_LLM_ENGINE_TGI:
-        v = cJSON_GetObjectItemCaseSensitive(json, "max_total_tokens");
-        break;
-
-    case NGX_HTTP_LLM_ENGINE_SGLANG:
-        v = cJSON_GetObjectItemCaseSensitive(json, "context_length");
-        break;
-
-    default: /* vllm, openai */
-        v = cJSON_GetObjectItemCaseSensitive(
-                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json,
-                                                                     "data"),
-                                   0),
-                "max_model_len");
-        break;
-    }
-
-    n = 0;
-
-    if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < 1e9) {
-        n = (ngx_uint_t) v->valuedouble;
-
-        if (slots && cJSON_IsNumber(slots) && slots->valuedouble >= 1
-            && slots->valuedouble < 1e6)
-        {
-            n /= (ngx_uint_t) slots->valuedouble;
-        }
-    }
-
-    cJSON_Delete(json);
-
-    return n;
-}
-
-
-static void
-ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr)
-{
-    if (pr->pc.connection) {
-        ngx_close_connection(pr->pc.connection);
-        pr->pc.connection = NULL;
     }
 }
 
@@ -913,19 +840,19 @@ ngx_http_llm_probe_close(ngx_http_llm_probe_t *pr)
 /* shutting down: no outcome, and the claim is given back */
 
 static void
-ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr)
+ngx_http_llm_job_abandon(ngx_http_llm_job_t *job)
 {
     ngx_slab_pool_t       *shpool;
     ngx_http_llm_claim_t  *cl;
 
-    ngx_http_llm_probe_close(pr);
+    ngx_http_llm_probe_close(&job->probe);
 
-    shpool = pr->lmcf->shpool;
-    cl = ngx_http_llm_probe_claim_of(pr);
+    shpool = job->lmcf->shpool;
+    cl = ngx_http_llm_job_claim_of(job);
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (cl->owner == ngx_pid && cl->started == pr->started) {
+    if (cl->owner == ngx_pid && cl->started == job->started) {
         cl->owner = 0;
         cl->next = ngx_current_msec;
     }
@@ -937,9 +864,9 @@ ngx_http_llm_probe_abandon(ngx_http_llm_probe_t *pr)
 /* under the lock: a claim taken over by another worker is not ours */
 
 static void
-ngx_http_llm_probe_release(ngx_http_llm_probe_t *pr, ngx_http_llm_claim_t *cl)
+ngx_http_llm_job_release(ngx_http_llm_job_t *job, ngx_http_llm_claim_t *cl)
 {
-    if (cl->owner == ngx_pid && cl->started == pr->started) {
+    if (cl->owner == ngx_pid && cl->started == job->started) {
         cl->owner = 0;
     }
 }

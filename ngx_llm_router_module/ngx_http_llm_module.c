@@ -152,7 +152,7 @@ static ngx_command_t  ngx_http_llm_commands[] = {
 
     { ngx_string("llm_engine"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
-      ngx_http_llm_engine,
+      ngx_http_llm_engine_directive,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },

@@ -353,22 +353,10 @@ ngx_http_llm_route_t *ngx_http_llm_healthy_route(
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
 void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 
-/* exact counts (ngx_http_llm_tokenize.c) */
-ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_http_upstream_srv_conf_t *uscf,
-    ngx_str_t *body, ngx_uint_t n, ngx_msec_t timeout);
 
 /* variables (ngx_http_llm_variables.c) */
 ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 
-/* llm_engine, llm_check, llm_scrape (ngx_http_llm_upstream.c) */
-char *ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-const char *ngx_http_llm_engine_name(ngx_uint_t engine);
-
-/* active checks (ngx_http_llm_check.c) */
-ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
 
 /* response filters (ngx_http_llm_response.c) */
 ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
@@ -411,6 +399,11 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_dispatch.h"
 #include "ngx_http_llm_zone.h"
 #include "ngx_http_llm_peers.h"
+#include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_http1.h"
+#include "ngx_http_llm_probe.h"
+#include "ngx_http_llm_tokenize.h"
+#include "ngx_http_llm_check.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -30,35 +30,6 @@ typedef struct {
 } ngx_http_llm_peer_data_t;
 
 
-typedef struct {
-    ngx_str_t    name;
-    ngx_uint_t   engine;
-    const char  *check_uri;
-    const char  *metrics[4];    /* running, waiting, kv, older kv */
-    ngx_uint_t   profile;       /* NGX_HTTP_LLM_PROFILE_* */
-    const char  *limits_uri;    /* where it says its context size */
-} ngx_http_llm_engine_t;
-
-
-typedef struct {
-    ngx_str_t    name;
-    ngx_uint_t   mask;
-} ngx_http_llm_profile_rule_t;
-
-
-static ngx_http_llm_profile_rule_t  ngx_http_llm_profile_rules[] = {
-    { ngx_string("max_tokens"), NGX_HTTP_LLM_PROFILE_MAX_TOKENS },
-    { ngx_string("stream_options"), NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS },
-    { ngx_string("n"), NGX_HTTP_LLM_PROFILE_N },
-    { ngx_string("cache_prompt"), NGX_HTTP_LLM_PROFILE_CACHE_PROMPT },
-    { ngx_string("all"), (ngx_uint_t) -1 },
-    { ngx_null_string, 0 }
-};
-
-
-static ngx_int_t ngx_http_llm_param_msec(ngx_str_t *value, size_t skip,
-    ngx_msec_t *ms);
-static ngx_int_t ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri);
 static ngx_http_llm_srv_conf_t *ngx_http_llm_register_upstream(
     ngx_conf_t *cf, ngx_http_llm_srv_conf_t *lscf);
 static ngx_int_t ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
@@ -84,40 +55,6 @@ static ngx_int_t ngx_http_llm_set_session(ngx_peer_connection_t *pc,
 static void ngx_http_llm_save_session(ngx_peer_connection_t *pc,
     void *data);
 #endif
-static ngx_int_t ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
-    ngx_str_t *request);
-
-
-static ngx_http_llm_engine_t  ngx_http_llm_engines[] = {
-
-    { ngx_string("vllm"), NGX_HTTP_LLM_ENGINE_VLLM, "/health",
-      { "vllm:num_requests_running", "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" }, 0,
-      "/v1/models" },
-
-    { ngx_string("llamacpp"), NGX_HTTP_LLM_ENGINE_LLAMACPP, "/health",
-      { "llamacpp:requests_processing", "llamacpp:requests_deferred",
-        NULL, NULL },
-      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_CACHE_PROMPT,
-      "/props" },
-
-    { ngx_string("sglang"), NGX_HTTP_LLM_ENGINE_SGLANG, "/health",
-      { "sglang:num_running_reqs", "sglang:num_queue_reqs",
-        "sglang:token_usage", NULL }, 0, "/server_info" },
-
-    { ngx_string("tgi"), NGX_HTTP_LLM_ENGINE_TGI, "/health",
-      { "tgi_batch_current_size", "tgi_queue_size", NULL, NULL },
-      NGX_HTTP_LLM_PROFILE_MAX_TOKENS|NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS
-      |NGX_HTTP_LLM_PROFILE_N, "/info" },
-
-    { ngx_string("ollama"), NGX_HTTP_LLM_ENGINE_OLLAMA, "/api/version",
-      { NULL, NULL, NULL, NULL }, NGX_HTTP_LLM_PROFILE_MAX_TOKENS, NULL },
-
-    { ngx_string("openai"), NGX_HTTP_LLM_ENGINE_OPENAI, "/v1/models",
-      { NULL, NULL, NULL, NULL }, 0, "/v1/models" },
-
-    { ngx_null_string, 0, NULL, { NULL, NULL, NULL, NULL }, 0, NULL }
-};
 
 
 void *
@@ -139,300 +76,6 @@ ngx_http_llm_create_srv_conf(ngx_conf_t *cf)
      */
 
     return lscf;
-}
-
-
-const char *
-ngx_http_llm_engine_name(ngx_uint_t engine)
-{
-    ngx_http_llm_engine_t  *e;
-
-    for (e = ngx_http_llm_engines; e->name.len; e++) {
-        if (e->engine == engine) {
-            return (const char *) e->name.data;
-        }
-    }
-
-    return "none";
-}
-
-
-/* llm_engine vllm|llamacpp|sglang|tgi|ollama|openai; */
-
-char *
-ngx_http_llm_engine(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_llm_srv_conf_t *lscf = conf;
-
-    u_char                       *start, *end, *last;
-    ngx_str_t                    *value;
-    ngx_http_llm_engine_t        *e;
-    ngx_http_llm_profile_rule_t  *rule;
-
-    if (lscf->engine != NGX_HTTP_LLM_ENGINE_NONE) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    for (e = ngx_http_llm_engines; e->name.len; e++) {
-        if (e->name.len == value[1].len
-            && ngx_strncmp(e->name.data, value[1].data, value[1].len) == 0)
-        {
-            lscf->engine = e->engine;
-            break;
-        }
-    }
-
-    if (lscf->engine == NGX_HTTP_LLM_ENGINE_NONE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "unknown engine \"%V\", use vllm, llamacpp, "
-                           "sglang, tgi, ollama or openai", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    lscf->profile = e->profile;
-
-    /* skip=RULE[,RULE...] or skip=all: rules of the profile left out */
-
-    if (cf->args->nelts == 3) {
-        if (ngx_strncmp(value[2].data, "skip=", 5) != 0) {
-            goto invalid;
-        }
-
-        start = value[2].data + 5;
-        last = value[2].data + value[2].len;
-
-        while (start < last) {
-            end = ngx_strlchr(start, last, ',');
-            if (end == NULL) {
-                end = last;
-            }
-
-            for (rule = ngx_http_llm_profile_rules; rule->name.len; rule++) {
-                if ((size_t) (end - start) == rule->name.len
-                    && ngx_strncmp(start, rule->name.data, rule->name.len)
-                       == 0)
-                {
-                    break;
-                }
-            }
-
-            if (rule->name.len == 0) {
-                goto invalid;
-            }
-
-            lscf->profile &= ~rule->mask;
-            start = end + 1;
-        }
-    }
-
-    return ngx_http_llm_upstream_directive(cf, lscf);
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\", use skip= with "
-                       "max_tokens, stream_options, n, cache_prompt or all",
-                       &value[2]);
-    return NGX_CONF_ERROR;
-}
-
-
-/* llm_check [interval=] [timeout=] [fall=] [rise=] [uri=] [status=]; */
-
-char *
-ngx_http_llm_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_llm_srv_conf_t *lscf = conf;
-
-    ngx_int_t    n;
-    ngx_str_t   *value, s;
-    ngx_uint_t   i, timeout_set;
-
-    if (lscf->check_interval) {
-        return "is duplicate";
-    }
-
-    lscf->check_interval = 5000;
-    lscf->check_timeout = 2000;
-    timeout_set = 0;
-    lscf->fall = 3;
-    lscf->rise = 2;
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->check_interval)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            if (ngx_http_llm_param_msec(&value[i], 8, &lscf->check_timeout)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            timeout_set = 1;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "fall=", 5) == 0
-            || ngx_strncmp(value[i].data, "rise=", 5) == 0
-            || ngx_strncmp(value[i].data, "status=", 7) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            n = ngx_atoi(s.data, s.len);
-
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            if (value[i].data[0] == 'f') {
-                lscf->fall = n;
-
-            } else if (value[i].data[0] == 'r') {
-                lscf->rise = n;
-
-            } else if (n >= 100 && n <= 599) {
-                lscf->check_status = n;
-
-            } else {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
-            if (ngx_http_llm_param_uri(&value[i], &lscf->check_uri) != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    if (!timeout_set) {
-        lscf->check_timeout = ngx_min(lscf->check_timeout,
-                                      lscf->check_interval);
-    }
-
-    if (lscf->check_timeout > lscf->check_interval) {
-        return "has a timeout longer than its interval";
-    }
-
-    return ngx_http_llm_upstream_directive(cf, lscf);
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/* llm_scrape [interval=] [uri=]; */
-
-char *
-ngx_http_llm_scrape(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_llm_srv_conf_t *lscf = conf;
-
-    ngx_str_t   *value;
-    ngx_uint_t   i;
-
-    if (lscf->scrape_interval) {
-        return "is duplicate";
-    }
-
-    lscf->scrape_interval = 1000;
-    ngx_str_set(&lscf->scrape_uri, "/metrics");
-
-    value = cf->args->elts;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            if (ngx_http_llm_param_msec(&value[i], 9, &lscf->scrape_interval)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
-            if (ngx_http_llm_param_uri(&value[i], &lscf->scrape_uri)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    return ngx_http_llm_upstream_directive(cf, lscf);
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/* NAME=TIME, a time above zero */
-
-static ngx_int_t
-ngx_http_llm_param_msec(ngx_str_t *value, size_t skip, ngx_msec_t *ms)
-{
-    ngx_str_t   s;
-    ngx_msec_t  t;
-
-    s.data = value->data + skip;
-    s.len = value->len - skip;
-
-    t = ngx_parse_time(&s, 0);
-
-    if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
-        return NGX_ERROR;
-    }
-
-    *ms = t;
-
-    return NGX_OK;
-}
-
-
-/* uri=/PATH */
-
-static ngx_int_t
-ngx_http_llm_param_uri(ngx_str_t *value, ngx_str_t *uri)
-{
-    uri->data = value->data + 4;
-    uri->len = value->len - 4;
-
-    return (uri->len && uri->data[0] == '/') ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -559,8 +202,7 @@ ngx_http_llm_init_model_upstreams(ngx_conf_t *cf,
         }
 
         if (models[i].tokenize == 1
-            && lscf->engine != NGX_HTTP_LLM_ENGINE_VLLM
-            && lscf->engine != NGX_HTTP_LLM_ENGINE_LLAMACPP)
+            && !ngx_http_llm_engine_tokenizes(lscf->engine))
         {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "\"tokenize on\" of llm_model \"%V\" needs "
@@ -605,9 +247,7 @@ static ngx_int_t
 ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf)
 {
-    ngx_str_t                  uri;
     ngx_uint_t                 i;
-    ngx_http_llm_engine_t     *e;
     ngx_http_llm_srv_conf_t  **lscfp, *lscf;
 
     lscfp = lmcf->upstreams.elts;
@@ -619,70 +259,7 @@ ngx_http_llm_init_upstream_blocks(ngx_conf_t *cf,
             return NGX_ERROR;
         }
 
-        for (e = ngx_http_llm_engines; e->name.len; e++) {
-            if (e->engine == lscf->engine) {
-                break;
-            }
-        }
-
-        if (lscf->scrape_interval) {
-            if (e->name.len == 0 || e->metrics[0] == NULL) {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "llm_scrape in upstream \"%V\" needs an "
-                              "llm_engine with metrics (vllm, llamacpp, "
-                              "sglang, tgi), in %V:%ui",
-                              &lscf->upstream->host, &lscf->file,
-                              lscf->line);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(lscf->metrics, e->metrics, sizeof(e->metrics));
-
-            if (ngx_http_llm_probe_request(cf, &lscf->scrape_uri,
-                                           &lscf->scrape_request)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (lscf->limits_interval) {
-            if (e->name.len == 0 || e->limits_uri == NULL) {
-                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "\"max_context auto\" needs an llm_engine "
-                              "that reports its context size (vllm, "
-                              "llamacpp, sglang, tgi, openai) in upstream "
-                              "\"%V\"", &lscf->upstream->host);
-                return NGX_ERROR;
-            }
-
-            uri.data = (u_char *) e->limits_uri;
-            uri.len = ngx_strlen(e->limits_uri);
-
-            if (ngx_http_llm_probe_request(cf, &uri, &lscf->limits_request)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (lscf->check_interval == 0) {
-            continue;
-        }
-
-        if (lscf->check_uri.len == 0) {
-            ngx_str_set(&lscf->check_uri, "/health");
-
-            if (e->name.len) {
-                lscf->check_uri.data = (u_char *) e->check_uri;
-                lscf->check_uri.len = ngx_strlen(e->check_uri);
-            }
-        }
-
-        if (ngx_http_llm_probe_request(cf, &lscf->check_uri,
-                                       &lscf->check_request)
-            != NGX_OK)
-        {
+        if (ngx_http_llm_engine_init_upstream(cf, lscf) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -723,34 +300,6 @@ ngx_http_llm_upstream_needs(ngx_conf_t *cf, ngx_http_llm_main_conf_t *lmcf,
                       lscf->line);
         return NGX_ERROR;
     }
-
-    return NGX_OK;
-}
-
-
-/* the whole HTTP/1.0 request of a check or a scrape */
-
-static ngx_int_t
-ngx_http_llm_probe_request(ngx_conf_t *cf, ngx_str_t *uri,
-    ngx_str_t *request)
-{
-    u_char  *p;
-
-    request->len = sizeof("GET  HTTP/1.0" CRLF
-                          "User-Agent: ngx_llm_router" CRLF
-                          "Connection: close" CRLF CRLF) - 1
-                   + uri->len;
-
-    p = ngx_pnalloc(cf->pool, request->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    request->data = p;
-
-    ngx_sprintf(p, "GET %V HTTP/1.0" CRLF
-                   "User-Agent: ngx_llm_router" CRLF
-                   "Connection: close" CRLF CRLF, uri);
 
     return NGX_OK;
 }
