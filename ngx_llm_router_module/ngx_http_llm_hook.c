@@ -28,6 +28,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_text.h"
 
 
@@ -164,7 +165,19 @@ static ngx_http_llm_tmp_t  ngx_http_llm_tmps = {
 
 static void ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t);
 static void ngx_http_llm_tmp_unlink(ngx_http_llm_tmp_t *t);
+static void *ngx_http_llm_lua_tmp_realloc(void *ud, void *p, size_t size);
+static void ngx_http_llm_lua_tmp_free(void *ud, void *p);
 static void ngx_http_llm_lua_tmp_free_all(void);
+
+
+/* what the JSON layers allocate with, and the lazy layer above them */
+
+static const ngx_http_llm_lua_json_env_t  ngx_http_llm_lua_tmp_env = {
+    ngx_http_llm_lua_tmp_realloc,
+    ngx_http_llm_lua_tmp_free,
+    NULL,
+    ngx_http_llm_lua_json_lazy_all
+};
 
 
 /* the blocks the allocator keeps: up to 256 bytes, 16-byte classes */
@@ -479,6 +492,7 @@ ngx_http_llm_lua_new(void)
 
     ngx_http_llm_lua_sandbox(L);
     ngx_http_llm_lua_json_init(L);
+    ngx_http_llm_lua_json_lazy_init(L);
 
     /* most of what a call makes is garbage at its end */
 
@@ -616,15 +630,8 @@ ngx_http_llm_lua_unblock(void *p, size_t size)
 }
 
 
-void *
-ngx_http_llm_lua_tmp_alloc(size_t size)
-{
-    return ngx_http_llm_lua_tmp_realloc(NULL, size);
-}
-
-
-void *
-ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
+static void *
+ngx_http_llm_lua_tmp_realloc(void *ud, void *p, size_t size)
 {
     size_t               old;
     ngx_http_llm_tmp_t  *t, *n;
@@ -682,8 +689,8 @@ ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t)
 }
 
 
-void
-ngx_http_llm_lua_tmp_free(void *p)
+static void
+ngx_http_llm_lua_tmp_free(void *ud, void *p)
 {
     ngx_http_llm_tmp_t  *t;
 
@@ -707,7 +714,7 @@ ngx_http_llm_lua_tmp_free_all(void)
 
     for (t = ngx_http_llm_tmps.next; t != &ngx_http_llm_tmps; t = next) {
         next = t->next;
-        ngx_http_llm_lua_tmp_free(t + 1);
+        ngx_http_llm_lua_tmp_free(NULL, t + 1);
     }
 }
 
@@ -1819,12 +1826,13 @@ ngx_http_llm_lib_json_encode(lua_State *L)
 
     luaL_checkany(L, 1);
 
-    if (ngx_http_llm_lua_json_encode(L, 1, 0, &text, &len, &error) != 0) {
+    if (ngx_http_llm_lua_json_encode(L, &ngx_http_llm_lua_tmp_env, 1, 0,
+                                     &text, &len, &error) != 0) {
         return luaL_error(L, "llm.json_encode: %s", error);
     }
 
     lua_pushlstring(L, text, len);
-    ngx_http_llm_lua_tmp_free(text);
+    ngx_http_llm_lua_tmp_free(NULL, text);
 
     return 1;
 }
@@ -1838,7 +1846,8 @@ ngx_http_llm_lib_json_decode(lua_State *L)
 
     text = luaL_checklstring(L, 1, &len);
 
-    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) text,
+    if (ngx_http_llm_lua_json_decode_strict(L, &ngx_http_llm_lua_tmp_env,
+                                            (const unsigned char *) text,
                                             len, &error)
         != 0)
     {
@@ -2275,16 +2284,21 @@ ngx_http_llm_hook_call(lua_State *L)
      */
 
     if (ctx->body_scan) {
-        lazy = ngx_http_llm_lua_json_lazy_scanned(co, doc->data, doc->len,
+        lazy = ngx_http_llm_lua_json_lazy_scanned(co,
+                                                  &ngx_http_llm_lua_tmp_env,
+                                                  doc->data, doc->len,
                                                   ctx->body_scan);
         ctx->body_scan = NULL;
 
     } else {
-        lazy = ngx_http_llm_lua_json_lazy(co, doc->data, doc->len);
+        lazy = ngx_http_llm_lua_json_lazy(co, &ngx_http_llm_lua_tmp_env,
+                                          doc->data, doc->len);
     }
 
     if (lazy == NULL
-        && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
+        && ngx_http_llm_lua_json_decode(co, &ngx_http_llm_lua_tmp_env,
+                                        doc->data, doc->len, &error)
+           != 0)
     {
         lua_settop(co, 0);
 
@@ -2442,7 +2456,8 @@ ngx_http_llm_hook_call(lua_State *L)
         }
 
     } else {
-        if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,
+        if (ngx_http_llm_lua_json_encode(co, &ngx_http_llm_lua_tmp_env,
+                                         doc_idx, doc->len + 256, &after,
                                          &after_len, &error)
             != 0)
         {
@@ -2452,10 +2467,10 @@ ngx_http_llm_hook_call(lua_State *L)
             goto done;
         }
 
-        if (ngx_http_llm_lua_json_same(co, after, after_len, doc->data,
-                                       doc->len))
+        if (ngx_http_llm_lua_json_same(co, &ngx_http_llm_lua_tmp_env, after,
+                                       after_len, doc->data, doc->len))
         {
-            ngx_http_llm_lua_tmp_free(after);
+            ngx_http_llm_lua_tmp_free(NULL, after);
             after = NULL;
         }
     }
@@ -2466,14 +2481,14 @@ ngx_http_llm_hook_call(lua_State *L)
                                 after_len);
 
         if (out->data == NULL) {
-            ngx_http_llm_lua_tmp_free(after);
+            ngx_http_llm_lua_tmp_free(NULL, after);
             run->rc = NGX_ERROR;
             goto done;
         }
 
         ngx_memcpy(out->data, after, after_len);
         out->len = after_len;
-        ngx_http_llm_lua_tmp_free(after);
+        ngx_http_llm_lua_tmp_free(NULL, after);
     }
 
 done:

@@ -23,6 +23,7 @@
 
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
 
 
@@ -38,6 +39,7 @@
 struct ngx_http_llm_lazy_s {
     const unsigned char          *data;       /* NULL: spent */
     size_t                        len;
+    const ngx_http_llm_lua_json_env_t  *env;  /* the caller's allocator */
     size_t                        room;       /* members it can hold */
     struct {
         size_t                    nmembers;
@@ -50,9 +52,10 @@ struct ngx_http_llm_lazy_s {
 
 
 typedef struct {
-    char    *data;
-    size_t   len;
-    size_t   size;
+    char                               *data;
+    size_t                              len;
+    size_t                              size;
+    const ngx_http_llm_lua_json_env_t  *env;
 } ngx_http_llm_lazy_out_t;
 
 
@@ -90,7 +93,9 @@ static ngx_http_llm_lazy_t  *ngx_http_llm_lazy_spare;      /* its userdata */
  */
 
 ngx_http_llm_lazy_t *
-ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
+ngx_http_llm_lua_json_lazy(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
+    size_t len)
 {
     ngx_http_llm_jscan_t  scan;
 
@@ -101,14 +106,15 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
         return NULL;
     }
 
-    return ngx_http_llm_lua_json_lazy_scanned(L, p, len, &scan);
+    return ngx_http_llm_lua_json_lazy_scanned(L, env, p, len, &scan);
 }
 
 
 /* the same, for an object whose members are known already */
 
 ngx_http_llm_lazy_t *
-ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
+ngx_http_llm_lua_json_lazy_scanned(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan)
 {
     size_t                 i, j, n;
@@ -152,6 +158,7 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
 
     lz->data = p;
     lz->len = len;
+    lz->env = env;
     lz->scan.nmembers = n;
     memcpy(lz->scan.members, scan->members,
            n * sizeof(ngx_http_llm_jscan_member_t));
@@ -192,6 +199,7 @@ ngx_http_llm_lazy_metatable(lua_State *L, size_t n)
                               + room + 1, 0);
     lz->data = NULL;
     lz->len = 0;
+    lz->env = NULL;
     lz->room = room;
     lz->scan.nmembers = 0;
 
@@ -342,7 +350,7 @@ ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
 
     m = &lz->scan.members[i];
 
-    if (ngx_http_llm_lua_json_decode(L, lz->data + m->value,
+    if (ngx_http_llm_lua_json_decode(L, lz->env, lz->data + m->value,
                                      m->value_end - m->value, error)
         != 0)
     {
@@ -538,7 +546,7 @@ ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p, size_t len)
             size *= 2;
         }
 
-        d = ngx_http_llm_lua_tmp_realloc(o->data, size);
+        d = o->env->realloc(o->env->ud, o->data, size);
         if (d == NULL) {
             return -1;
         }
@@ -594,8 +602,8 @@ ngx_http_llm_lazy_same_string(lua_State *L, int idx, const unsigned char *raw,
 
 /*
  * The document after the hook.  *out is NULL when nothing changed (the
- * original bytes stand), else a text to give to
- * ngx_http_llm_lua_tmp_free().  -1: cannot encode, *error says why.
+ * original bytes stand), else a text to give to the free() of the
+ * document's env.  -1: cannot encode, *error says why.
  */
 
 int
@@ -604,6 +612,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
 {
     int                           changed;
     char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    void                         *ud;
+    const ngx_http_llm_lua_json_env_t  *env;
     size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
     size_t                        i, vlen, clen, nkeys, k;
     const char                   *s;
@@ -616,7 +626,11 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     *out = NULL;
     *len = 0;
 
+    env = lz->env;
+    ud = env->ud;
+
     memset(&o, 0, sizeof(o));
+    o.env = env;
     memset(enc, 0, sizeof(enc));
     changed = 0;
 
@@ -653,7 +667,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             continue;
         }
 
-        if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
+        if (ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
+                                                error)
             != 0)
         {
             lua_pop(L, 1);
@@ -662,10 +677,10 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
 
         lua_pop(L, 1);
 
-        if (ngx_http_llm_lua_json_same(L, v, vlen, lz->data + m->value,
+        if (ngx_http_llm_lua_json_same(L, env, v, vlen, lz->data + m->value,
                                        m->value_end - m->value))
         {
-            ngx_http_llm_lua_tmp_free(v);
+            env->free(ud, v);
             continue;
         }
 
@@ -740,8 +755,8 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     /* the added keys, sorted */
 
     if (nkeys) {
-        keys = ngx_http_llm_lua_tmp_alloc(nkeys
-                                          * sizeof(ngx_http_llm_lazy_key_t));
+        keys = env->realloc(ud, NULL,
+                            nkeys * sizeof(ngx_http_llm_lazy_key_t));
         if (keys == NULL) {
             goto nomem;
         }
@@ -770,20 +785,21 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             lua_pushvalue(L, -1);
             lua_rawget(L, idx);
 
-            if (ngx_http_llm_lua_json_encode(L, -2, 0, &c, &clen, error)
+            if (ngx_http_llm_lua_json_encode(L, env, -2, 0, &c, &clen, error)
                 != 0)
             {
                 lua_pop(L, 2);
-                ngx_http_llm_lua_tmp_free(keys);
+                env->free(ud, keys);
                 goto failed;
             }
 
-            if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
+            if (ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
+                                                    error)
                 != 0)
             {
                 lua_pop(L, 2);
-                ngx_http_llm_lua_tmp_free(c);
-                ngx_http_llm_lua_tmp_free(keys);
+                env->free(ud, c);
+                env->free(ud, keys);
                 goto failed;
             }
 
@@ -794,17 +810,17 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
                 || ngx_http_llm_lazy_add(&o, ":", 1) != 0
                 || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
             {
-                ngx_http_llm_lua_tmp_free(c);
-                ngx_http_llm_lua_tmp_free(v);
-                ngx_http_llm_lua_tmp_free(keys);
+                env->free(ud, c);
+                env->free(ud, v);
+                env->free(ud, keys);
                 goto nomem;
             }
 
-            ngx_http_llm_lua_tmp_free(c);
-            ngx_http_llm_lua_tmp_free(v);
+            env->free(ud, c);
+            env->free(ud, v);
         }
 
-        ngx_http_llm_lua_tmp_free(keys);
+        env->free(ud, keys);
     }
 
     if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
@@ -812,7 +828,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     }
 
     for (i = 0; i < lz->scan.nmembers; i++) {
-        ngx_http_llm_lua_tmp_free(enc[i]);
+        env->free(ud, enc[i]);
     }
 
     *out = o.data;
@@ -827,10 +843,10 @@ nomem:
 failed:
 
     for (i = 0; i < lz->scan.nmembers; i++) {
-        ngx_http_llm_lua_tmp_free(enc[i]);
+        env->free(ud, enc[i]);
     }
 
-    ngx_http_llm_lua_tmp_free(o.data);
+    env->free(ud, o.data);
 
     return -1;
 }

@@ -36,6 +36,7 @@
 
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
 
 
@@ -45,27 +46,27 @@ static lua_State       *fuzz_L;
 static unsigned long    fuzz_runs;
 
 
-/* the module's buffers come from ngx_http_llm_hook.c: plain malloc here */
+/* the module's buffers come from its hooks' allocator: plain malloc here */
 
-void *
-ngx_http_llm_lua_tmp_alloc(size_t size)
+static void *
+fuzz_realloc(void *ud, void *p, size_t size)
 {
-    return malloc(size ? size : 1);
-}
-
-
-void *
-ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
-{
+    (void) ud;
     return realloc(p, size ? size : 1);
 }
 
 
-void
-ngx_http_llm_lua_tmp_free(void *p)
+static void
+fuzz_free(void *ud, void *p)
 {
+    (void) ud;
     free(p);
 }
+
+
+static const ngx_http_llm_lua_json_env_t  fuzz_env = {
+    fuzz_realloc, fuzz_free, NULL, ngx_http_llm_lua_json_lazy_all
+};
 
 
 static void
@@ -116,6 +117,7 @@ fuzz_open(void)
     }
 
     ngx_http_llm_lua_json_init(fuzz_L);
+    ngx_http_llm_lua_json_lazy_init(fuzz_L);
 }
 
 
@@ -127,7 +129,9 @@ fuzz_encode(lua_State *L, size_t *len)
     char        *out;
     const char  *error;
 
-    if (ngx_http_llm_lua_json_encode(L, -1, 0, &out, len, &error) != 0) {
+    if (ngx_http_llm_lua_json_encode(L, &fuzz_env, -1, 0, &out, len, &error)
+        != 0)
+    {
         return NULL;
     }
 
@@ -157,7 +161,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void) ngx_http_llm_jscan_feed(&scan, data, size);
     scanned = ngx_http_llm_jscan_finish(&scan);
 
-    rc = ngx_http_llm_lua_json_decode(L, data, size, &error);
+    rc = ngx_http_llm_lua_json_decode(L, &fuzz_env, data, size, &error);
 
     if (rc != 0 && (scanned == NGX_HTTP_LLM_JSCAN_OK
                     || scanned == NGX_HTTP_LLM_JSCAN_NOT_OBJECT))
@@ -168,7 +172,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* strict decoding accepts less, and gives the same */
 
-    strict = ngx_http_llm_lua_json_decode_strict(L, data, size, &error);
+    strict = ngx_http_llm_lua_json_decode_strict(L, &fuzz_env, data, size,
+                                                 &error);
 
     if (strict == 0 && rc != 0) {
         fuzz_die("strict decoding accepts what documents refuse", data, size);
@@ -198,7 +203,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_die("strict and document decoding differ", data, size);
     }
 
-    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) e1, l1,
+    if (ngx_http_llm_lua_json_decode_strict(L, &fuzz_env,
+                                            (const unsigned char *) e1, l1,
                                             &error)
         != 0)
     {
@@ -219,7 +225,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* member by member: the same text, and untouched nothing changed */
 
     if (scanned == NGX_HTTP_LLM_JSCAN_OK) {
-        lz = ngx_http_llm_lua_json_lazy_scanned(L, data, size, &scan);
+        lz = ngx_http_llm_lua_json_lazy_scanned(L, &fuzz_env, data, size,
+                                                &scan);
 
         if (lz) {
             if (ngx_http_llm_lua_json_lazy_encode(L, -1, lz, &out, &olen,
