@@ -486,8 +486,9 @@ ngx_int_t ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 
-/* Lua runtime (ngx_http_llm_lua.c) */
-ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_lua_api.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
