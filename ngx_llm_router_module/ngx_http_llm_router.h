@@ -473,22 +473,11 @@ void ngx_http_llm_metrics_start(ngx_http_request_t *r,
 ngx_int_t ngx_http_llm_metrics_bind(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_shctx_t *sh, ngx_slab_pool_t *shpool);
 
-/* Lua hooks (ngx_http_llm_hook.c) */
-char *ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_llm_model_hook(ngx_conf_t *cf, ngx_http_llm_model_t *model);
-ngx_int_t ngx_http_llm_hook_init_process(ngx_cycle_t *cycle);
-void ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_uint_t kind, ngx_str_t *doc, ngx_uint_t *drop);
-ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
-
 
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_hook_conf.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
