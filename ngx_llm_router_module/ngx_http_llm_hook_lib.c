@@ -13,6 +13,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_lua.h"
 #include "ngx_http_llm_hook_lib.h"
+#include "ngx_http_llm_variables.h"
 #include "ngx_http_llm_text.h"
 
 
@@ -500,15 +501,16 @@ ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
 static int
 ngx_http_llm_ctx_index(lua_State *L)
 {
-    size_t               len;
-    ngx_uint_t           i;
-    const char          *key;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h;
-    ngx_http_llm_ctx_t       *ctx;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_request_t       *r;
-    ngx_http_llm_srv_conf_t  *lscf;
+    size_t                       len;
+    ngx_str_t                    value;
+    ngx_uint_t                   i;
+    const char                  *key;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h;
+    ngx_http_llm_ctx_t          *ctx;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_request_t          *r;
+    const ngx_http_llm_field_t  *f;
 
     key = lua_tolstring(L, 2, &len);
 
@@ -521,31 +523,22 @@ ngx_http_llm_ctx_index(lua_State *L)
     r = ngx_http_llm_call->request;
     ctx = ngx_http_llm_call->ctx;
 
-    if (len == 5 && ngx_strncmp(key, "model", 5) == 0) {
-        lua_pushlstring(L, (char *) ctx->model.data, ctx->model.len);
-        goto cache;
-    }
+    /* the request's fields, as the $llm_* variables read them */
 
-    if (len == 6 && ngx_strncmp(key, "target", 6) == 0) {
-        lua_pushlstring(L, (char *) ctx->target.data, ctx->target.len);
-        goto cache;
-    }
+    f = ngx_http_llm_field(key, len);
 
-    if (len == 8 && ngx_strncmp(key, "upstream", 8) == 0) {
-        lua_pushlstring(L, (char *) ctx->upstream.data, ctx->upstream.len);
-        goto cache;
-    }
+    if (f) {
+        if (f->get(r, ctx, f, &value) != NGX_OK) {
+            ngx_str_null(&value);       /* unknown: "" or false */
+        }
 
-    if (len == 6 && ngx_strncmp(key, "engine", 6) == 0) {
-        lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
-                                               ngx_http_llm_router_module);
-        lua_pushstring(L, (lscf && lscf->engine)
-                          ? ngx_http_llm_engine_name(lscf->engine) : "");
-        goto cache;
-    }
+        if (f->flag) {
+            lua_pushboolean(L, value.len == 1 && value.data[0] == '1');
 
-    if (len == 6 && ngx_strncmp(key, "stream", 6) == 0) {
-        lua_pushboolean(L, ctx->stream == 1);
+        } else {
+            lua_pushlstring(L, (char *) value.data, value.len);
+        }
+
         goto cache;
     }
 

@@ -409,8 +409,6 @@ char *ngx_http_llm_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_llm_build_models_json(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 
-/* variables (ngx_http_llm_variables.c) */
-ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 
 /* upstream{} directives and peer selection (ngx_http_llm_upstream.c) */
 void *ngx_http_llm_create_srv_conf(ngx_conf_t *cf);
@@ -478,6 +476,7 @@ ngx_int_t ngx_http_llm_metrics_bind(ngx_http_llm_main_conf_t *lmcf,
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_hook.h"
 #include "ngx_http_llm_hook_conf.h"
+#include "ngx_http_llm_variables.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
