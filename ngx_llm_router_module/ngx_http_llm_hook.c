@@ -40,6 +40,10 @@ typedef struct {
     ngx_http_llm_call_t       *call;
     ngx_http_llm_lazy_t       *lazy;      /* the document, while given */
     ngx_int_t                  rc;
+    lua_State                 *co;        /* the thread that runs it */
+    int                        status;    /* of lua_resume() */
+    int                        nres;      /* results */
+    int                        doc_idx;   /* a table returned, on co */
 } ngx_http_llm_run_t;
 
 
@@ -47,6 +51,14 @@ static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
 static int ngx_http_llm_hook_call(lua_State *L);
+static ngx_int_t ngx_http_llm_hook_acquire(lua_State *L,
+    ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_push(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_encode(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_release(lua_State *L,
+    ngx_http_llm_run_t *run);
 static void ngx_http_llm_hook_forget(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
@@ -202,36 +214,47 @@ ngx_http_llm_hook_forget(lua_State *L)
 }
 
 
-/* ngx_http_llm_hook_run(), protected: the run is the light userdata at 1 */
+/*
+ * ngx_http_llm_hook_run(), protected: the run is the light userdata at 1.
+ * The steps: the thread and the function (acquire), the document and ctx
+ * (push), the run under the call's budget (resume), what it returned
+ * (interpret), the new text (encode), the thread after (release).
+ */
 
 static int
 ngx_http_llm_hook_call(lua_State *L)
 {
-    int                   status, nres, doc_idx;
-    char                 *after;
-    size_t                after_len, len;
-    const char           *s, *name;
-    lua_State            *co;
-    const char           *error;
-    ngx_str_t            *doc, *out;
-    ngx_http_request_t   *r;
-    ngx_http_llm_ctx_t   *ctx;
-    ngx_http_llm_run_t   *run;
-    ngx_http_llm_hook_t  *h;
-    ngx_http_llm_call_t  *call;
-    ngx_http_llm_lazy_t  *lazy;
-    u_char                why[128];
+    ngx_http_llm_run_t  *run;
 
     run = lua_touserdata(L, 1);
-    r = run->request;
-    ctx = run->ctx;
-    h = run->hook;
-    name = run->name;
-    doc = run->doc;
-    out = run->out;
-    call = run->call;
 
-    /* the coroutine of the last call that ended, or a new one */
+    if (ngx_http_llm_hook_acquire(L, run) != NGX_OK
+        || ngx_http_llm_hook_push(run) != NGX_OK)
+    {
+        return 0;
+    }
+
+    ngx_http_llm_hook_resume(L, run);
+
+    if (ngx_http_llm_hook_interpret(run) == NGX_OK) {
+        ngx_http_llm_hook_encode(run);
+    }
+
+    ngx_http_llm_hook_release(L, run);
+
+    return 0;
+}
+
+
+/*
+ * the coroutine of the last call that ended, or a new one, with the
+ * function on it; NGX_DECLINED: the hook failed (run->rc)
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_acquire(lua_State *L, ngx_http_llm_run_t *run)
+{
+    lua_State  *co;
 
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref)
         == LUA_TTHREAD)
@@ -246,28 +269,55 @@ ngx_http_llm_hook_call(lua_State *L)
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
 
+    run->co = co;
+
     ngx_http_llm_lua_hook_reset(co);
 
     /* the function */
 
     lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
-    lua_rawgeti(co, -1, h->index);
+    lua_rawgeti(co, -1, run->hook->index);
 
-    lua_pushstring(co, name);
+    lua_pushstring(co, run->name);
 
     if (lua_rawget(co, -2) != LUA_TFUNCTION) {
 
         /* the hook's own table lost the function: never skipped silently */
 
         lua_settop(co, 0);
-        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx, run->hook,
+                                           run->name,
                                            "the function is gone from the "
                                            "table the file returned");
-        return 0;
+        return NGX_DECLINED;
     }
 
     lua_replace(co, 1);
     lua_settop(co, 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * the arguments: the document, member by member when it is an object,
+ * and ctx; NGX_DECLINED: the hook failed (run->rc)
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_push(ngx_http_llm_run_t *run)
+{
+    int                   doc_idx;
+    lua_State            *co;
+    ngx_str_t            *doc;
+    const char           *error;
+    ngx_http_llm_ctx_t   *ctx;
+    ngx_http_llm_lazy_t  *lazy;
+    u_char                why[128];
+
+    co = run->co;
+    ctx = run->ctx;
+    doc = run->doc;
 
     /*
      * an object member by member; anything else whole.  The first request
@@ -299,17 +349,18 @@ ngx_http_llm_hook_call(lua_State *L)
          * a hook that cannot run fails, or passes by the operator's choice
          */
 
-        if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+        if (run->call->abort == NGX_HTTP_LLM_ABORT_NONE) {
             *ngx_snprintf(why, sizeof(why) - 1,
                           "not called, the document is not JSON: %s",
                           error) = '\0';
             error = (const char *) why;
         }
 
-        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                           ngx_http_llm_lua_call_error(call,
-                                                                   error));
-        return 0;
+        run->rc = ngx_http_llm_hook_failed(run->request, ctx, run->hook,
+                                           run->name,
+                                           ngx_http_llm_lua_call_error(
+                                               run->call, error));
+        return NGX_DECLINED;
     }
 
     run->lazy = lazy;
@@ -325,14 +376,53 @@ ngx_http_llm_hook_call(lua_State *L)
     lua_pushvalue(co, doc_idx);
     lua_rawseti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
 
-    ngx_http_llm_push_ctx(co, r, ctx);
+    ngx_http_llm_push_ctx(co, run->request, ctx);
 
-    nres = 0;
-    status = lua_resume(co, L, 2, &nres);
+    return NGX_OK;
+}
 
-    if (status == LUA_YIELD && call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-        call->abort = NGX_HTTP_LLM_ABORT_YIELD;
+
+/* the run: under the count hook, which stops it past the call's budget */
+
+static void
+ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run)
+{
+    run->nres = 0;
+    run->status = lua_resume(run->co, L, 2, &run->nres);
+
+    if (run->status == LUA_YIELD
+        && run->call->abort == NGX_HTTP_LLM_ABORT_NONE)
+    {
+        run->call->abort = NGX_HTTP_LLM_ABORT_YIELD;
     }
+}
+
+
+/*
+ * What the run came to: rejected, stopped, failed, or what it returned.
+ * NGX_OK: the document (run->doc_idx on the coroutine) is to be encoded;
+ * NGX_DONE: the call's result is in run already.
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run)
+{
+    int                   nres;
+    size_t                len;
+    lua_State            *co;
+    const char           *s, *error, *name;
+    ngx_http_request_t   *r;
+    ngx_http_llm_ctx_t   *ctx;
+    ngx_http_llm_call_t  *call;
+    ngx_http_llm_hook_t  *h;
+
+    co = run->co;
+    r = run->request;
+    ctx = run->ctx;
+    h = run->hook;
+    name = run->name;
+    call = run->call;
+    nres = run->nres;
 
     if (call->abort == NGX_HTTP_LLM_ABORT_REJECT) {
         ngx_http_llm_set_error(ctx, (char *) call->reject_code.data,
@@ -344,37 +434,37 @@ ngx_http_llm_hook_call(lua_State *L)
                       &h->file, name, call->reject_status,
                       &call->reject_code);
         run->rc = NGX_DECLINED;
-        goto done;
+        return NGX_DONE;
     }
 
     if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                      ngx_http_llm_lua_call_error(call, NULL));
-        goto done;
+        return NGX_DONE;
     }
 
-    if (status != LUA_OK) {
+    if (run->status != LUA_OK) {
         error = lua_tostring(co, -1);
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                            error ? error : "error");
-        goto done;
+        return NGX_DONE;
     }
 
     /* a returned table replaces the document; false drops it (chunk) */
 
-    doc_idx = 0;
+    run->doc_idx = 0;
 
     if (nres > 0) {
         switch (lua_type(co, -nres)) {
 
         case LUA_TTABLE:
-            doc_idx = lua_gettop(co) - nres + 1;
+            run->doc_idx = lua_gettop(co) - nres + 1;
             break;
 
         case LUA_TBOOLEAN:
             if (!lua_toboolean(co, -nres)) {
                 *run->drop = 1;
-                goto done;
+                return NGX_DONE;
             }
 
             break;
@@ -391,17 +481,18 @@ ngx_http_llm_hook_call(lua_State *L)
             {
                 s = lua_tolstring(co, -nres, &len);
 
-                out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool
-                                                        : r->pool, len);
-                if (out->data == NULL) {
+                run->out->data = ngx_pnalloc(ctx->event_pool
+                                             ? ctx->event_pool : r->pool,
+                                             len);
+                if (run->out->data == NULL) {
                     run->rc = NGX_ERROR;
-                    goto done;
+                    return NGX_DONE;
                 }
 
-                ngx_memcpy(out->data, s, len);
-                out->len = len;
+                ngx_memcpy(run->out->data, s, len);
+                run->out->len = len;
                 *run->drop = 2;
-                goto done;
+                return NGX_DONE;
             }
 
             /* fall through */
@@ -410,7 +501,7 @@ ngx_http_llm_hook_call(lua_State *L)
             run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                                "it returned neither a "
                                                "table, nil nor false");
-            goto done;
+            return NGX_DONE;
         }
     }
 
@@ -422,8 +513,34 @@ ngx_http_llm_hook_call(lua_State *L)
 
     if (!lua_checkstack(co, LUA_MINSTACK)) {
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
-        goto done;
+        return NGX_DONE;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The document after the hook, as text into run->out, which stays empty
+ * when it did not change.  A table the hook returned is encoded whole;
+ * the document it was given, member by member when it was so given.
+ */
+
+static void
+ngx_http_llm_hook_encode(ngx_http_llm_run_t *run)
+{
+    int                   doc_idx, rc;
+    char                 *after;
+    size_t                after_len;
+    lua_State            *co;
+    ngx_str_t            *doc;
+    const char           *error;
+    ngx_http_llm_lazy_t  *lazy;
+
+    co = run->co;
+    doc = run->doc;
+    doc_idx = run->doc_idx;
+    lazy = run->lazy;
 
     if (doc_idx == 0) {
         lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
@@ -436,53 +553,67 @@ ngx_http_llm_hook_call(lua_State *L)
     /* the new text, or NULL when the document did not change */
 
     if (lazy) {
-        if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, lazy, &after,
-                                              &after_len, &error)
-            != 0)
-        {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_lua_call_error(call,
-                                                                       error));
-            goto done;
-        }
+        rc = ngx_http_llm_lua_json_lazy_encode(co, doc_idx, lazy, &after,
+                                               &after_len, &error);
 
     } else {
-        if (ngx_http_llm_lua_json_encode(co, &ngx_http_llm_lua_tmp_env,
-                                         doc_idx, doc->len + 256, &after,
-                                         &after_len, &error)
-            != 0)
-        {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_lua_call_error(call,
-                                                                       error));
-            goto done;
-        }
+        rc = ngx_http_llm_lua_json_encode(co, &ngx_http_llm_lua_tmp_env,
+                                          doc_idx, doc->len + 256, &after,
+                                          &after_len, &error);
 
-        if (ngx_http_llm_lua_json_same(co, &ngx_http_llm_lua_tmp_env, after,
-                                       after_len, doc->data, doc->len))
+        if (rc == 0
+            && ngx_http_llm_lua_json_same(co, &ngx_http_llm_lua_tmp_env,
+                                          after, after_len, doc->data,
+                                          doc->len))
         {
             ngx_http_llm_lua_tmp_free(NULL, after);
             after = NULL;
         }
     }
 
-    if (after) {
-        /* an event's text lives until the event is sent: not the request */
-        out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool : r->pool,
-                                after_len);
-
-        if (out->data == NULL) {
-            ngx_http_llm_lua_tmp_free(NULL, after);
-            run->rc = NGX_ERROR;
-            goto done;
-        }
-
-        ngx_memcpy(out->data, after, after_len);
-        out->len = after_len;
-        ngx_http_llm_lua_tmp_free(NULL, after);
+    if (rc != 0) {
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx,
+                                           run->hook, run->name,
+                                           ngx_http_llm_lua_call_error(
+                                               run->call, error));
+        return;
     }
 
-done:
+    if (after == NULL) {
+        return;
+    }
+
+    /* an event's text lives until the event is sent: not the request */
+
+    run->out->data = ngx_pnalloc(run->ctx->event_pool
+                                 ? run->ctx->event_pool : run->request->pool,
+                                 after_len);
+
+    if (run->out->data == NULL) {
+        ngx_http_llm_lua_tmp_free(NULL, after);
+        run->rc = NGX_ERROR;
+        return;
+    }
+
+    ngx_memcpy(run->out->data, after, after_len);
+    run->out->len = after_len;
+    ngx_http_llm_lua_tmp_free(NULL, after);
+}
+
+
+/*
+ * The end of a run: the document is spent, and the thread is kept for
+ * the next call, reset, or dropped.
+ */
+
+static void
+ngx_http_llm_hook_release(lua_State *L, ngx_http_llm_run_t *run)
+{
+    int         status;
+    lua_State  *co;
+
+    co = run->co;
+    status = run->status;
 
     /* the document's bytes are the request's or the event's: no later read */
 
@@ -503,7 +634,7 @@ done:
 
     if (status == LUA_OK) {
         lua_settop(co, 0);
-        return 0;
+        return;
     }
 
     if (status == LUA_YIELD) {
@@ -516,8 +647,6 @@ done:
         lua_pushboolean(L, 0);
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
-
-    return 0;
 }
 
 
