@@ -38,9 +38,7 @@
 #include "ngx_http_llm_lua_json.h"
 #include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
-
-
-ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
+#include "lua_open.h"
 
 static lua_State       *fuzz_L;
 static unsigned long    fuzz_runs;
@@ -81,18 +79,8 @@ fuzz_die(const char *what, const uint8_t *data, size_t size)
 static void
 fuzz_open(void)
 {
-    void    *handle, *sym;
-    size_t   i;
-
-    static const struct {
-        const char  *name;
-        size_t       offset;
-    } symbols[] = {
-#define FUZZ_SYMBOL(ret, name, args)                                          \
-        { #name, offsetof(ngx_http_llm_lua_api_t, p_##name) },
-        NGX_HTTP_LLM_LUA_FUNCTIONS(FUZZ_SYMBOL)
-#undef FUZZ_SYMBOL
-    };
+    void        *handle;
+    const char  *missing;
 
     handle = dlopen("liblua5.4.so.0", RTLD_NOW|RTLD_LOCAL);
     if (handle == NULL) {
@@ -100,15 +88,9 @@ fuzz_open(void)
         exit(1);
     }
 
-    for (i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
-        sym = dlsym(handle, symbols[i].name);
-        if (sym == NULL) {
-            fprintf(stderr, "lua_json_fuzz: no %s\n", symbols[i].name);
-            exit(1);
-        }
-
-        memcpy((char *) &ngx_http_llm_lua_api + symbols[i].offset, &sym,
-               sizeof(void *));
+    if (llm_lua_open(handle, &missing) != 0) {
+        fprintf(stderr, "lua_json_fuzz: no %s\n", missing);
+        exit(1);
     }
 
     fuzz_L = luaL_newstate();

@@ -17,30 +17,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <dlfcn.h>
 
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
 #include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
+#include "../fuzz/lua_open.h"
 
-
-ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 
 static int  passed, failed;
 
 
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (cond) {                                                           \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                       \
-            printf(__VA_ARGS__);                                              \
-            printf("\n");                                                     \
-        }                                                                     \
-    } while (0)
+/* counts a check; prints the failed ones with their line */
+
+static void __attribute__((format(printf, 3, 4)))
+test_check(int ok, int line, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (ok) {
+        passed++;
+        return;
+    }
+
+    failed++;
+    printf("FAIL lua_json_test.c:%d: ", line);
+    va_start(args, fmt);
+    vprintf(fmt, args);
+    va_end(args);
+    printf("\n");
+}
+
+#define CHECK(cond, ...)  test_check((cond) != 0, __LINE__, __VA_ARGS__)
 
 
 /* the allocator: counts what is live, fails from the Nth allocation on */
@@ -92,31 +102,14 @@ static ngx_http_llm_lua_json_env_t  env = {
 static lua_State *
 test_open(void)
 {
-    void       *sym;
-    size_t      i;
-    lua_State  *L;
-
-    static const struct {
-        const char  *name;
-        size_t       offset;
-    } symbols[] = {
-#define TEST_SYMBOL(ret, name, args)                                          \
-        { #name, offsetof(ngx_http_llm_lua_api_t, p_##name) },
-        NGX_HTTP_LLM_LUA_FUNCTIONS(TEST_SYMBOL)
-#undef TEST_SYMBOL
-    };
+    lua_State   *L;
+    const char  *missing;
 
     /* linked with -llua5.4: the symbols are the program's */
 
-    for (i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
-        sym = dlsym(RTLD_DEFAULT, symbols[i].name);
-        if (sym == NULL) {
-            printf("no Lua symbol %s\n", symbols[i].name);
-            exit(1);
-        }
-
-        memcpy((char *) &ngx_http_llm_lua_api + symbols[i].offset, &sym,
-               sizeof(void *));
+    if (llm_lua_open(RTLD_DEFAULT, &missing) != 0) {
+        printf("no Lua symbol %s\n", missing);
+        exit(1);
     }
 
     L = luaL_newstate();
@@ -386,17 +379,20 @@ test_lazy(lua_State *L)
 static void
 test_alloc_failure(lua_State *L)
 {
-    int          rc, ok;
-    char        *out;
-    long         n;
-    size_t       len;
-    const char  *error;
-    const char  *doc = "{\"s\":\"a\\nb\",\"n\":12345678901234567890123456789"
-                       "01234567890123456789012345678901234567890123456789"
-                       "0,\"o\":{\"y\":1,\"x\":2},\"l\":\"0123456789012345"
-                       "6789012345678901234567890123456789012345678901234"
-                       "5678901234567890123456789012345678901234567890123"
-                       "45678901234567890123456789012345678901234567890\"}";
+    int                   rc, ok;
+    char                 *out;
+    long                  n;
+    size_t                len;
+    const char           *error;
+    ngx_http_llm_lazy_t  *lz;
+    const char           *doc;
+
+    doc = "{\"s\":\"a\\nb\",\"n\":1234567890123456789012345678901234567890"
+          "12345678901234567890123456789012345678901234567890,"
+          "\"o\":{\"y\":1,\"x\":2},\"l\":\"012345678901234567890123456789"
+          "01234567890123456789012345678901234567890123456789012345678901"
+          "23456789012345678901234567890123456789012345678901234567890123"
+          "4567890123456789\"}";
 
     ok = 0;
 
@@ -438,6 +434,47 @@ test_alloc_failure(lua_State *L)
     }
 
     CHECK(ok && n > 3, "never succeeds (%ld)", n);
+    CHECK(alloc.live == 0, "%ld buffers left", alloc.live);
+
+    /* the same member by member: a changed member, an added key */
+
+    ok = 0;
+
+    for (n = 0; n < 64 && !ok; n++) {
+        alloc.allocs = 0;
+        alloc.fail_after = n;
+        error = NULL;
+
+        lz = ngx_http_llm_lua_json_lazy(L, &env, (const unsigned char *) doc,
+                                        strlen(doc));
+        if (lz == NULL) {
+            CHECK(0, "no lazy table");
+            break;
+        }
+
+        lua_pushliteral(L, "b\"c");
+        lua_setfield(L, -2, "s");
+        lua_pushinteger(L, 1);
+        lua_setfield(L, -2, "added");
+
+        rc = ngx_http_llm_lua_json_lazy_encode(L, -1, lz, &out, &len,
+                                               &error);
+        ngx_http_llm_lua_json_lazy_done(L, -1, lz);
+        lua_settop(L, 0);
+
+        if (rc != 0) {
+            CHECK(error && strcmp(error, "out of memory") == 0,
+                  "lazy encode fails with %s after %ld", error, n);
+            CHECK(alloc.live == 0, "lazy encode leaves %ld", alloc.live);
+            continue;
+        }
+
+        CHECK(out != NULL, "a changed document is not encoded");
+        test_free(&alloc, out);
+        ok = 1;
+    }
+
+    CHECK(ok && n > 2, "lazy encode never succeeds (%ld)", n);
     CHECK(alloc.live == 0, "%ld buffers left", alloc.live);
 
     alloc.fail_after = -1;
