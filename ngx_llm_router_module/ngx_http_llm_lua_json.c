@@ -99,6 +99,14 @@ static int ngx_http_llm_jenc_value(lua_State *L, ngx_http_llm_jenc_t *e,
     int idx, int depth);
 static int ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e,
     int idx, int depth);
+static int ngx_http_llm_jenc_kind(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, lua_Integer n, int *keys);
+static int ngx_http_llm_jenc_array(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, lua_Integer n, int depth);
+static int ngx_http_llm_jenc_object(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int keys, int top, int depth);
+static int ngx_http_llm_jenc_others(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int keys, lua_Integer written, int first, int depth);
 static int ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s,
     size_t len);
 static int ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s,
@@ -1062,11 +1070,8 @@ static int
 ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     int depth)
 {
-    int                   array, first, keys, seen, top, others;
-    size_t                len;
-    lua_Integer           i, n, count, written;
-    const char           *s;
-    ngx_http_llm_jkey_t  *sorted;
+    int          array, keys, top;
+    lua_Integer  n;
 
     if (depth >= NGX_HTTP_LLM_JSON_DEPTH) {
         e->error = "nested too deep (or a cycle)";
@@ -1081,10 +1086,39 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     top = lua_gettop(L);
     n = (lua_Integer) lua_rawlen(L, idx);
 
+    array = ngx_http_llm_jenc_kind(L, e, idx, n, &keys);
+
+    if (array == -1) {
+        return -1;
+    }
+
+    if (array) {
+        return ngx_http_llm_jenc_array(L, e, idx, n, depth);
+    }
+
+    return ngx_http_llm_jenc_object(L, e, idx, keys, top, depth);
+}
+
+
+/*
+ * 1: the table at idx is an array, 0: an object, -1: it cannot be read.
+ * An object of the decoder's leaves its metatable on the stack, its key
+ * list: *keys is where, else 0.
+ */
+
+static int
+ngx_http_llm_jenc_kind(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    lua_Integer n, int *keys)
+{
+    int          array, top;
+    lua_Integer  count;
+
+    top = lua_gettop(L);
+
     /* marked by the decoder, or a plain sequence 1..n */
 
     array = -1;
-    keys = 0;
+    *keys = 0;
 
     if (lua_getmetatable(L, idx)) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
@@ -1101,7 +1135,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
             {
                 array = 0;
                 lua_pop(L, 1);
-                keys = lua_gettop(L);       /* the key list */
+                *keys = lua_gettop(L);      /* the key list */
 
                 /* a document given member by member: all of it now */
 
@@ -1130,29 +1164,50 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
         array = (n > 0 && count == n);
     }
 
-    if (array) {
-        if (ngx_http_llm_jenc_add(e, "[", 1) != 0) {
+    return array;
+}
+
+
+static int
+ngx_http_llm_jenc_array(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    lua_Integer n, int depth)
+{
+    lua_Integer  i;
+
+    if (ngx_http_llm_jenc_add(e, "[", 1) != 0) {
+        return -1;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if (i > 1 && ngx_http_llm_jenc_add(e, ",", 1) != 0) {
             return -1;
         }
 
-        for (i = 1; i <= n; i++) {
-            if (i > 1 && ngx_http_llm_jenc_add(e, ",", 1) != 0) {
-                return -1;
-            }
+        lua_rawgeti(L, idx, i);
 
-            lua_rawgeti(L, idx, i);
-
-            if (ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
-                != 0)
-            {
-                return -1;
-            }
-
-            lua_pop(L, 1);
+        if (ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
+            != 0)
+        {
+            return -1;
         }
 
-        return ngx_http_llm_jenc_add(e, "]", 1);
+        lua_pop(L, 1);
     }
+
+    return ngx_http_llm_jenc_add(e, "]", 1);
+}
+
+
+/* an object: the remembered keys first, in their order, then the others */
+
+static int
+ngx_http_llm_jenc_object(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int keys, int top, int depth)
+{
+    int           first;
+    size_t        len;
+    lua_Integer   i, n, count, written;
+    const char   *s;
 
     if (ngx_http_llm_jenc_add(e, "{", 1) != 0) {
         return -1;
@@ -1205,10 +1260,28 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
         lua_pop(L, 1);
     }
 
-    if (count == written) {
-        lua_settop(L, top);
-        return ngx_http_llm_jenc_add(e, "}", 1);
+    if (count != written
+        && ngx_http_llm_jenc_others(L, e, idx, keys, written, first, depth)
+           != 0)
+    {
+        return -1;
     }
+
+    lua_settop(L, top);
+
+    return ngx_http_llm_jenc_add(e, "}", 1);
+}
+
+
+/* the keys not remembered, sorted, so that the output does not vary */
+
+static int
+ngx_http_llm_jenc_others(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int keys, lua_Integer written, int first, int depth)
+{
+    int                   seen, others;
+    lua_Integer           i, n, count;
+    ngx_http_llm_jkey_t  *sorted;
 
     /* the keys written, to skip them */
 
@@ -1292,9 +1365,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
         e->env->free(e->env->ud, sorted);
     }
 
-    lua_settop(L, top);
-
-    return ngx_http_llm_jenc_add(e, "}", 1);
+    return 0;
 }
 
 

@@ -59,6 +59,14 @@ typedef struct {
 } ngx_http_llm_lazy_out_t;
 
 
+/* the members the hook changed, encoded again */
+
+typedef struct {
+    char                               *text[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    size_t                              len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+} ngx_http_llm_lazy_enc_t;
+
+
 static ngx_http_llm_lazy_t *ngx_http_llm_lazy_metatable(lua_State *L,
     size_t n);
 static ngx_http_llm_lazy_t *ngx_http_llm_lazy_of(lua_State *L, int idx);
@@ -75,6 +83,16 @@ static int ngx_http_llm_lazy_pairs(lua_State *L);
 static int ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p,
     size_t len);
 static int ngx_http_llm_lazy_key_cmp(const void *a, const void *b);
+static int ngx_http_llm_lazy_changed(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_enc_t *enc,
+    const char **error);
+static int ngx_http_llm_lazy_added(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, size_t *nkeys, const char **error);
+static int ngx_http_llm_lazy_members(ngx_http_llm_lazy_out_t *o,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_enc_t *enc);
+static int ngx_http_llm_lazy_write_added(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_out_t *o, size_t nkeys,
+    const char **error);
 static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
     const unsigned char *raw, size_t len);
 
@@ -610,31 +628,93 @@ int
 ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error)
 {
-    int                           changed;
-    char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
-    void                         *ud;
-    const ngx_http_llm_lua_json_env_t  *env;
-    size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
-    size_t                        i, vlen, clen, nkeys, k;
-    const char                   *s;
-    ngx_http_llm_lazy_out_t       o;
-    ngx_http_llm_lazy_key_t      *keys;
-    ngx_http_llm_jscan_member_t  *m;
+    int                       rc, changed;
+    size_t                    i, nkeys;
+    ngx_http_llm_lazy_out_t   o;
+    ngx_http_llm_lazy_enc_t   enc;
 
     idx = lua_absindex(L, idx);
 
     *out = NULL;
     *len = 0;
 
-    env = lz->env;
-    ud = env->ud;
-
     memset(&o, 0, sizeof(o));
-    o.env = env;
-    memset(enc, 0, sizeof(enc));
-    changed = 0;
+    o.env = lz->env;
+    memset(enc.text, 0, sizeof(enc.text));
 
-    /* first what changed: members removed, or read and now different */
+    /* what changed, and the keys the hook added */
+
+    changed = ngx_http_llm_lazy_changed(L, idx, lz, &enc, error);
+
+    if (changed == -1
+        || ngx_http_llm_lazy_added(L, idx, lz, &nkeys, error) != 0)
+    {
+        rc = -1;
+        goto done;
+    }
+
+    if (!changed && nkeys == 0) {
+        return 0;
+    }
+
+    /* then the text: original bytes where nothing changed */
+
+    rc = 0;
+
+    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0
+        || ngx_http_llm_lazy_members(&o, lz, &enc) != 0)
+    {
+        *error = "out of memory";
+        rc = -1;
+        goto done;
+    }
+
+    if (nkeys
+        && ngx_http_llm_lazy_write_added(L, idx, lz, &o, nkeys, error) != 0)
+    {
+        rc = -1;
+        goto done;
+    }
+
+    if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
+        *error = "out of memory";
+        rc = -1;
+        goto done;
+    }
+
+    *out = o.data;
+    *len = o.len;
+    o.data = NULL;
+
+done:
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        lz->env->free(lz->env->ud, enc.text[i]);
+    }
+
+    lz->env->free(lz->env->ud, o.data);
+
+    return rc;
+}
+
+
+/*
+ * The members removed, or read and now different: 1 if any, encoded in
+ * enc where they changed; 0 if none; -1 with *error set.
+ */
+
+static int
+ngx_http_llm_lazy_changed(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_enc_t *enc, const char **error)
+{
+    int                                 changed;
+    char                               *v;
+    size_t                              i, vlen;
+    ngx_http_llm_jscan_member_t        *m;
+    const ngx_http_llm_lua_json_env_t  *env;
+
+    env = lz->env;
+    changed = 0;
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
@@ -672,7 +752,7 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             != 0)
         {
             lua_pop(L, 1);
-            goto failed;
+            return -1;
         }
 
         lua_pop(L, 1);
@@ -680,18 +760,29 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
         if (ngx_http_llm_lua_json_same(L, env, v, vlen, lz->data + m->value,
                                        m->value_end - m->value))
         {
-            env->free(ud, v);
+            env->free(env->ud, v);
             continue;
         }
 
-        enc[i] = v;
-        enc_len[i] = vlen;
+        enc->text[i] = v;
+        enc->len[i] = vlen;
         changed = 1;
     }
 
-    /* keys the hook added */
+    return changed;
+}
 
-    nkeys = 0;
+
+/* how many keys the hook added; -1 with *error set for one not a string */
+
+static int
+ngx_http_llm_lazy_added(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    size_t *nkeys, const char **error)
+{
+    size_t       len;
+    const char  *s;
+
+    *nkeys = 0;
     lua_pushnil(L);
 
     while (lua_next(L, idx)) {
@@ -700,25 +791,28 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pop(L, 1);
             *error = "an object key must be a string";
-            goto failed;
+            return -1;
         }
 
-        s = lua_tolstring(L, -1, &vlen);
+        s = lua_tolstring(L, -1, &len);
 
-        if (ngx_http_llm_lazy_find(lz, s, vlen) < 0) {
-            nkeys++;
+        if (ngx_http_llm_lazy_find(lz, s, len) < 0) {
+            (*nkeys)++;
         }
     }
 
-    if (!changed && nkeys == 0) {
-        return 0;
-    }
+    return 0;
+}
 
-    /* then the text: original bytes where nothing changed */
 
-    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0) {
-        goto nomem;
-    }
+/* the members in their order: their original bytes, or as encoded */
+
+static int
+ngx_http_llm_lazy_members(ngx_http_llm_lazy_out_t *o, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_enc_t *enc)
+{
+    size_t                        i;
+    ngx_http_llm_jscan_member_t  *m;
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
@@ -727,17 +821,17 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             continue;
         }
 
-        if (o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0) {
-            goto nomem;
+        if (o->len > 1 && ngx_http_llm_lazy_add(o, ",", 1) != 0) {
+            return -1;
         }
 
-        if (enc[i]) {
-            if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+        if (enc->text[i]) {
+            if (ngx_http_llm_lazy_add(o, lz->data + m->key - 1,
                                       m->key_len + 2) != 0
-                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
-                || ngx_http_llm_lazy_add(&o, enc[i], enc_len[i]) != 0)
+                || ngx_http_llm_lazy_add(o, ":", 1) != 0
+                || ngx_http_llm_lazy_add(o, enc->text[i], enc->len[i]) != 0)
             {
-                goto nomem;
+                return -1;
             }
 
             continue;
@@ -745,108 +839,92 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
 
         /* from the key's quote to the value's end */
 
-        if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+        if (ngx_http_llm_lazy_add(o, lz->data + m->key - 1,
                                   m->value_end - (m->key - 1)) != 0)
         {
-            goto nomem;
+            return -1;
         }
     }
-
-    /* the added keys, sorted */
-
-    if (nkeys) {
-        keys = env->realloc(ud, NULL,
-                            nkeys * sizeof(ngx_http_llm_lazy_key_t));
-        if (keys == NULL) {
-            goto nomem;
-        }
-
-        k = 0;
-        lua_pushnil(L);
-
-        /* the strings stay anchored: they are keys of the table */
-
-        while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            s = lua_tolstring(L, -1, &vlen);
-
-            if (ngx_http_llm_lazy_find(lz, s, vlen) < 0 && k < nkeys) {
-                keys[k].data = s;
-                keys[k].len = vlen;
-                k++;
-            }
-        }
-
-        qsort(keys, k, sizeof(ngx_http_llm_lazy_key_t),
-              ngx_http_llm_lazy_key_cmp);
-
-        for (i = 0; i < k; i++) {
-            lua_pushlstring(L, keys[i].data, keys[i].len);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, idx);
-
-            if (ngx_http_llm_lua_json_encode(L, env, -2, 0, &c, &clen, error)
-                != 0)
-            {
-                lua_pop(L, 2);
-                env->free(ud, keys);
-                goto failed;
-            }
-
-            if (ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
-                                                    error)
-                != 0)
-            {
-                lua_pop(L, 2);
-                env->free(ud, c);
-                env->free(ud, keys);
-                goto failed;
-            }
-
-            lua_pop(L, 2);
-
-            if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
-                || ngx_http_llm_lazy_add(&o, c, clen) != 0
-                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
-                || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
-            {
-                env->free(ud, c);
-                env->free(ud, v);
-                env->free(ud, keys);
-                goto nomem;
-            }
-
-            env->free(ud, c);
-            env->free(ud, v);
-        }
-
-        env->free(ud, keys);
-    }
-
-    if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
-        goto nomem;
-    }
-
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        env->free(ud, enc[i]);
-    }
-
-    *out = o.data;
-    *len = o.len;
 
     return 0;
+}
 
-nomem:
 
-    *error = "out of memory";
+/* the nkeys keys the hook added, sorted; -1 with *error set */
 
-failed:
+static int
+ngx_http_llm_lazy_write_added(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_out_t *o, size_t nkeys, const char **error)
+{
+    int                                 rc;
+    char                               *v, *c;
+    void                               *ud;
+    size_t                              i, k, vlen, clen;
+    const char                         *s;
+    ngx_http_llm_lazy_key_t            *keys;
+    const ngx_http_llm_lua_json_env_t  *env;
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        env->free(ud, enc[i]);
+    env = lz->env;
+    ud = env->ud;
+
+    keys = env->realloc(ud, NULL, nkeys * sizeof(ngx_http_llm_lazy_key_t));
+    if (keys == NULL) {
+        *error = "out of memory";
+        return -1;
     }
 
-    env->free(ud, o.data);
+    k = 0;
+    lua_pushnil(L);
 
-    return -1;
+    /* the strings stay anchored: they are keys of the table */
+
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        s = lua_tolstring(L, -1, &vlen);
+
+        if (ngx_http_llm_lazy_find(lz, s, vlen) < 0 && k < nkeys) {
+            keys[k].data = s;
+            keys[k].len = vlen;
+            k++;
+        }
+    }
+
+    qsort(keys, k, sizeof(ngx_http_llm_lazy_key_t),
+          ngx_http_llm_lazy_key_cmp);
+
+    rc = 0;
+
+    for (i = 0; i < k && rc == 0; i++) {
+        lua_pushlstring(L, keys[i].data, keys[i].len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+
+        c = NULL;
+        v = NULL;
+
+        if (ngx_http_llm_lua_json_encode(L, env, -2, 0, &c, &clen, error)
+            != 0
+            || ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
+                                                   error)
+               != 0)
+        {
+            rc = -1;
+
+        } else if ((o->len > 1 && ngx_http_llm_lazy_add(o, ",", 1) != 0)
+                   || ngx_http_llm_lazy_add(o, c, clen) != 0
+                   || ngx_http_llm_lazy_add(o, ":", 1) != 0
+                   || ngx_http_llm_lazy_add(o, v, vlen) != 0)
+        {
+            *error = "out of memory";
+            rc = -1;
+        }
+
+        lua_pop(L, 2);
+        env->free(ud, c);
+        env->free(ud, v);
+    }
+
+    env->free(ud, keys);
+
+    return rc;
 }
