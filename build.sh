@@ -101,7 +101,7 @@ build_module() {
 # t/unit/NAME_test.c tests ngx_llm_router_module/ngx_http_llm_NAME.c alone,
 # with the pure files named on its "/* unit-sources: ... */" line, if any
 run_unit_tests() {
-    local t name bin extra=() f
+    local t name bin extra=() f libs=() cflags=()
     mkdir -p "$BUILD/unit"
     for t in "$ROOT"/t/unit/*_test.c; do
         [ -e "$t" ] || continue
@@ -111,11 +111,19 @@ run_unit_tests() {
         for f in $(sed -n 's|^/\* *unit-sources: *\(.*\)\*/.*|\1|p' "$t"); do
             extra+=("$ROOT/ngx_llm_router_module/$f")
         done
+        # libraries, as the fuzz targets name them: /* unit-libs: -llua5.4 */
+        libs=() cflags=()
+        for f in $(sed -n 's|^/\* *unit-libs: *\(.*\)\*/.*|\1|p' "$t"); do
+            libs+=("$f")
+            [ "${f#-l}" != "$f" ] || continue
+            cflags+=($(pkg-config --cflags "${f#-l}" 2>/dev/null || true))
+        done
         gcc -std=gnu99 -O1 -g -Wall -Wextra -Werror \
             -fsanitize=address,undefined -fno-sanitize-recover=all \
-            -I "$ROOT/ngx_llm_router_module" -o "$bin" "$t" \
+            -I "$ROOT/ngx_llm_router_module" ${cflags[@]+"${cflags[@]}"} \
+            -o "$bin" "$t" \
             "$ROOT/ngx_llm_router_module/ngx_http_llm_$name.c" \
-            ${extra[@]+"${extra[@]}"} -lm ||
+            ${extra[@]+"${extra[@]}"} ${libs[@]+"${libs[@]}"} -lm ||
             die "cannot build unit test $t"
         "$bin" || die "unit test $name failed"
     done

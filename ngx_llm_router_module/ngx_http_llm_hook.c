@@ -1,22 +1,17 @@
 
 /*
- * ngx_llm_router: Lua 5.4 hooks.
+ * ngx_llm_router: running a Lua hook on a document: the state's thread,
+ * the arguments, the run under the call's budget, its result, the text.
+ * Not here: loading hooks (hook_conf.c), llm and ctx (hook_lib.c), the VM
+ * and its limits (lua.c).
  *
- * A hook file returns a table with optional request(req, ctx),
- * response(resp, ctx) and chunk(ev, ctx).  Files are read and compiled
- * when the configuration loads (a syntax error fails nginx -t with the
- * file and line); each worker runs them in its own lua_State, every file in
- * an environment of its own with a reduced standard library.
- *
- * A call runs in a coroutine, and every thread of the state has a count
- * hook: past the instruction budget or the deadline, or when an allocation
- * would pass the memory cap, the hook yields the coroutine away and it is
- * closed, never resumed, so a pcall in the script cannot catch the abort.
- * llm.reject() ends a call the same way.  All the Lua work of a call runs
- * in a protected C function on the main thread: a Lua error outside the
- * script (no memory, a member that cannot be decoded) fails the call, and
- * the main thread is never suspended where a hook could resume or close
- * it.  Finalizers (__gc) are refused: they run with hooks off.
+ * A call runs in a coroutine; past a limit the count hook yields it away
+ * and it is closed, never resumed, so a pcall in the script cannot catch
+ * the abort.  llm.reject() ends a call the same way.  All the Lua work of
+ * a call runs in a protected C function on the main thread: a Lua error
+ * outside the script (no memory, a member that cannot be decoded) fails
+ * the call, and the main thread is never suspended where a hook could
+ * resume or close it.
  */
 
 
@@ -26,46 +21,10 @@
 #include <time.h>
 
 #include "ngx_http_llm_router.h"
-#include "ngx_http_llm_lua_api.h"
-#include "ngx_http_llm_lua_json.h"
-#include "ngx_http_llm_text.h"
-
-
-#define NGX_HTTP_LLM_HOOK_COUNT   1000   /* instructions between checks */
-#define NGX_HTTP_LLM_HOOK_CALLS   16     /* calls between time checks */
-#define NGX_HTTP_LLM_HOOK_MASK    (LUA_MASKCOUNT | LUA_MASKCALL)
-#define NGX_HTTP_LLM_CLOSE_DEPTH  100    /* coroutine.close in __close */
-
-#define NGX_HTTP_LLM_ABORT_NONE         0
-#define NGX_HTTP_LLM_ABORT_INSTRUCTIONS 1
-#define NGX_HTTP_LLM_ABORT_TIME         2
-#define NGX_HTTP_LLM_ABORT_MEMORY       3
-#define NGX_HTTP_LLM_ABORT_REJECT       4
-#define NGX_HTTP_LLM_ABORT_YIELD        5
-#define NGX_HTTP_LLM_ABORT_BAD_REJECT   6
-
-#define NGX_HTTP_LLM_REJECT_CODE_MAX    64     /* llm.reject() code */
-#define NGX_HTTP_LLM_REJECT_TEXT_MAX    1024   /* llm.reject() message */
-#define NGX_HTTP_LLM_HEADER_NAME_MAX    256    /* llm.set_header() name */
-
-
-/* the call in progress: a worker runs one at a time */
-
-typedef struct {
-    ngx_http_request_t        *request;
-    ngx_http_llm_ctx_t        *ctx;
-    ngx_uint_t                 instructions;
-    ngx_uint_t                 calls;
-    ngx_uint_t                 budget;
-    struct timespec            deadline;
-    size_t                     memory_limit;   /* absolute, 0: none */
-    size_t                     tmp_limit;      /* the same, for tmp_alloc */
-    ngx_uint_t                 abort;
-    ngx_uint_t                 reject_status;
-    ngx_str_t                  reject_message;
-    ngx_str_t                  reject_code;
-    ngx_str_t                  route;
-} ngx_http_llm_call_t;
+#include "ngx_http_llm_lua.h"
+#include "ngx_http_llm_lua_lazy.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_hook_lib.h"
 
 
 /* what ngx_http_llm_hook_call() is given, and gives back */
@@ -81,62 +40,25 @@ typedef struct {
     ngx_http_llm_call_t       *call;
     ngx_http_llm_lazy_t       *lazy;      /* the document, while given */
     ngx_int_t                  rc;
+    lua_State                 *co;        /* the thread that runs it */
+    int                        status;    /* of lua_resume() */
+    int                        nres;      /* results */
+    int                        doc_idx;   /* a table returned, on co */
 } ngx_http_llm_run_t;
 
 
-static ssize_t ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip,
-    size_t min);
-static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_http_llm_hook_t **hookp);
-static lua_State *ngx_http_llm_lua_new(void);
-static void *ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize,
-    size_t nsize);
-static void *ngx_http_llm_lua_block(size_t size);
-static void ngx_http_llm_lua_unblock(void *p, size_t size);
-static void ngx_http_llm_lua_close(lua_State *L);
-static void ngx_http_llm_lua_sandbox(lua_State *L);
-static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
-    ngx_log_t *log, ngx_uint_t run);
-static void ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar);
-static void ngx_http_llm_lua_hook(lua_State *L, int mask, int count);
-static void ngx_http_llm_lua_hook_reset(lua_State *L);
-static ngx_uint_t ngx_http_llm_lua_late(ngx_http_llm_call_t *call);
-static const char *ngx_http_llm_call_error(ngx_http_llm_call_t *call,
-    const char *error);
-static int ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why);
-static int ngx_http_llm_lua_load_text(lua_State *L);
-static int ngx_http_llm_lua_setmetatable(lua_State *L);
-static int ngx_http_llm_lua_xpcall(lua_State *L);
-static int ngx_http_llm_lua_xpcall_done(lua_State *L, int status,
-    lua_KContext extra);
-static int ngx_http_llm_lua_rep(lua_State *L);
-static void ngx_http_llm_lua_wrap(lua_State *L, const char *lib,
-    const char *name, lua_CFunction f);
-static void ngx_http_llm_lua_own(lua_State *L);
-static int ngx_http_llm_co_close(lua_State *L);
-static int ngx_http_llm_co_create(lua_State *L);
-static void ngx_http_llm_co_charge(lua_State *L);
-static int ngx_http_llm_co_wrap(lua_State *L);
-static int ngx_http_llm_co_wrapped(lua_State *L);
-static int ngx_http_llm_lua_panic(lua_State *L);
-static int ngx_http_llm_lib_reject(lua_State *L);
-static size_t ngx_http_llm_reject_text(u_char *dst, const u_char *src,
-    size_t len);
-static int ngx_http_llm_lib_route(lua_State *L);
-static int ngx_http_llm_lib_set_header(lua_State *L);
-static int ngx_http_llm_lib_log(lua_State *L);
-static int ngx_http_llm_lib_json_encode(lua_State *L);
-static int ngx_http_llm_lib_json_decode(lua_State *L);
-static int ngx_http_llm_lib_array(lua_State *L);
-static int ngx_http_llm_ctx_var(lua_State *L);
-static void ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
-static void ngx_http_llm_state_cleanup(void *data);
-static int ngx_http_llm_ctx_index(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_run(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
     ngx_str_t *doc, ngx_str_t *out, ngx_uint_t *drop);
 static int ngx_http_llm_hook_call(lua_State *L);
+static ngx_int_t ngx_http_llm_hook_acquire(lua_State *L,
+    ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_push(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_encode(ngx_http_llm_run_t *run);
+static void ngx_http_llm_hook_release(lua_State *L,
+    ngx_http_llm_run_t *run);
 static void ngx_http_llm_hook_forget(lua_State *L);
 static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_hook_t *h, const char *name,
@@ -144,1936 +66,40 @@ static ngx_int_t ngx_http_llm_hook_failed(ngx_http_request_t *r,
 
 
 /*
- * The encoder's and decoder's own buffers: counted with the state's memory,
- * held to the call's limit even where Lua's cap is off, and listed, so
- * that what a Lua error jumped over is freed when the call ends.
- */
-
-typedef struct ngx_http_llm_tmp_s  ngx_http_llm_tmp_t;
-
-struct ngx_http_llm_tmp_s {
-    ngx_http_llm_tmp_t        *next;
-    ngx_http_llm_tmp_t        *prev;
-    size_t                     size;
-    size_t                     align;
-};
-
-static ngx_http_llm_tmp_t  ngx_http_llm_tmps = {
-    &ngx_http_llm_tmps, &ngx_http_llm_tmps, 0, 0
-};
-
-static void ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t);
-static void ngx_http_llm_tmp_unlink(ngx_http_llm_tmp_t *t);
-static void ngx_http_llm_lua_tmp_free_all(void);
-
-
-/* the blocks the allocator keeps: up to 256 bytes, 16-byte classes */
-#define NGX_HTTP_LLM_LUA_SMALL  256
-#define NGX_HTTP_LLM_LUA_KEEP   512     /* blocks kept per class, at most */
-
-
-static lua_State            *ngx_http_llm_lua;       /* of this worker */
-static size_t                ngx_http_llm_lua_memory;
-static ngx_http_llm_call_t  *ngx_http_llm_call;
-static void                 *ngx_http_llm_lua_free[
-                                 NGX_HTTP_LLM_LUA_SMALL / 16 + 1];
-static ngx_uint_t            ngx_http_llm_lua_nfree[
-                                 NGX_HTTP_LLM_LUA_SMALL / 16 + 1];
-
-/*
- * registry slots, made in the same order in every state: an integer key is
- * found faster than a pointer one; an empty slot holds false, as a nil
- * would free it for luaL_ref()
+ * the registry slots of a hook state, made in the same order in every
+ * state: an integer key is found faster than a pointer one; an empty slot
+ * holds false, as a nil would free it for luaL_ref()
  */
 static int  ngx_http_llm_hooks_ref;
-static int  ngx_http_llm_ctx_mt_ref;
 static int  ngx_http_llm_thread_ref;
 static int  ngx_http_llm_doc_ref;       /* the document of the call */
 
-static ngx_uint_t  ngx_http_llm_co_depth;   /* coroutine.close nesting */
 
+/* the slots of a new state: the hooks' tables, the thread, the document */
 
-static const char  *ngx_http_llm_abort_reasons[] = {
-    "", "instruction limit", "time limit", "memory limit", "rejected",
-    "yield outside a coroutine",
-    "llm.reject: the code is not 1 to 64 of A-Z a-z 0-9 _ . -"
-};
-
-
-/* the size after "name=" (skip bytes), at least min; NGX_ERROR if not */
-
-static ssize_t
-ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip, size_t min)
+void
+ngx_http_llm_hook_state_init(lua_State *L)
 {
-    ssize_t    size;
-    ngx_str_t  v;
-
-    v.data = value->data + skip;
-    v.len = value->len - skip;
-    size = ngx_parse_size(&v);
-
-    if (size == NGX_ERROR || (size_t) size < min) {
-        return NGX_ERROR;
-    }
-
-    return size;
-}
-
-
-/* llm_hook_limits instructions=N time=T memory=SIZE state=SIZE */
-
-char *
-ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_llm_loc_conf_t *llcf = conf;
-
-    ngx_str_t   *value, v;
-    ngx_int_t    n;
-    ngx_uint_t   i;
-    ngx_msec_t   ms;
-    ssize_t      size;
-
-    if (llcf->hook_instructions != NGX_CONF_UNSET_UINT) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    llcf->hook_instructions = 1000000;
-    llcf->hook_time = 50;
-    llcf->hook_memory = 32 * 1024 * 1024;
-    llcf->hook_state = 256 * 1024 * 1024;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "instructions=", 13) == 0) {
-            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
-            if (n <= 0) {
-                goto invalid;
-            }
-
-            llcf->hook_instructions = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "time=", 5) == 0) {
-            v.data = value[i].data + 5;
-            v.len = value[i].len - 5;
-            ms = ngx_parse_time(&v, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            llcf->hook_time = ms;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "memory=", 7) == 0) {
-            size = ngx_http_llm_hook_limit_size(&value[i], 7, 64 * 1024);
-            if (size == NGX_ERROR) {
-                goto invalid;
-            }
-
-            llcf->hook_memory = size;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "state=", 6) == 0) {
-            size = ngx_http_llm_hook_limit_size(&value[i], 6, 1024 * 1024);
-            if (size == NGX_ERROR) {
-                goto invalid;
-            }
-
-            llcf->hook_state = size;
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" (instructions=N, time=T "
-                       "over 0, memory=SIZE of 64k or more, state=SIZE of "
-                       "1m or more)", &value[i]);
-    return NGX_CONF_ERROR;
-}
-
-
-/* llm_hook FILE (http, server, location) */
-
-char *
-ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_llm_loc_conf_t *llcf = conf;
-
-    ngx_str_t  *value;
-
-    if (llcf->hook != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_llm_hook_read(cf, &value[1], &llcf->hook);
-}
-
-
-/* "hook FILE" inside llm_model */
-
-char *
-ngx_http_llm_model_hook(ngx_conf_t *cf, ngx_http_llm_model_t *model)
-{
-    ngx_str_t  *value;
-
-    if (model->hook) {
-        return "\"hook\" directive is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_llm_hook_read(cf, &value[1], &model->hook);
-}
-
-
-/*
- * Reads and compiles a hook file, runs it once in a scratch state to see
- * which functions it has; the same file named twice is one hook.
- */
-
-static char *
-ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
-    ngx_http_llm_hook_t **hookp)
-{
-    u_char                    *text;
-    ssize_t                    n;
-    ngx_uint_t                 i;
-    ngx_file_t                 file;
-    lua_State                 *L;
-    ngx_file_info_t            fi;
-    ngx_http_llm_hook_t       *h, **hooks;
-    ngx_http_llm_main_conf_t  *lmcf;
-
-    lmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_llm_router_module);
-
-    /* the runtime is opened once per process, here at the latest */
-
-    if (ngx_http_llm_lua_check_runtime(cf->log) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = *name;
-    file.log = cf->log;
-
-    if (ngx_conf_full_name(cf->cycle, &file.name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    hooks = lmcf->hooks.elts;
-
-    for (i = 0; i < lmcf->hooks.nelts; i++) {
-        if (hooks[i]->file.len == file.name.len
-            && ngx_strncmp(hooks[i]->file.data, file.name.data,
-                           file.name.len) == 0)
-        {
-            *hookp = hooks[i];
-            return NGX_CONF_OK;
-        }
-    }
-
-    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open hook \"%V\"", &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 16 * 1024 * 1024)
-    {
-        ngx_close_file(file.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "hook \"%V\" cannot be read or is over 16m",
-                           &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    text = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
-    if (text == NULL) {
-        ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, text, ngx_file_size(&fi), 0);
-
-    ngx_close_file(file.fd);
-
-    if (n != (ssize_t) ngx_file_size(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
-                           &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    h = ngx_pcalloc(cf->pool, sizeof(ngx_http_llm_hook_t));
-    if (h == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    h->file = file.name;
-    h->text.data = text;
-    h->text.len = n;
-    h->index = lmcf->hooks.nelts + 1;
-
-    /* compile and run it once: syntax errors and a bad table fail here */
-
-    L = ngx_http_llm_lua_new();
-    if (L == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot create a Lua state");
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_llm_lua_load(L, h, cf->log, 1) != NGX_OK) {
-        ngx_http_llm_lua_close(L);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_http_llm_lua_close(L);
-
-    hooks = ngx_array_push(&lmcf->hooks);
-    if (hooks == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *hooks = h;
-    *hookp = h;
-
-    return NGX_CONF_OK;
-}
-
-
-static lua_State *
-ngx_http_llm_lua_new(void)
-{
-    lua_State  *L;
-
-    L = lua_newstate(ngx_http_llm_lua_alloc, NULL);
-    if (L == NULL) {
-        return NULL;
-    }
-
-    (void) lua_atpanic(L, ngx_http_llm_lua_panic);
-
-    /*
-     * the count hook is set once: every thread made from here on has it,
-     * so a coroutine a hook keeps runs under the limits of whatever call
-     * resumes it; out of a call it does nothing
-     */
-
-    ngx_http_llm_lua_hook(L, LUA_MASKCOUNT, NGX_HTTP_LLM_HOOK_COUNT);
-
-    ngx_http_llm_lua_sandbox(L);
-    ngx_http_llm_lua_json_init(L);
-
-    /* most of what a call makes is garbage at its end */
-
-    (void) lua_gc(L, LUA_GCGEN, 0, 0);
-
     lua_createtable(L, 0, 0);
     ngx_http_llm_hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, ngx_http_llm_ctx_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
-    ngx_http_llm_ctx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_pushboolean(L, 0);
     ngx_http_llm_thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_pushboolean(L, 0);
     ngx_http_llm_doc_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-    return L;
 }
 
 
-/* counts the memory of the states; refuses what passes a call's cap */
-
-static void *
-ngx_http_llm_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    void    *p;
-    size_t   old;
-
-    old = ptr ? osize : 0;
-
-    if (nsize == 0) {
-        if (ptr) {
-            ngx_http_llm_lua_unblock(ptr, old);
-        }
-
-        ngx_http_llm_lua_memory -= old;
-        return NULL;
-    }
-
-    if (ngx_http_llm_call && ngx_http_llm_call->memory_limit
-        && nsize > old
-        && ngx_http_llm_lua_memory + (nsize - old)
-           > ngx_http_llm_call->memory_limit)
-    {
-        if (ngx_http_llm_call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-            ngx_http_llm_call->abort = NGX_HTTP_LLM_ABORT_MEMORY;
-        }
-
-        return NULL;
-    }
-
-    if (ptr == NULL) {
-        p = ngx_http_llm_lua_block(nsize);
-
-    } else if (old > NGX_HTTP_LLM_LUA_SMALL
-               && nsize > NGX_HTTP_LLM_LUA_SMALL)
-    {
-        p = realloc(ptr, nsize);
-
-    } else if (old <= NGX_HTTP_LLM_LUA_SMALL && nsize <= NGX_HTTP_LLM_LUA_SMALL
-               && (old + 15) >> 4 == (nsize + 15) >> 4)
-    {
-        p = ptr;                /* the block has room already */
-
-    } else {
-        p = ngx_http_llm_lua_block(nsize);
-
-        if (p) {
-            memcpy(p, ptr, ngx_min(old, nsize));
-            ngx_http_llm_lua_unblock(ptr, old);
-        }
-    }
-
-    if (p) {
-        ngx_http_llm_lua_memory += nsize - old;
-    }
-
-    return p;
-}
-
-
-/*
- * A call makes and drops the same small objects (tables, strings, the
- * document's userdata) every time: blocks of up to NGX_HTTP_LLM_LUA_SMALL
- * bytes, in 16-byte classes, are kept on free lists for the next call
- * instead of going back to malloc().  One state per worker, one thread:
- * the lists need no lock.  They are emptied when a state is closed.
- */
-
-static void *
-ngx_http_llm_lua_block(size_t size)
-{
-    void        *p;
-    ngx_uint_t   c;
-
-    if (size > NGX_HTTP_LLM_LUA_SMALL) {
-        return malloc(size);
-    }
-
-    c = (size + 15) >> 4;
-    p = ngx_http_llm_lua_free[c];
-
-    if (p) {
-        ngx_http_llm_lua_free[c] = *(void **) p;
-        ngx_http_llm_lua_nfree[c]--;
-        return p;
-    }
-
-    return malloc(c << 4);
-}
-
-
-static void
-ngx_http_llm_lua_unblock(void *p, size_t size)
-{
-    ngx_uint_t  c;
-
-    c = (size + 15) >> 4;
-
-    if (size > NGX_HTTP_LLM_LUA_SMALL
-        || ngx_http_llm_lua_nfree[c] >= NGX_HTTP_LLM_LUA_KEEP)
-    {
-        free(p);
-        return;
-    }
-
-    *(void **) p = ngx_http_llm_lua_free[c];
-    ngx_http_llm_lua_free[c] = p;
-    ngx_http_llm_lua_nfree[c]++;
-}
-
-
-void *
-ngx_http_llm_lua_tmp_alloc(size_t size)
-{
-    return ngx_http_llm_lua_tmp_realloc(NULL, size);
-}
-
-
-void *
-ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
-{
-    size_t               old;
-    ngx_http_llm_tmp_t  *t, *n;
-
-    t = p ? (ngx_http_llm_tmp_t *) p - 1 : NULL;
-    old = t ? t->size : 0;
-
-    if (size > old && ngx_http_llm_call && ngx_http_llm_call->tmp_limit
-        && (size > ngx_http_llm_call->tmp_limit
-            || ngx_http_llm_lua_memory + (size - old)
-               > ngx_http_llm_call->tmp_limit))
-    {
-        return NULL;
-    }
-
-    if (t) {
-        ngx_http_llm_tmp_unlink(t);
-    }
-
-    n = realloc(t, sizeof(ngx_http_llm_tmp_t) + size);
-
-    if (n == NULL) {
-        if (t) {
-            ngx_http_llm_tmp_link(t);   /* as it was, as realloc() leaves it */
-        }
-
-        return NULL;
-    }
-
-    n->size = size;
-    ngx_http_llm_tmp_link(n);
-
-    ngx_http_llm_lua_memory += size;
-    ngx_http_llm_lua_memory -= old;
-
-    return n + 1;
-}
-
-
-static void
-ngx_http_llm_tmp_unlink(ngx_http_llm_tmp_t *t)
-{
-    t->prev->next = t->next;
-    t->next->prev = t->prev;
-}
-
-
-static void
-ngx_http_llm_tmp_link(ngx_http_llm_tmp_t *t)
-{
-    t->next = ngx_http_llm_tmps.next;
-    t->prev = &ngx_http_llm_tmps;
-    t->next->prev = t;
-    ngx_http_llm_tmps.next = t;
-}
-
+/* the table a hook file returned (on the top, popped) as hook index */
 
 void
-ngx_http_llm_lua_tmp_free(void *p)
+ngx_http_llm_hook_keep(lua_State *L, ngx_uint_t index)
 {
-    ngx_http_llm_tmp_t  *t;
-
-    if (p == NULL) {
-        return;
-    }
-
-    t = (ngx_http_llm_tmp_t *) p - 1;
-    ngx_http_llm_tmp_unlink(t);
-    ngx_http_llm_lua_memory -= t->size;
-    free(t);
-}
-
-
-/* the end of a call: what a Lua error jumped over */
-
-static void
-ngx_http_llm_lua_tmp_free_all(void)
-{
-    ngx_http_llm_tmp_t  *t, *next;
-
-    for (t = ngx_http_llm_tmps.next; t != &ngx_http_llm_tmps; t = next) {
-        next = t->next;
-        ngx_http_llm_lua_tmp_free(t + 1);
-    }
-}
-
-
-/* closes a state, and gives its kept blocks back */
-
-static void
-ngx_http_llm_lua_close(lua_State *L)
-{
-    void        *p;
-    ngx_uint_t   c;
-
-    lua_close(L);
-
-    for (c = 0; c <= NGX_HTTP_LLM_LUA_SMALL >> 4; c++) {
-        while (ngx_http_llm_lua_free[c]) {
-            p = ngx_http_llm_lua_free[c];
-            ngx_http_llm_lua_free[c] = *(void **) p;
-            free(p);
-        }
-
-        ngx_http_llm_lua_nfree[c] = 0;
-    }
-}
-
-
-/*
- * The global table keeps only what hooks may use; each hook file gets its
- * own environment built from it (ngx_http_llm_lua_load).
- */
-
-static void
-ngx_http_llm_lua_sandbox(lua_State *L)
-{
-    ngx_uint_t  i;
-
-    static const char  *removed[] = {
-        "dofile", "loadfile", "load", "require", "collectgarbage", "print",
-        "io", "os", "package", "debug", NULL
-    };
-
-    static const luaL_Reg  lib[] = {
-        { "reject", ngx_http_llm_lib_reject },
-        { "route", ngx_http_llm_lib_route },
-        { "set_header", ngx_http_llm_lib_set_header },
-        { "log", ngx_http_llm_lib_log },
-        { "json_encode", ngx_http_llm_lib_json_encode },
-        { "json_decode", ngx_http_llm_lib_json_decode },
-        { "array", ngx_http_llm_lib_array },
-        { NULL, NULL }
-    };
-
-    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-    luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
-    luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);
-    lua_settop(L, 0);
-
-    for (i = 0; removed[i]; i++) {
-        lua_pushnil(L);
-        lua_setglobal(L, removed[i]);
-    }
-
-    /* no bytecode out, and the string metatable is not reachable */
-
-    lua_getglobal(L, LUA_STRLIBNAME);
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
-    lua_pop(L, 1);
-
-    lua_pushliteral(L, "");
-    lua_getmetatable(L, -1);
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_pop(L, 2);
-
-    /* load: text only, into the environment given or an empty one */
-
-    lua_pushcfunction(L, ngx_http_llm_lua_load_text);
-    lua_setglobal(L, "load");
-
-    lua_pushcfunction(L, ngx_http_llm_lua_setmetatable);
-    lua_setglobal(L, "setmetatable");
-
-    lua_pushcfunction(L, ngx_http_llm_lua_xpcall);
-    lua_setglobal(L, "xpcall");
-
-    ngx_http_llm_lua_wrap(L, LUA_STRLIBNAME, "rep", ngx_http_llm_lua_rep);
-
-    /* coroutines that died by an error are never closed (co_close) */
-
-    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "close", ngx_http_llm_co_close);
-    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "create",
-                          ngx_http_llm_co_create);
-    ngx_http_llm_lua_wrap(L, LUA_COLIBNAME, "wrap", ngx_http_llm_co_wrap);
-
-    lua_createtable(L, 0, 8);
-
-    for (i = 0; lib[i].name; i++) {
-        lua_pushcfunction(L, lib[i].func);
-        lua_setfield(L, -2, lib[i].name);
-    }
-
-    lua_pushlightuserdata(L, NULL);
-    lua_setfield(L, -2, "null");
-
-    lua_setglobal(L, "llm");
-}
-
-
-static int
-ngx_http_llm_lua_load_text(lua_State *L)
-{
-    size_t       len;
-    const char  *text, *name;
-
-    text = luaL_checklstring(L, 1, &len);
-    name = luaL_optlstring(L, 2, "=(load)", NULL);
-
-    if (luaL_loadbufferx(L, text, len, name, "t") != LUA_OK) {
-        lua_pushnil(L);
-        lua_rotate(L, -2, 1);
-        return 2;
-    }
-
-    /* the environment: the 4th argument, else an empty table */
-
-    if (lua_type(L, 4) == LUA_TTABLE) {
-        lua_pushvalue(L, 4);
-
-    } else {
-        lua_createtable(L, 0, 0);
-    }
-
-    if (lua_setupvalue(L, -2, 1) == NULL) {
-        lua_pop(L, 1);
-    }
-
-    return 1;
-}
-
-
-/* lib.name becomes f, with Lua's own lib.name as its upvalue */
-
-static void
-ngx_http_llm_lua_wrap(lua_State *L, const char *lib, const char *name,
-    lua_CFunction f)
-{
-    lua_getglobal(L, lib);
-    lua_getfield(L, -1, name);
-    lua_pushcclosure(L, f, 1);
-    lua_setfield(L, -2, name);
-    lua_pop(L, 1);
-}
-
-
-/* Lua's own function of a wrapper (its upvalue) before the arguments */
-
-static void
-ngx_http_llm_lua_own(lua_State *L)
-{
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-}
-
-
-/*
- * setmetatable(t, mt) as in Lua, but a metatable with __gc is refused: a
- * finalizer runs with the count hook off, so no limit could stop it
- */
-
-static int
-ngx_http_llm_lua_setmetatable(lua_State *L)
-{
-    int  t;
-
-    t = lua_type(L, 2);
-    luaL_checktype(L, 1, LUA_TTABLE);
-
-    if (t != LUA_TNIL && t != LUA_TTABLE) {
-        return luaL_error(L, "bad argument #2 to 'setmetatable' "
-                          "(nil or table expected)");
-    }
-
-    if (t == LUA_TTABLE) {
-        lua_pushliteral(L, "__gc");
-
-        if (lua_rawget(L, 2) != LUA_TNIL) {
-            return luaL_error(L, "setmetatable: __gc metamethods are not "
-                              "allowed in hooks");
-        }
-
-        lua_pop(L, 1);
-    }
-
-    if (lua_getmetatable(L, 1)) {
-        lua_pushliteral(L, "__metatable");
-
-        if (lua_rawget(L, -2) != LUA_TNIL) {
-            return luaL_error(L, "cannot change a protected metatable");
-        }
-
-        lua_pop(L, 2);
-    }
-
-    lua_settop(L, 2);
-    lua_setmetatable(L, 1);
-
-    return 1;
-}
-
-
-/*
- * xpcall(f, handler, ...) with the handler called after the error has
- * unwound, not where it was raised: Lua calls a message handler with the
- * hooks of the thread off when the error comes from the count hook (an
- * abort where the thread cannot yield), so it would run beyond every
- * limit.  What the handler returns is the error, as in Lua.
- */
-
-static int
-ngx_http_llm_lua_xpcall(lua_State *L)
-{
-    int  n, status;
-
-    n = lua_gettop(L);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-
-    lua_pushboolean(L, 1);              /* the first result on success */
-    lua_pushvalue(L, 1);
-    lua_rotate(L, 3, 2);                /* f, handler, true, f, args */
-
-    status = lua_pcallk(L, n - 2, LUA_MULTRET, 0, 2,
-                        ngx_http_llm_lua_xpcall_done);
-
-    return ngx_http_llm_lua_xpcall_done(L, status, 2);
-}
-
-
-static int
-ngx_http_llm_lua_xpcall_done(lua_State *L, int status, lua_KContext extra)
-{
-    if (status != LUA_OK && status != LUA_YIELD) {
-        lua_pushvalue(L, 2);            /* the handler, the error */
-        lua_insert(L, -2);
-        lua_call(L, 1, 1);
-        lua_pushboolean(L, 0);
-        lua_insert(L, -2);
-
-        return 2;
-    }
-
-    return lua_gettop(L) - (int) extra;
-}
-
-
-/*
- * string.rep(s, n, sep) as in Lua, but an empty result is made at once:
- * Lua loops n times even when s and sep are empty, and n may be 2^63
- */
-
-static int
-ngx_http_llm_lua_rep(lua_State *L)
-{
-    size_t  len, seplen;
-
-    (void) luaL_checklstring(L, 1, &len);
-    (void) luaL_checkinteger(L, 2);
-    (void) luaL_optlstring(L, 3, "", &seplen);
-
-    if (len + seplen == 0) {
-        lua_pushliteral(L, "");
-        return 1;
-    }
-
-    ngx_http_llm_lua_own(L);
-    lua_call(L, lua_gettop(L) - 1, 1);
-
-    return 1;
-}
-
-
-/*
- * coroutine.close(co) as in Lua, except for a coroutine that died by an
- * error: that error may have been the count hook's abort, raised inside
- * the hook, which leaves the thread's hooks off for good, and closing it
- * would run its to-be-closed variables beyond every limit.  Such a
- * coroutine keeps them: false and a message.
- */
-
-static int
-ngx_http_llm_co_close(lua_State *L)
-{
-    int         status;
-    lua_State  *co;
-
-    co = lua_tothread(L, 1);
-    if (co == NULL) {
-        return luaL_error(L, "bad argument #1 to 'close' "
-                          "(coroutine expected)");
-    }
-
-    status = lua_status(co);
-
-    if (status != LUA_OK && status != LUA_YIELD) {
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "a coroutine that died by an error is not "
-                        "closed in hooks");
-        return 2;
-    }
-
-    /*
-     * its __close may close another, and so on: each level is a C call
-     * that Lua 5.4.4 does not count against its C stack limit
-     */
-
-    if (ngx_http_llm_co_depth >= NGX_HTTP_LLM_CLOSE_DEPTH) {
-        return luaL_error(L, "coroutine.close nested too deep");
-    }
-
-    lua_settop(L, 1);
-    ngx_http_llm_lua_own(L);
-
-    ngx_http_llm_co_depth++;
-    status = lua_pcall(L, 1, LUA_MULTRET, 0);
-    ngx_http_llm_co_depth--;
-
-    if (status != LUA_OK) {
-        return lua_error(L);
-    }
-
-    return lua_gettop(L);
-}
-
-
-/*
- * A new thread starts a count of its own, up to NGX_HTTP_LLM_HOOK_COUNT
- * instructions before the hook first sees it: making one is charged that
- * much, or a loop of short coroutines would run uncounted.
- */
-
-static void
-ngx_http_llm_co_charge(lua_State *L)
-{
-    ngx_http_llm_call_t  *call;
-
-    call = ngx_http_llm_call;
-
-    if (call == NULL || call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-        return;
-    }
-
-    call->instructions += NGX_HTTP_LLM_HOOK_COUNT;
-
-    if (call->instructions > call->budget) {
-        call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
-        ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
-    }
-}
-
-
-/* coroutine.create(f) as in Lua, charged (co_charge) */
-
-static int
-ngx_http_llm_co_create(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    ngx_http_llm_co_charge(L);
-
-    lua_settop(L, 1);
-    ngx_http_llm_lua_own(L);
-    lua_call(L, 1, 1);
-
-    return 1;
-}
-
-
-/*
- * coroutine.wrap(f) as in Lua, charged (co_charge), and a coroutine that
- * fails is not closed
- */
-
-static int
-ngx_http_llm_co_wrap(lua_State *L)
-{
-    lua_State  *co;
-
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    ngx_http_llm_co_charge(L);
-
-    co = lua_newthread(L);
-    lua_pushvalue(L, 1);
-    lua_xmove(L, co, 1);
-    lua_pushcclosure(L, ngx_http_llm_co_wrapped, 1);
-
-    return 1;
-}
-
-
-static int
-ngx_http_llm_co_wrapped(lua_State *L)
-{
-    int         n, nres, status;
-    lua_State  *co;
-
-    co = lua_tothread(L, lua_upvalueindex(1));
-    n = lua_gettop(L);
-
-    if (!lua_checkstack(co, n)) {
-        return luaL_error(L, "too many arguments to resume");
-    }
-
-    lua_xmove(L, co, n);
-
-    nres = 0;
-    status = lua_resume(co, L, n, &nres);
-
-    if (status == LUA_OK || status == LUA_YIELD) {
-        if (!lua_checkstack(L, nres + 1)) {
-            lua_pop(co, nres);
-            return luaL_error(L, "too many results to resume");
-        }
-
-        lua_xmove(co, L, nres);
-        return nres;
-    }
-
-    lua_xmove(co, L, 1);
-
-    if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
-        luaL_where(L, 1);
-        lua_insert(L, -2);
-        lua_concat(L, 2);
-    }
-
-    return lua_error(L);
-}
-
-
-/* an error out of every protected call: Lua aborts the process after */
-
-static int
-ngx_http_llm_lua_panic(lua_State *L)
-{
-    const char  *msg;
-
-    msg = lua_tostring(L, -1);
-
-    ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                  "llm hook: Lua error outside a protected call: %s",
-                  msg ? msg : "?");
-
-    return 0;
-}
-
-
-/*
- * Compiles a hook in its own environment (a copy of the globals, with
- * copies of the library tables), runs it, keeps the returned table in the
- * registry under h->index.
- */
-
-static ngx_int_t
-ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
-    ngx_uint_t check)
-{
-    int                   rc;
-    char                 *name;
-    const char           *msg;
-    ngx_uint_t            i;
-    ngx_http_llm_call_t   call;
-
-    static const char  *copied[] = {
-        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-        LUA_COLIBNAME, "llm", NULL
-    };
-
-    name = ngx_alloc(h->file.len + 2, log);
-    if (name == NULL) {
-        return NGX_ERROR;
-    }
-
-    name[0] = '@';
-    ngx_memcpy(name + 1, h->file.data, h->file.len);
-    name[h->file.len + 1] = '\0';
-
-    rc = luaL_loadbufferx(L, (char *) h->text.data, h->text.len, name, "t");
-
-    ngx_free(name);
-
-    if (rc != LUA_OK) {
-        msg = lua_tostring(L, -1);
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %s",
-                      msg ? msg : "cannot compile");
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    /* the environment */
-
-    lua_createtable(L, 0, 32);
-    lua_pushglobaltable(L);
-    lua_pushnil(L);
-
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_rotate(L, -2, 1);
-        lua_rawset(L, -5);
-    }
-
-    lua_pop(L, 1);
-
-    for (i = 0; copied[i]; i++) {
-        lua_getglobal(L, copied[i]);
-        lua_createtable(L, 0, 32);
-        lua_pushnil(L);
-
-        while (lua_next(L, -3)) {
-            lua_pushvalue(L, -2);
-            lua_rotate(L, -2, 1);
-            lua_rawset(L, -4);
-        }
-
-        lua_setfield(L, -3, copied[i]);
-        lua_pop(L, 1);
-    }
-
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "_G");
-
-    lua_setupvalue(L, -2, 1);
-
-    /* run it, with the default limits */
-
-    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
-    call.budget = 10000000;
-    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
-    call.deadline.tv_sec += 1;
-    call.memory_limit = ngx_http_llm_lua_memory + 64 * 1024 * 1024;
-    call.tmp_limit = call.memory_limit;
-
-    ngx_http_llm_call = &call;
-    rc = lua_pcall(L, 0, 1, 0);
-    ngx_http_llm_call = NULL;
-    ngx_http_llm_lua_tmp_free_all();
-
-    if (rc != LUA_OK) {
-        msg = lua_tostring(L, -1);
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
-                      msg ? msg : "failed");
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    if (lua_type(L, -1) != LUA_TTABLE) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V does not return a table", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    /* raw: no metamethod of the hook's runs out of a call */
-
-    lua_pushliteral(L, "request");
-    h->has_request = (lua_rawget(L, -2) == LUA_TFUNCTION);
-    lua_pushliteral(L, "response");
-    h->has_response = (lua_rawget(L, -3) == LUA_TFUNCTION);
-    lua_pushliteral(L, "chunk");
-    h->has_chunk = (lua_rawget(L, -4) == LUA_TFUNCTION);
-    lua_pushliteral(L, "done");
-    h->has_done = (lua_rawget(L, -5) == LUA_TFUNCTION);
-    lua_pop(L, 4);
-
-    if (check && !h->has_request && !h->has_response && !h->has_chunk
-        && !h->has_done)
-    {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V has no request, response, chunk or "
-                      "done function", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
     lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
     lua_rotate(L, -2, 1);
-    lua_rawseti(L, -2, h->index);
+    lua_rawseti(L, -2, index);
     lua_pop(L, 1);
-
-    return NGX_OK;
-}
-
-
-/* per worker: one state with every hook file loaded */
-
-ngx_int_t
-ngx_http_llm_hook_init_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                 i;
-    lua_State                 *L;
-    ngx_http_llm_hook_t      **hooks;
-    ngx_http_llm_main_conf_t  *lmcf;
-
-    lmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_llm_router_module);
-
-    if (lmcf == NULL || lmcf->hooks.nelts == 0) {
-        return NGX_OK;
-    }
-
-    L = ngx_http_llm_lua_new();
-    if (L == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "llm hook: cannot create a Lua state");
-        return NGX_ERROR;
-    }
-
-    hooks = lmcf->hooks.elts;
-
-    for (i = 0; i < lmcf->hooks.nelts; i++) {
-        if (ngx_http_llm_lua_load(L, hooks[i], cycle->log, 0) != NGX_OK) {
-            ngx_http_llm_lua_close(L);
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_http_llm_lua = L;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle)
-{
-    if (ngx_http_llm_lua) {
-        ngx_http_llm_lua_close(ngx_http_llm_lua);
-        ngx_http_llm_lua = NULL;
-    }
-}
-
-
-static void
-ngx_http_llm_lua_count(lua_State *L, lua_Debug *ar)
-{
-    int                   n;
-    ngx_http_llm_call_t  *call;
-
-    call = ngx_http_llm_call;
-
-    if (call == NULL) {
-        return;
-    }
-
-    if (ar->event != LUA_HOOKCOUNT) {
-
-        /*
-         * a call, of a C function too (a __close or a sort comparator that
-         * is one runs no instruction the count sees): the deadline is
-         * checked every few calls, and after an abort every call fails (a
-         * call hook cannot yield)
-         */
-
-        if (call->abort == NGX_HTTP_LLM_ABORT_NONE
-            && ++call->calls % NGX_HTTP_LLM_HOOK_CALLS == 0
-            && ngx_http_llm_lua_late(call))
-        {
-            call->abort = NGX_HTTP_LLM_ABORT_TIME;
-        }
-
-        if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-            ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
-            (void) luaL_error(L, "llm hook aborted: %s",
-                              ngx_http_llm_abort_reasons[call->abort]);
-        }
-
-        return;
-    }
-
-    n = lua_gethookcount(L);
-
-    if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-
-        /*
-         * a thread that runs past one count sees calls too (a short hook
-         * pays nothing for them); one stopped in an earlier call and
-         * resumed in this one counts by the thousand again
-         */
-
-        ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK,
-                              NGX_HTTP_LLM_HOOK_COUNT);
-
-        call->instructions += n;
-
-        if (call->instructions > call->budget) {
-            call->abort = NGX_HTTP_LLM_ABORT_INSTRUCTIONS;
-
-        } else if (ngx_http_llm_lua_late(call)) {
-            call->abort = NGX_HTTP_LLM_ABORT_TIME;
-        }
-    }
-
-    if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-
-        /*
-         * from now on at every instruction: where the thread cannot yield
-         * (a metamethod, a gsub callback) the abort is an error, which a
-         * pcall there may catch; the first instruction back where it can
-         * yield leaves
-         */
-
-        (void) ngx_http_llm_lua_abort(L, call->abort);
-    }
-}
-
-
-/* what failed a call: its limit when one was passed, else the error */
-
-static const char *
-ngx_http_llm_call_error(ngx_http_llm_call_t *call, const char *error)
-{
-    if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
-        return ngx_http_llm_abort_reasons[call->abort];
-    }
-
-    return error;
-}
-
-
-/*
- * The count hook of a thread: counts only, by the thousand, while a call
- * is short; calls too once it has run a count; every instruction and
- * call once the call is stopped.  Set only when it changes.
- */
-
-static void
-ngx_http_llm_lua_hook(lua_State *L, int mask, int count)
-{
-    if (lua_gethookmask(L) != mask || lua_gethookcount(L) != count) {
-        lua_sethook(L, ngx_http_llm_lua_count, mask, count);
-    }
-}
-
-
-/*
- * a call starts counting only: a thread sees calls once it has run a
- * count (the mask alone tells, counting only is always by the thousand)
- */
-
-static void
-ngx_http_llm_lua_hook_reset(lua_State *L)
-{
-    if (lua_gethookmask(L) != LUA_MASKCOUNT) {
-        lua_sethook(L, ngx_http_llm_lua_count, LUA_MASKCOUNT,
-                    NGX_HTTP_LLM_HOOK_COUNT);
-    }
-}
-
-
-static ngx_uint_t
-ngx_http_llm_lua_late(ngx_http_llm_call_t *call)
-{
-    struct timespec  now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-
-    return now.tv_sec > call->deadline.tv_sec
-           || (now.tv_sec == call->deadline.tv_sec
-               && now.tv_nsec > call->deadline.tv_nsec);
-}
-
-
-/* leaves the coroutine for good; where it cannot, raises an error */
-
-static int
-ngx_http_llm_lua_abort(lua_State *L, ngx_uint_t why)
-{
-    if (ngx_http_llm_call
-        && ngx_http_llm_call->abort == NGX_HTTP_LLM_ABORT_NONE)
-    {
-        ngx_http_llm_call->abort = why;
-    }
-
-    /*
-     * from now on at every instruction: where the thread cannot yield (a
-     * metamethod, a gsub callback) the abort is an error, which a pcall
-     * there may catch; the first instruction back where it can yield
-     * leaves
-     */
-
-    ngx_http_llm_lua_hook(L, NGX_HTTP_LLM_HOOK_MASK, 1);
-
-    if (lua_isyieldable(L)) {
-        return lua_yield(L, 0);
-    }
-
-    return luaL_error(L, "llm hook aborted: %s",
-                      ngx_http_llm_abort_reasons[why]);
-}
-
-
-/*
- * llm.reject(status, message, code).  The code goes into the error body,
- * $llm_error and the log as it is, so it must be a token; the message is
- * made valid UTF-8 (U+FFFD for a bad byte), one line (a control byte
- * becomes a space) and at most NGX_HTTP_LLM_REJECT_TEXT_MAX bytes.  A bad
- * code stops the hook: it failed, and a pcall cannot make it go on.
- */
-
-static int
-ngx_http_llm_lib_reject(lua_State *L)
-{
-    size_t                len, i;
-    lua_Integer           status;
-    const char           *s, *code;
-    ngx_http_llm_call_t  *call;
-
-    call = ngx_http_llm_call;
-
-    if (call == NULL || call->request == NULL) {
-        return luaL_error(L, "llm.reject outside a request");
-    }
-
-    status = luaL_checkinteger(L, 1);
-
-    if (status < 400 || status > 599) {
-        return luaL_error(L, "llm.reject: status %d is not 400 to 599",
-                          (int) status);
-    }
-
-    s = luaL_optlstring(L, 2, "rejected by a hook", &len);
-    code = luaL_optlstring(L, 3, "rejected", &i);
-
-    if (i == 0 || i > NGX_HTTP_LLM_REJECT_CODE_MAX) {
-        return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_BAD_REJECT);
-    }
-
-    call->reject_code.len = i;
-
-    while (i--) {
-        if (!((code[i] >= 'a' && code[i] <= 'z')
-              || (code[i] >= 'A' && code[i] <= 'Z')
-              || (code[i] >= '0' && code[i] <= '9')
-              || code[i] == '_' || code[i] == '.' || code[i] == '-'))
-        {
-            return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_BAD_REJECT);
-        }
-    }
-
-    call->reject_code.data = ngx_pnalloc(call->request->pool,
-                                         call->reject_code.len + 1);
-
-    /* the cut text, each byte a replacement character at most */
-
-    len = ngx_min(len, NGX_HTTP_LLM_REJECT_TEXT_MAX);
-    call->reject_message.data = ngx_pnalloc(call->request->pool, len * 3);
-
-    if (call->reject_code.data == NULL || call->reject_message.data == NULL) {
-        return luaL_error(L, "no memory");
-    }
-
-    ngx_memcpy(call->reject_code.data, code, call->reject_code.len);
-    call->reject_code.data[call->reject_code.len] = '\0';
-
-    call->reject_message.len = ngx_http_llm_reject_text(
-                                        call->reject_message.data,
-                                        (const u_char *) s, len);
-
-    call->reject_status = (ngx_uint_t) status;
-
-    return ngx_http_llm_lua_abort(L, NGX_HTTP_LLM_ABORT_REJECT);
-}
-
-
-/*
- * A hook's message, as valid UTF-8 on one line: a byte that does not begin
- * a valid sequence is U+FFFD, a control byte a space; a sequence cut by the
- * end of len is dropped.  dst holds 3 * len bytes.
- */
-
-static size_t
-ngx_http_llm_reject_text(u_char *dst, const u_char *src, size_t len)
-{
-    u_char        c, *p;
-    size_t        i, n, k;
-    unsigned int  lo, hi;
-
-    p = dst;
-
-    for (i = 0; i < len; i += n) {
-        c = src[i];
-        n = 1;
-
-        if (c < 0x80) {
-            *p++ = (c < 0x20 || c == 0x7f) ? ' ' : c;
-            continue;
-        }
-
-        /* the length of the sequence, and the range of its second byte */
-
-        lo = 0x80;
-        hi = 0xbf;
-
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 2;
-
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 3;
-            lo = (c == 0xe0) ? 0xa0 : 0x80;
-            hi = (c == 0xed) ? 0x9f : 0xbf;
-
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 4;
-            lo = (c == 0xf0) ? 0x90 : 0x80;
-            hi = (c == 0xf4) ? 0x8f : 0xbf;
-        }
-
-        if (n > 1 && i + n > len) {
-            break;
-        }
-
-        for (k = 1; k < n; k++) {
-            if (src[i + k] < (k == 1 ? lo : 0x80)
-                || src[i + k] > (k == 1 ? hi : 0xbf))
-            {
-                break;
-            }
-        }
-
-        if (n == 1 || k < n) {
-            p = ngx_cpymem(p, "\xef\xbf\xbd", 3);
-            n = 1;
-            continue;
-        }
-
-        p = ngx_cpymem(p, src + i, n);
-    }
-
-    return p - dst;
-}
-
-
-/* llm.route(model): serve the request with another configured model */
-
-static int
-ngx_http_llm_lib_route(lua_State *L)
-{
-    size_t                len;
-    const char           *s;
-    ngx_http_llm_call_t  *call;
-
-    call = ngx_http_llm_call;
-
-    if (call == NULL || call->request == NULL) {
-        return luaL_error(L, "llm.route outside a request hook");
-    }
-
-    s = luaL_checklstring(L, 1, &len);
-
-    /* it becomes $llm_target_model and goes into log lines: a name */
-
-    if (len == 0
-        || ngx_http_llm_text_name((u_char *) s, len) != NGX_HTTP_LLM_NAME_OK)
-    {
-        return luaL_error(L, "llm.route: the model name is not 1 to 256 "
-                          "bytes of UTF-8 without control characters");
-    }
-
-    call->route.data = ngx_pnalloc(call->request->pool, len);
-    if (call->route.data == NULL) {
-        return luaL_error(L, "no memory");
-    }
-
-    ngx_memcpy(call->route.data, s, len);
-    call->route.len = len;
-
-    return 0;
-}
-
-
-/* llm.set_header(name, value): a header of the request to the engine */
-
-static int
-ngx_http_llm_lib_set_header(lua_State *L)
-{
-    u_char                c;
-    size_t                nlen, vlen, i;
-    const char           *name, *value;
-    ngx_table_elt_t      *h;
-    ngx_http_request_t   *r;
-
-    if (ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL) {
-        return luaL_error(L, "llm.set_header outside a request hook");
-    }
-
-    r = ngx_http_llm_call->request;
-
-    name = luaL_checklstring(L, 1, &nlen);
-    value = luaL_checklstring(L, 2, &vlen);
-
-    /* a name is an HTTP token (RFC 9110 tchar) */
-
-    if (nlen == 0 || nlen > NGX_HTTP_LLM_HEADER_NAME_MAX) {
-        return luaL_error(L, "llm.set_header: the name is not 1 to %d bytes",
-                          NGX_HTTP_LLM_HEADER_NAME_MAX);
-    }
-
-    for (i = 0; i < nlen; i++) {
-        c = (u_char) name[i];
-
-        if (c <= 0x20 || c >= 0x7f
-            || ngx_strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
-        {
-            return luaL_error(L, "llm.set_header: the name is not a token");
-        }
-    }
-
-    /* a value: visible bytes, spaces and tabs (no NUL, CR, LF, DEL) */
-
-    for (i = 0; i < vlen; i++) {
-        c = (u_char) value[i];
-
-        if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            return luaL_error(L, "llm.set_header: the value has a control "
-                              "byte");
-        }
-    }
-
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        return luaL_error(L, "no memory");
-    }
-
-    h->key.data = ngx_pnalloc(r->pool, nlen + vlen + nlen);
-    if (h->key.data == NULL) {
-        return luaL_error(L, "no memory");
-    }
-
-    ngx_memcpy(h->key.data, name, nlen);
-    h->key.len = nlen;
-    h->value.data = h->key.data + nlen;
-    ngx_memcpy(h->value.data, value, vlen);
-    h->value.len = vlen;
-    h->lowcase_key = h->value.data + vlen;
-    ngx_strlow(h->lowcase_key, h->key.data, nlen);
-    h->hash = ngx_hash_key(h->lowcase_key, nlen);
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return 0;
-}
-
-
-static int
-ngx_http_llm_lib_log(lua_State *L)
-{
-    size_t               len;
-    ngx_str_t            msg;
-    ngx_uint_t           level, i;
-    const char          *name;
-    ngx_log_t           *log;
-
-    static const char   *levels[] = {
-        "", "emerg", "alert", "crit", "error", "warn", "notice", "info",
-        "debug", NULL
-    };
-
-    name = luaL_checklstring(L, 1, NULL);
-    msg.data = (u_char *) luaL_checklstring(L, 2, &len);
-    msg.len = len;
-
-    level = NGX_LOG_NOTICE;
-
-    for (i = 1; levels[i]; i++) {
-        if (ngx_strcmp(name, levels[i]) == 0) {
-            level = i;
-            break;
-        }
-    }
-
-    log = (ngx_http_llm_call && ngx_http_llm_call->request)
-          ? ngx_http_llm_call->request->connection->log
-          : ngx_cycle->log;
-
-    /* one line whatever the text holds: a newline cannot forge another */
-
-    if (ngx_http_llm_log_text(ngx_http_llm_call && ngx_http_llm_call->request
-                              ? ngx_http_llm_call->request->pool
-                              : ngx_cycle->pool, &msg, &msg)
-        != NGX_OK)
-    {
-        return luaL_error(L, "no memory");
-    }
-
-    ngx_log_error(level, log, 0, "llm hook: %V", &msg);
-
-    return 0;
-}
-
-
-static int
-ngx_http_llm_lib_json_encode(lua_State *L)
-{
-    char        *text;
-    size_t       len;
-    const char  *error;
-
-    luaL_checkany(L, 1);
-
-    if (ngx_http_llm_lua_json_encode(L, 1, 0, &text, &len, &error) != 0) {
-        return luaL_error(L, "llm.json_encode: %s", error);
-    }
-
-    lua_pushlstring(L, text, len);
-    ngx_http_llm_lua_tmp_free(text);
-
-    return 1;
-}
-
-
-static int
-ngx_http_llm_lib_json_decode(lua_State *L)
-{
-    size_t       len;
-    const char  *text, *error;
-
-    text = luaL_checklstring(L, 1, &len);
-
-    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) text,
-                                            len, &error)
-        != 0)
-    {
-        return luaL_error(L, "llm.json_decode: %s", error);
-    }
-
-    return 1;
-}
-
-
-/* llm.array(t): t is written as a JSON array, even when empty */
-
-static int
-ngx_http_llm_lib_array(lua_State *L)
-{
-    if (lua_isnoneornil(L, 1)) {
-        lua_createtable(L, 0, 0);
-
-    } else {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        lua_settop(L, 1);
-
-        /* an array already, or a table with no metatable: not a document */
-
-        if (lua_getmetatable(L, 1)) {
-            if (!ngx_http_llm_lua_json_is_array_mt(L, -1)) {
-                return luaL_error(L, "llm.array: the table has a "
-                                  "metatable (a document or an object)");
-            }
-
-            lua_pop(L, 1);
-        }
-    }
-
-    ngx_http_llm_lua_json_mark(L, 1, 1);
-
-    return 1;
-}
-
-
-/* ctx.var(name): an nginx variable of the request, or nil */
-
-static int
-ngx_http_llm_ctx_var(lua_State *L)
-{
-    size_t                      len;
-    u_char                     *low;
-    ngx_str_t                   name;
-    ngx_uint_t                  key;
-    ngx_http_request_t         *r;
-    ngx_http_variable_value_t  *vv;
-
-    if (ngx_http_llm_call == NULL || ngx_http_llm_call->request == NULL) {
-        return luaL_error(L, "ctx.var outside a request");
-    }
-
-    r = ngx_http_llm_call->request;
-
-    name.data = (u_char *) luaL_checklstring(L, 1, &len);
-    name.len = len;
-
-    low = ngx_pnalloc(r->pool, len);
-    if (low == NULL) {
-        return luaL_error(L, "no memory");
-    }
-
-    key = ngx_hash_strlow(low, name.data, len);
-    name.data = low;
-
-    vv = ngx_http_get_variable(r, &name, key);
-
-    if (vv == NULL || vv->not_found) {
-        lua_pushnil(L);
-        return 1;
-    }
-
-    lua_pushlstring(L, (const char *) vv->data, vv->len);
-
-    return 1;
-}
-
-
-/* ctx: model, target, upstream, engine, stream, headers, var() */
-
-static void
-ngx_http_llm_push_ctx(lua_State *L, ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx)
-{
-    /* every field is made when a hook first reads it */
-
-    lua_createtable(L, 0, 4);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_ctx_mt_ref);
-    lua_setmetatable(L, -2);
-}
-
-
-/*
- * ctx's __index: model, target, upstream, engine, stream, var, headers
- * (the request's) and state (one table for the request's calls), each
- * made on first use and kept in ctx
- */
-
-static int
-ngx_http_llm_ctx_index(lua_State *L)
-{
-    size_t               len;
-    ngx_uint_t           i;
-    const char          *key;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h;
-    ngx_http_llm_ctx_t       *ctx;
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_request_t       *r;
-    ngx_http_llm_srv_conf_t  *lscf;
-
-    key = lua_tolstring(L, 2, &len);
-
-    if (key == NULL || ngx_http_llm_call == NULL
-        || ngx_http_llm_call->request == NULL)
-    {
-        return 0;
-    }
-
-    r = ngx_http_llm_call->request;
-    ctx = ngx_http_llm_call->ctx;
-
-    if (len == 5 && ngx_strncmp(key, "model", 5) == 0) {
-        lua_pushlstring(L, (char *) ctx->model.data, ctx->model.len);
-        goto cache;
-    }
-
-    if (len == 6 && ngx_strncmp(key, "target", 6) == 0) {
-        lua_pushlstring(L, (char *) ctx->target.data, ctx->target.len);
-        goto cache;
-    }
-
-    if (len == 8 && ngx_strncmp(key, "upstream", 8) == 0) {
-        lua_pushlstring(L, (char *) ctx->upstream.data, ctx->upstream.len);
-        goto cache;
-    }
-
-    if (len == 6 && ngx_strncmp(key, "engine", 6) == 0) {
-        lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
-                                               ngx_http_llm_router_module);
-        lua_pushstring(L, (lscf && lscf->engine)
-                          ? ngx_http_llm_engine_name(lscf->engine) : "");
-        goto cache;
-    }
-
-    if (len == 6 && ngx_strncmp(key, "stream", 6) == 0) {
-        lua_pushboolean(L, ctx->stream == 1);
-        goto cache;
-    }
-
-    if (len == 3 && ngx_strncmp(key, "var", 3) == 0) {
-        lua_pushcfunction(L, ngx_http_llm_ctx_var);
-        goto cache;
-    }
-
-    /* ctx.state: one table for all the calls of this request */
-
-    if (len == 5 && ngx_strncmp(key, "state", 5) == 0) {
-        if (ctx->lua_state_ref == 0) {
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
-                return luaL_error(L, "no memory");
-            }
-
-            lua_createtable(L, 0, 4);
-            ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-            cln->handler = ngx_http_llm_state_cleanup;
-            cln->data = ctx;
-        }
-
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 1, "state");
-
-        return 1;
-    }
-
-    if (len != 7 || ngx_strncmp(key, "headers", 7) != 0) {
-        return 0;
-    }
-
-    lua_createtable(L, 0, 16);
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        lua_pushlstring(L, (char *) h[i].lowcase_key, h[i].key.len);
-        lua_pushlstring(L, (char *) h[i].value.data, h[i].value.len);
-        lua_rawset(L, -3);
-    }
-
-    lua_pushvalue(L, -1);
-    lua_setfield(L, 1, "headers");
-
-    return 1;
-
-cache:
-
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 1);
-
-    return 1;
-}
-
-
-static void
-ngx_http_llm_state_cleanup(void *data)
-{
-    ngx_http_llm_ctx_t *ctx = data;
-
-    if (ngx_http_llm_lua && ctx->lua_state_ref > 0) {
-        luaL_unref(ngx_http_llm_lua, LUA_REGISTRYINDEX, ctx->lua_state_ref);
-        ctx->lua_state_ref = 0;
-    }
 }
 
 
@@ -2117,26 +143,6 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
     call.request = r;
     call.ctx = ctx;
-    call.budget = llcf->hook_instructions;
-    clock_gettime(CLOCK_MONOTONIC, &call.deadline);
-    call.deadline.tv_sec += llcf->hook_time / 1000;
-    call.deadline.tv_nsec += (long) (llcf->hook_time % 1000) * 1000000;
-
-    if (call.deadline.tv_nsec >= 1000000000) {
-        call.deadline.tv_sec++;
-        call.deadline.tv_nsec -= 1000000000;
-    }
-
-    /*
-     * what the call may add, and never more than the state may hold: from
-     * the document's decoding to the encoding of what the hook left (a Lua
-     * error there frees the encoder's buffers all the same); the encoder's
-     * text may pass it by twice the document
-     */
-
-    call.memory_limit = ngx_min(ngx_http_llm_lua_memory + llcf->hook_memory,
-                                llcf->hook_state);
-    call.tmp_limit = call.memory_limit + 2 * doc->len + 65536;
 
     run.request = r;
     run.ctx = ctx;
@@ -2150,17 +156,23 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     run.rc = NGX_OK;
 
     top = lua_gettop(L);
-    ngx_http_llm_call = &call;
-    ngx_http_llm_co_depth = 0;
 
-    ngx_http_llm_lua_hook_reset(L);
+    /*
+     * what the call may add, and never more than the state may hold: from
+     * the document's decoding to the encoding of what the hook left (a Lua
+     * error there frees the encoder's buffers all the same); the encoder's
+     * text may pass it by twice the document
+     */
+
+    ngx_http_llm_lua_call_begin(L, &call, llcf->hook_instructions,
+                                llcf->hook_time, llcf->hook_memory,
+                                llcf->hook_state, 2 * doc->len + 65536);
 
     lua_pushcfunction(L, ngx_http_llm_hook_call);
     lua_pushlightuserdata(L, &run);
     status = lua_pcall(L, 1, 0, 0);
 
-    ngx_http_llm_call = NULL;
-    ngx_http_llm_lua_tmp_free_all();
+    ngx_http_llm_lua_call_end();
 
     if (status == LUA_OK) {
         ngx_http_llm_hook_forget(L);
@@ -2174,7 +186,7 @@ ngx_http_llm_hook_run(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         ngx_http_llm_lua_json_lazy_spend(run.lazy);
     }
 
-    error = ngx_http_llm_call_error(&call, lua_tostring(L, -1));
+    error = ngx_http_llm_lua_call_error(&call, lua_tostring(L, -1));
 
     ngx_str_null(out);
     *drop = 0;
@@ -2202,36 +214,47 @@ ngx_http_llm_hook_forget(lua_State *L)
 }
 
 
-/* ngx_http_llm_hook_run(), protected: the run is the light userdata at 1 */
+/*
+ * ngx_http_llm_hook_run(), protected: the run is the light userdata at 1.
+ * The steps: the thread and the function (acquire), the document and ctx
+ * (push), the run under the call's budget (resume), what it returned
+ * (interpret), the new text (encode), the thread after (release).
+ */
 
 static int
 ngx_http_llm_hook_call(lua_State *L)
 {
-    int                   status, nres, doc_idx;
-    char                 *after;
-    size_t                after_len, len;
-    const char           *s, *name;
-    lua_State            *co;
-    const char           *error;
-    ngx_str_t            *doc, *out;
-    ngx_http_request_t   *r;
-    ngx_http_llm_ctx_t   *ctx;
-    ngx_http_llm_run_t   *run;
-    ngx_http_llm_hook_t  *h;
-    ngx_http_llm_call_t  *call;
-    ngx_http_llm_lazy_t  *lazy;
-    u_char                why[128];
+    ngx_http_llm_run_t  *run;
 
     run = lua_touserdata(L, 1);
-    r = run->request;
-    ctx = run->ctx;
-    h = run->hook;
-    name = run->name;
-    doc = run->doc;
-    out = run->out;
-    call = run->call;
 
-    /* the coroutine of the last call that ended, or a new one */
+    if (ngx_http_llm_hook_acquire(L, run) != NGX_OK
+        || ngx_http_llm_hook_push(run) != NGX_OK)
+    {
+        return 0;
+    }
+
+    ngx_http_llm_hook_resume(L, run);
+
+    if (ngx_http_llm_hook_interpret(run) == NGX_OK) {
+        ngx_http_llm_hook_encode(run);
+    }
+
+    ngx_http_llm_hook_release(L, run);
+
+    return 0;
+}
+
+
+/*
+ * the coroutine of the last call that ended, or a new one, with the
+ * function on it; NGX_DECLINED: the hook failed (run->rc)
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_acquire(lua_State *L, ngx_http_llm_run_t *run)
+{
+    lua_State  *co;
 
     if (lua_rawgeti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref)
         == LUA_TTHREAD)
@@ -2246,28 +269,55 @@ ngx_http_llm_hook_call(lua_State *L)
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
 
+    run->co = co;
+
     ngx_http_llm_lua_hook_reset(co);
 
     /* the function */
 
     lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_hooks_ref);
-    lua_rawgeti(co, -1, h->index);
+    lua_rawgeti(co, -1, run->hook->index);
 
-    lua_pushstring(co, name);
+    lua_pushstring(co, run->name);
 
     if (lua_rawget(co, -2) != LUA_TFUNCTION) {
 
         /* the hook's own table lost the function: never skipped silently */
 
         lua_settop(co, 0);
-        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx, run->hook,
+                                           run->name,
                                            "the function is gone from the "
                                            "table the file returned");
-        return 0;
+        return NGX_DECLINED;
     }
 
     lua_replace(co, 1);
     lua_settop(co, 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * the arguments: the document, member by member when it is an object,
+ * and ctx; NGX_DECLINED: the hook failed (run->rc)
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_push(ngx_http_llm_run_t *run)
+{
+    int                   doc_idx;
+    lua_State            *co;
+    ngx_str_t            *doc;
+    const char           *error;
+    ngx_http_llm_ctx_t   *ctx;
+    ngx_http_llm_lazy_t  *lazy;
+    u_char                why[128];
+
+    co = run->co;
+    ctx = run->ctx;
+    doc = run->doc;
 
     /*
      * an object member by member; anything else whole.  The first request
@@ -2275,16 +325,21 @@ ngx_http_llm_hook_call(lua_State *L)
      */
 
     if (ctx->body_scan) {
-        lazy = ngx_http_llm_lua_json_lazy_scanned(co, doc->data, doc->len,
+        lazy = ngx_http_llm_lua_json_lazy_scanned(co,
+                                                  &ngx_http_llm_lua_tmp_env,
+                                                  doc->data, doc->len,
                                                   ctx->body_scan);
         ctx->body_scan = NULL;
 
     } else {
-        lazy = ngx_http_llm_lua_json_lazy(co, doc->data, doc->len);
+        lazy = ngx_http_llm_lua_json_lazy(co, &ngx_http_llm_lua_tmp_env,
+                                          doc->data, doc->len);
     }
 
     if (lazy == NULL
-        && ngx_http_llm_lua_json_decode(co, doc->data, doc->len, &error) != 0)
+        && ngx_http_llm_lua_json_decode(co, &ngx_http_llm_lua_tmp_env,
+                                        doc->data, doc->len, &error)
+           != 0)
     {
         lua_settop(co, 0);
 
@@ -2294,17 +349,18 @@ ngx_http_llm_hook_call(lua_State *L)
          * a hook that cannot run fails, or passes by the operator's choice
          */
 
-        if (call->abort == NGX_HTTP_LLM_ABORT_NONE) {
+        if (run->call->abort == NGX_HTTP_LLM_ABORT_NONE) {
             *ngx_snprintf(why, sizeof(why) - 1,
                           "not called, the document is not JSON: %s",
                           error) = '\0';
             error = (const char *) why;
         }
 
-        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                           ngx_http_llm_call_error(call,
-                                                                   error));
-        return 0;
+        run->rc = ngx_http_llm_hook_failed(run->request, ctx, run->hook,
+                                           run->name,
+                                           ngx_http_llm_lua_call_error(
+                                               run->call, error));
+        return NGX_DECLINED;
     }
 
     run->lazy = lazy;
@@ -2320,14 +376,53 @@ ngx_http_llm_hook_call(lua_State *L)
     lua_pushvalue(co, doc_idx);
     lua_rawseti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
 
-    ngx_http_llm_push_ctx(co, r, ctx);
+    ngx_http_llm_push_ctx(co, run->request, ctx);
 
-    nres = 0;
-    status = lua_resume(co, L, 2, &nres);
+    return NGX_OK;
+}
 
-    if (status == LUA_YIELD && call->abort == NGX_HTTP_LLM_ABORT_NONE) {
-        call->abort = NGX_HTTP_LLM_ABORT_YIELD;
+
+/* the run: under the count hook, which stops it past the call's budget */
+
+static void
+ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run)
+{
+    run->nres = 0;
+    run->status = lua_resume(run->co, L, 2, &run->nres);
+
+    if (run->status == LUA_YIELD
+        && run->call->abort == NGX_HTTP_LLM_ABORT_NONE)
+    {
+        run->call->abort = NGX_HTTP_LLM_ABORT_YIELD;
     }
+}
+
+
+/*
+ * What the run came to: rejected, stopped, failed, or what it returned.
+ * NGX_OK: the document (run->doc_idx on the coroutine) is to be encoded;
+ * NGX_DONE: the call's result is in run already.
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run)
+{
+    int                   nres;
+    size_t                len;
+    lua_State            *co;
+    const char           *s, *error, *name;
+    ngx_http_request_t   *r;
+    ngx_http_llm_ctx_t   *ctx;
+    ngx_http_llm_call_t  *call;
+    ngx_http_llm_hook_t  *h;
+
+    co = run->co;
+    r = run->request;
+    ctx = run->ctx;
+    h = run->hook;
+    name = run->name;
+    call = run->call;
+    nres = run->nres;
 
     if (call->abort == NGX_HTTP_LLM_ABORT_REJECT) {
         ngx_http_llm_set_error(ctx, (char *) call->reject_code.data,
@@ -2339,37 +434,37 @@ ngx_http_llm_hook_call(lua_State *L)
                       &h->file, name, call->reject_status,
                       &call->reject_code);
         run->rc = NGX_DECLINED;
-        goto done;
+        return NGX_DONE;
     }
 
     if (call->abort != NGX_HTTP_LLM_ABORT_NONE) {
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                     ngx_http_llm_abort_reasons[call->abort]);
-        goto done;
+                                     ngx_http_llm_lua_call_error(call, NULL));
+        return NGX_DONE;
     }
 
-    if (status != LUA_OK) {
+    if (run->status != LUA_OK) {
         error = lua_tostring(co, -1);
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                            error ? error : "error");
-        goto done;
+        return NGX_DONE;
     }
 
     /* a returned table replaces the document; false drops it (chunk) */
 
-    doc_idx = 0;
+    run->doc_idx = 0;
 
     if (nres > 0) {
         switch (lua_type(co, -nres)) {
 
         case LUA_TTABLE:
-            doc_idx = lua_gettop(co) - nres + 1;
+            run->doc_idx = lua_gettop(co) - nres + 1;
             break;
 
         case LUA_TBOOLEAN:
             if (!lua_toboolean(co, -nres)) {
                 *run->drop = 1;
-                goto done;
+                return NGX_DONE;
             }
 
             break;
@@ -2386,17 +481,18 @@ ngx_http_llm_hook_call(lua_State *L)
             {
                 s = lua_tolstring(co, -nres, &len);
 
-                out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool
-                                                        : r->pool, len);
-                if (out->data == NULL) {
+                run->out->data = ngx_pnalloc(ctx->event_pool
+                                             ? ctx->event_pool : r->pool,
+                                             len);
+                if (run->out->data == NULL) {
                     run->rc = NGX_ERROR;
-                    goto done;
+                    return NGX_DONE;
                 }
 
-                ngx_memcpy(out->data, s, len);
-                out->len = len;
+                ngx_memcpy(run->out->data, s, len);
+                run->out->len = len;
                 *run->drop = 2;
-                goto done;
+                return NGX_DONE;
             }
 
             /* fall through */
@@ -2405,7 +501,7 @@ ngx_http_llm_hook_call(lua_State *L)
             run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                                "it returned neither a "
                                                "table, nil nor false");
-            goto done;
+            return NGX_DONE;
         }
     }
 
@@ -2417,8 +513,34 @@ ngx_http_llm_hook_call(lua_State *L)
 
     if (!lua_checkstack(co, LUA_MINSTACK)) {
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
-        goto done;
+        return NGX_DONE;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The document after the hook, as text into run->out, which stays empty
+ * when it did not change.  A table the hook returned is encoded whole;
+ * the document it was given, member by member when it was so given.
+ */
+
+static void
+ngx_http_llm_hook_encode(ngx_http_llm_run_t *run)
+{
+    int                   doc_idx, rc;
+    char                 *after;
+    size_t                after_len;
+    lua_State            *co;
+    ngx_str_t            *doc;
+    const char           *error;
+    ngx_http_llm_lazy_t  *lazy;
+
+    co = run->co;
+    doc = run->doc;
+    doc_idx = run->doc_idx;
+    lazy = run->lazy;
 
     if (doc_idx == 0) {
         lua_rawgeti(co, LUA_REGISTRYINDEX, ngx_http_llm_doc_ref);
@@ -2431,52 +553,67 @@ ngx_http_llm_hook_call(lua_State *L)
     /* the new text, or NULL when the document did not change */
 
     if (lazy) {
-        if (ngx_http_llm_lua_json_lazy_encode(co, doc_idx, lazy, &after,
-                                              &after_len, &error)
-            != 0)
-        {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_call_error(call,
-                                                                       error));
-            goto done;
-        }
+        rc = ngx_http_llm_lua_json_lazy_encode(co, doc_idx, lazy, &after,
+                                               &after_len, &error);
 
     } else {
-        if (ngx_http_llm_lua_json_encode(co, doc_idx, doc->len + 256, &after,
-                                         &after_len, &error)
-            != 0)
-        {
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               ngx_http_llm_call_error(call,
-                                                                       error));
-            goto done;
-        }
+        rc = ngx_http_llm_lua_json_encode(co, &ngx_http_llm_lua_tmp_env,
+                                          doc_idx, doc->len + 256, &after,
+                                          &after_len, &error);
 
-        if (ngx_http_llm_lua_json_same(co, after, after_len, doc->data,
-                                       doc->len))
+        if (rc == 0
+            && ngx_http_llm_lua_json_same(co, &ngx_http_llm_lua_tmp_env,
+                                          after, after_len, doc->data,
+                                          doc->len))
         {
-            ngx_http_llm_lua_tmp_free(after);
+            ngx_http_llm_lua_tmp_free(NULL, after);
             after = NULL;
         }
     }
 
-    if (after) {
-        /* an event's text lives until the event is sent: not the request */
-        out->data = ngx_pnalloc(ctx->event_pool ? ctx->event_pool : r->pool,
-                                after_len);
-
-        if (out->data == NULL) {
-            ngx_http_llm_lua_tmp_free(after);
-            run->rc = NGX_ERROR;
-            goto done;
-        }
-
-        ngx_memcpy(out->data, after, after_len);
-        out->len = after_len;
-        ngx_http_llm_lua_tmp_free(after);
+    if (rc != 0) {
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx,
+                                           run->hook, run->name,
+                                           ngx_http_llm_lua_call_error(
+                                               run->call, error));
+        return;
     }
 
-done:
+    if (after == NULL) {
+        return;
+    }
+
+    /* an event's text lives until the event is sent: not the request */
+
+    run->out->data = ngx_pnalloc(run->ctx->event_pool
+                                 ? run->ctx->event_pool : run->request->pool,
+                                 after_len);
+
+    if (run->out->data == NULL) {
+        ngx_http_llm_lua_tmp_free(NULL, after);
+        run->rc = NGX_ERROR;
+        return;
+    }
+
+    ngx_memcpy(run->out->data, after, after_len);
+    run->out->len = after_len;
+    ngx_http_llm_lua_tmp_free(NULL, after);
+}
+
+
+/*
+ * The end of a run: the document is spent, and the thread is kept for
+ * the next call, reset, or dropped.
+ */
+
+static void
+ngx_http_llm_hook_release(lua_State *L, ngx_http_llm_run_t *run)
+{
+    int         status;
+    lua_State  *co;
+
+    co = run->co;
+    status = run->status;
 
     /* the document's bytes are the request's or the event's: no later read */
 
@@ -2497,12 +634,12 @@ done:
 
     if (status == LUA_OK) {
         lua_settop(co, 0);
-        return 0;
+        return;
     }
 
     if (status == LUA_YIELD) {
 
-        ngx_http_llm_lua_hook(co, NGX_HTTP_LLM_HOOK_MASK, 1);
+        ngx_http_llm_lua_stop(co);
         status = lua_resetthread(co);
     }
 
@@ -2510,8 +647,6 @@ done:
         lua_pushboolean(L, 0);
         lua_rawseti(L, LUA_REGISTRYINDEX, ngx_http_llm_thread_ref);
     }
-
-    return 0;
 }
 
 

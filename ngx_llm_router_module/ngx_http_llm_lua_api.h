@@ -215,4 +215,10 @@ extern ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
 #define luaL_traceback       ngx_http_llm_lua_api.p_luaL_traceback
 
 
+/* ngx_http_llm_lua_api.c: the table, filled; only where nginx is */
+#ifdef _NGX_CORE_H_INCLUDED_
+ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+#endif
+
+
 #endif /* _NGX_HTTP_LLM_LUA_API_H_INCLUDED_ */

@@ -47,6 +47,7 @@ typedef struct {
     char                 *scratch;
     size_t                scratch_size;
     unsigned              strict;      /* refuse unknown escapes */
+    const ngx_http_llm_lua_json_env_t  *env;
 } ngx_http_llm_jdec_t;
 
 
@@ -55,6 +56,7 @@ typedef struct {
     size_t                len;
     size_t                size;
     const char           *error;
+    const ngx_http_llm_lua_json_env_t  *env;
 } ngx_http_llm_jenc_t;
 
 
@@ -81,19 +83,30 @@ ngx_http_llm_jkey_cmp(const void *a, const void *b)
 }
 
 
-static int ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
+static int ngx_http_llm_lua_json_parse(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, unsigned strict, const char **error);
 static int ngx_http_llm_jdec_value(lua_State *L, ngx_http_llm_jdec_t *d,
     int depth);
 static int ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d);
 static int ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d);
 static void ngx_http_llm_jdec_space(ngx_http_llm_jdec_t *d);
-static int ngx_http_llm_lua_json_write(lua_State *L, int idx, size_t hint,
-    int depth, char **out, size_t *len, const char **error);
+static void ngx_http_llm_jdec_scratch_free(ngx_http_llm_jdec_t *d);
+static int ngx_http_llm_lua_json_write(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, int idx, size_t hint, int depth,
+    char **out, size_t *len, const char **error);
 static int ngx_http_llm_jenc_value(lua_State *L, ngx_http_llm_jenc_t *e,
     int idx, int depth);
 static int ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e,
     int idx, int depth);
+static int ngx_http_llm_jenc_kind(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, lua_Integer n, int *keys);
+static int ngx_http_llm_jenc_array(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, lua_Integer n, int depth);
+static int ngx_http_llm_jenc_object(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int keys, int top, int depth);
+static int ngx_http_llm_jenc_others(lua_State *L, ngx_http_llm_jenc_t *e,
+    int idx, int keys, lua_Integer written, int first, int depth);
 static int ngx_http_llm_jenc_string(ngx_http_llm_jenc_t *e, const char *s,
     size_t len);
 static int ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s,
@@ -122,8 +135,6 @@ ngx_http_llm_lua_json_init(lua_State *L)
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");     /* shared: not the hooks' */
     lua_pop(L, 1);
-
-    ngx_http_llm_lua_json_lazy_init(L);
 }
 
 
@@ -204,25 +215,28 @@ ngx_http_llm_lua_json_object_mt(lua_State *L)
  */
 
 int
-ngx_http_llm_lua_json_decode(lua_State *L, const unsigned char *p,
+ngx_http_llm_lua_json_decode(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, const char **error)
 {
-    return ngx_http_llm_lua_json_parse(L, p, len, 0, error);
+    return ngx_http_llm_lua_json_parse(L, env, p, len, 0, error);
 }
 
 
 /* the same for a text a hook gives (llm.json_decode): escapes are checked */
 
 int
-ngx_http_llm_lua_json_decode_strict(lua_State *L, const unsigned char *p,
+ngx_http_llm_lua_json_decode_strict(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, const char **error)
 {
-    return ngx_http_llm_lua_json_parse(L, p, len, 1, error);
+    return ngx_http_llm_lua_json_parse(L, env, p, len, 1, error);
 }
 
 
 static int
-ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
+ngx_http_llm_lua_json_parse(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, unsigned strict, const char **error)
 {
     int                  rc;
@@ -234,6 +248,7 @@ ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
     d.scratch = NULL;
     d.scratch_size = 0;
     d.strict = strict;
+    d.env = env;
 
     rc = ngx_http_llm_jdec_value(L, &d, 0);
 
@@ -247,13 +262,23 @@ ngx_http_llm_lua_json_parse(lua_State *L, const unsigned char *p,
         }
     }
 
-    ngx_http_llm_lua_tmp_free(d.scratch);
+    ngx_http_llm_jdec_scratch_free(&d);
 
     if (rc != 0) {
         *error = d.error ? d.error : "invalid JSON";
     }
 
     return rc;
+}
+
+
+static void
+ngx_http_llm_jdec_scratch_free(ngx_http_llm_jdec_t *d)
+{
+    if (d->scratch) {
+        d->env->free(d->env->ud, d->scratch);
+        d->scratch = NULL;
+    }
 }
 
 
@@ -532,9 +557,9 @@ ngx_http_llm_jdec_string(lua_State *L, ngx_http_llm_jdec_t *d)
     /* the unescaped text is never longer than the escaped one */
 
     if (d->scratch == NULL || d->scratch_size < (size_t) (end - s)) {
-        ngx_http_llm_lua_tmp_free(d->scratch);
+        ngx_http_llm_jdec_scratch_free(d);
         d->scratch_size = (end - s) * 2;
-        d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);
+        d->scratch = d->env->realloc(d->env->ud, NULL, d->scratch_size);
 
         if (d->scratch == NULL) {
             d->scratch_size = 0;
@@ -719,9 +744,9 @@ ngx_http_llm_jdec_number(lua_State *L, ngx_http_llm_jdec_t *d)
 
     if (n >= sizeof(small)) {
         if (d->scratch == NULL || d->scratch_size <= n) {
-            ngx_http_llm_lua_tmp_free(d->scratch);
+            ngx_http_llm_jdec_scratch_free(d);
             d->scratch_size = n + 1;
-            d->scratch = ngx_http_llm_lua_tmp_alloc(d->scratch_size);
+            d->scratch = d->env->realloc(d->env->ud, NULL, d->scratch_size);
 
             if (d->scratch == NULL) {
                 d->scratch_size = 0;
@@ -779,29 +804,33 @@ big:
 
 /*
  * Encodes the value at idx; on success *out is a text to give to
- * ngx_http_llm_lua_tmp_free() and 0 is returned, else -1 with *error set.
+ * env->free() and 0 is returned, else -1 with *error set.
  */
 
 int
-ngx_http_llm_lua_json_encode(lua_State *L, int idx, size_t hint, char **out,
-    size_t *len, const char **error)
+ngx_http_llm_lua_json_encode(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, int idx, size_t hint,
+    char **out, size_t *len, const char **error)
 {
-    return ngx_http_llm_lua_json_write(L, idx, hint, 0, out, len, error);
+    return ngx_http_llm_lua_json_write(L, env, idx, hint, 0, out, len,
+                                       error);
 }
 
 
 /* the same for a member of a document: it is one level down already */
 
 int
-ngx_http_llm_lua_json_encode_member(lua_State *L, int idx, char **out,
+ngx_http_llm_lua_json_encode_member(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, int idx, char **out,
     size_t *len, const char **error)
 {
-    return ngx_http_llm_lua_json_write(L, idx, 0, 1, out, len, error);
+    return ngx_http_llm_lua_json_write(L, env, idx, 0, 1, out, len, error);
 }
 
 
 static int
-ngx_http_llm_lua_json_write(lua_State *L, int idx, size_t hint, int depth,
+ngx_http_llm_lua_json_write(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, int idx, size_t hint, int depth,
     char **out, size_t *len, const char **error)
 {
     ngx_http_llm_jenc_t  e;
@@ -810,18 +839,22 @@ ngx_http_llm_lua_json_write(lua_State *L, int idx, size_t hint, int depth,
     e.len = 0;
     e.size = 0;
     e.error = NULL;
+    e.env = env;
 
     /* the size the text will likely have: one allocation, no copies */
 
     if (hint) {
-        e.data = ngx_http_llm_lua_tmp_alloc(hint);
+        e.data = env->realloc(env->ud, NULL, hint);
         if (e.data) {
             e.size = hint;
         }
     }
 
     if (ngx_http_llm_jenc_value(L, &e, lua_absindex(L, idx), depth) != 0) {
-        ngx_http_llm_lua_tmp_free(e.data);
+        if (e.data) {
+            env->free(env->ud, e.data);
+        }
+
         *error = e.error ? e.error : "cannot encode";
         return -1;
     }
@@ -846,7 +879,7 @@ ngx_http_llm_jenc_add(ngx_http_llm_jenc_t *e, const char *s, size_t len)
             size *= 2;
         }
 
-        p = ngx_http_llm_lua_tmp_realloc(e->data, size);
+        p = e->env->realloc(e->env->ud, e->data, size);
         if (p == NULL) {
             e->error = "out of memory";
             return -1;
@@ -1037,11 +1070,8 @@ static int
 ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     int depth)
 {
-    int                   array, first, keys, seen, top, others;
-    size_t                len;
-    lua_Integer           i, n, count, written;
-    const char           *s;
-    ngx_http_llm_jkey_t  *sorted;
+    int          array, keys, top;
+    lua_Integer  n;
 
     if (depth >= NGX_HTTP_LLM_JSON_DEPTH) {
         e->error = "nested too deep (or a cycle)";
@@ -1056,10 +1086,39 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     top = lua_gettop(L);
     n = (lua_Integer) lua_rawlen(L, idx);
 
+    array = ngx_http_llm_jenc_kind(L, e, idx, n, &keys);
+
+    if (array == -1) {
+        return -1;
+    }
+
+    if (array) {
+        return ngx_http_llm_jenc_array(L, e, idx, n, depth);
+    }
+
+    return ngx_http_llm_jenc_object(L, e, idx, keys, top, depth);
+}
+
+
+/*
+ * 1: the table at idx is an array, 0: an object, -1: it cannot be read.
+ * An object of the decoder's leaves its metatable on the stack, its key
+ * list: *keys is where, else 0.
+ */
+
+static int
+ngx_http_llm_jenc_kind(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    lua_Integer n, int *keys)
+{
+    int          array, top;
+    lua_Integer  count;
+
+    top = lua_gettop(L);
+
     /* marked by the decoder, or a plain sequence 1..n */
 
     array = -1;
-    keys = 0;
+    *keys = 0;
 
     if (lua_getmetatable(L, idx)) {
         lua_rawgetp(L, LUA_REGISTRYINDEX, &ngx_http_llm_json_array_key);
@@ -1076,12 +1135,12 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
             {
                 array = 0;
                 lua_pop(L, 1);
-                keys = lua_gettop(L);       /* the key list */
+                *keys = lua_gettop(L);      /* the key list */
 
                 /* a document given member by member: all of it now */
 
-                if (ngx_http_llm_lua_json_lazy_all(L, idx, &e->error)
-                    != 0)
+                if (e->env->expand
+                    && e->env->expand(L, idx, &e->error) != 0)
                 {
                     lua_settop(L, top);
                     return -1;
@@ -1105,29 +1164,50 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
         array = (n > 0 && count == n);
     }
 
-    if (array) {
-        if (ngx_http_llm_jenc_add(e, "[", 1) != 0) {
+    return array;
+}
+
+
+static int
+ngx_http_llm_jenc_array(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    lua_Integer n, int depth)
+{
+    lua_Integer  i;
+
+    if (ngx_http_llm_jenc_add(e, "[", 1) != 0) {
+        return -1;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if (i > 1 && ngx_http_llm_jenc_add(e, ",", 1) != 0) {
             return -1;
         }
 
-        for (i = 1; i <= n; i++) {
-            if (i > 1 && ngx_http_llm_jenc_add(e, ",", 1) != 0) {
-                return -1;
-            }
+        lua_rawgeti(L, idx, i);
 
-            lua_rawgeti(L, idx, i);
-
-            if (ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
-                != 0)
-            {
-                return -1;
-            }
-
-            lua_pop(L, 1);
+        if (ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
+            != 0)
+        {
+            return -1;
         }
 
-        return ngx_http_llm_jenc_add(e, "]", 1);
+        lua_pop(L, 1);
     }
+
+    return ngx_http_llm_jenc_add(e, "]", 1);
+}
+
+
+/* an object: the remembered keys first, in their order, then the others */
+
+static int
+ngx_http_llm_jenc_object(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int keys, int top, int depth)
+{
+    int           first;
+    size_t        len;
+    lua_Integer   i, n, count, written;
+    const char   *s;
 
     if (ngx_http_llm_jenc_add(e, "{", 1) != 0) {
         return -1;
@@ -1180,10 +1260,28 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
         lua_pop(L, 1);
     }
 
-    if (count == written) {
-        lua_settop(L, top);
-        return ngx_http_llm_jenc_add(e, "}", 1);
+    if (count != written
+        && ngx_http_llm_jenc_others(L, e, idx, keys, written, first, depth)
+           != 0)
+    {
+        return -1;
     }
+
+    lua_settop(L, top);
+
+    return ngx_http_llm_jenc_add(e, "}", 1);
+}
+
+
+/* the keys not remembered, sorted, so that the output does not vary */
+
+static int
+ngx_http_llm_jenc_others(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
+    int keys, lua_Integer written, int first, int depth)
+{
+    int                   seen, others;
+    lua_Integer           i, n, count;
+    ngx_http_llm_jkey_t  *sorted;
 
     /* the keys written, to skip them */
 
@@ -1228,8 +1326,8 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
     }
 
     if (count) {
-        sorted = ngx_http_llm_lua_tmp_alloc(count
-                                            * sizeof(ngx_http_llm_jkey_t));
+        sorted = e->env->realloc(e->env->ud, NULL,
+                                 count * sizeof(ngx_http_llm_jkey_t));
         if (sorted == NULL) {
             e->error = "out of memory";
             return -1;
@@ -1256,7 +1354,7 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
                 || ngx_http_llm_jenc_value(L, e, lua_gettop(L), depth + 1)
                    != 0)
             {
-                ngx_http_llm_lua_tmp_free(sorted);
+                e->env->free(e->env->ud, sorted);
                 return -1;
             }
 
@@ -1264,12 +1362,10 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
             lua_pop(L, 1);
         }
 
-        ngx_http_llm_lua_tmp_free(sorted);
+        e->env->free(e->env->ud, sorted);
     }
 
-    lua_settop(L, top);
-
-    return ngx_http_llm_jenc_add(e, "}", 1);
+    return 0;
 }
 
 
@@ -1279,7 +1375,8 @@ ngx_http_llm_jenc_table(lua_State *L, ngx_http_llm_jenc_t *e, int idx,
  */
 
 int
-ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
+ngx_http_llm_lua_json_same(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const char *v, size_t vlen,
     const unsigned char *raw, size_t rawlen)
 {
     int          same;
@@ -1291,17 +1388,18 @@ ngx_http_llm_lua_json_same(lua_State *L, const char *v, size_t vlen,
         return 1;
     }
 
-    if (ngx_http_llm_lua_json_decode(L, raw, rawlen, &error) != 0) {
+    if (ngx_http_llm_lua_json_decode(L, env, raw, rawlen, &error) != 0) {
         return 0;
     }
 
     same = 0;
 
-    if (ngx_http_llm_lua_json_encode(L, -1, rawlen + 256, &c, &clen, &error)
+    if (ngx_http_llm_lua_json_encode(L, env, -1, rawlen + 256, &c, &clen,
+                                     &error)
         == 0)
     {
         same = (clen == vlen && memcmp(c, v, vlen) == 0);
-        ngx_http_llm_lua_tmp_free(c);
+        env->free(env->ud, c);
     }
 
     lua_pop(L, 1);

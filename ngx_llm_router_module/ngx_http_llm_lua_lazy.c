@@ -23,6 +23,7 @@
 
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
 
 
@@ -38,6 +39,7 @@
 struct ngx_http_llm_lazy_s {
     const unsigned char          *data;       /* NULL: spent */
     size_t                        len;
+    const ngx_http_llm_lua_json_env_t  *env;  /* the caller's allocator */
     size_t                        room;       /* members it can hold */
     struct {
         size_t                    nmembers;
@@ -50,10 +52,19 @@ struct ngx_http_llm_lazy_s {
 
 
 typedef struct {
-    char    *data;
-    size_t   len;
-    size_t   size;
+    char                               *data;
+    size_t                              len;
+    size_t                              size;
+    const ngx_http_llm_lua_json_env_t  *env;
 } ngx_http_llm_lazy_out_t;
+
+
+/* the members the hook changed, encoded again */
+
+typedef struct {
+    char                               *text[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+    size_t                              len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
+} ngx_http_llm_lazy_enc_t;
 
 
 static ngx_http_llm_lazy_t *ngx_http_llm_lazy_metatable(lua_State *L,
@@ -72,6 +83,16 @@ static int ngx_http_llm_lazy_pairs(lua_State *L);
 static int ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p,
     size_t len);
 static int ngx_http_llm_lazy_key_cmp(const void *a, const void *b);
+static int ngx_http_llm_lazy_changed(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_enc_t *enc,
+    const char **error);
+static int ngx_http_llm_lazy_added(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, size_t *nkeys, const char **error);
+static int ngx_http_llm_lazy_members(ngx_http_llm_lazy_out_t *o,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_enc_t *enc);
+static int ngx_http_llm_lazy_write_added(lua_State *L, int idx,
+    ngx_http_llm_lazy_t *lz, ngx_http_llm_lazy_out_t *o, size_t nkeys,
+    const char **error);
 static int ngx_http_llm_lazy_same_string(lua_State *L, int idx,
     const unsigned char *raw, size_t len);
 
@@ -90,7 +111,9 @@ static ngx_http_llm_lazy_t  *ngx_http_llm_lazy_spare;      /* its userdata */
  */
 
 ngx_http_llm_lazy_t *
-ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
+ngx_http_llm_lua_json_lazy(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
+    size_t len)
 {
     ngx_http_llm_jscan_t  scan;
 
@@ -101,14 +124,15 @@ ngx_http_llm_lua_json_lazy(lua_State *L, const unsigned char *p, size_t len)
         return NULL;
     }
 
-    return ngx_http_llm_lua_json_lazy_scanned(L, p, len, &scan);
+    return ngx_http_llm_lua_json_lazy_scanned(L, env, p, len, &scan);
 }
 
 
 /* the same, for an object whose members are known already */
 
 ngx_http_llm_lazy_t *
-ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
+ngx_http_llm_lua_json_lazy_scanned(lua_State *L,
+    const ngx_http_llm_lua_json_env_t *env, const unsigned char *p,
     size_t len, const ngx_http_llm_jscan_t *scan)
 {
     size_t                 i, j, n;
@@ -152,6 +176,7 @@ ngx_http_llm_lua_json_lazy_scanned(lua_State *L, const unsigned char *p,
 
     lz->data = p;
     lz->len = len;
+    lz->env = env;
     lz->scan.nmembers = n;
     memcpy(lz->scan.members, scan->members,
            n * sizeof(ngx_http_llm_jscan_member_t));
@@ -192,6 +217,7 @@ ngx_http_llm_lazy_metatable(lua_State *L, size_t n)
                               + room + 1, 0);
     lz->data = NULL;
     lz->len = 0;
+    lz->env = NULL;
     lz->room = room;
     lz->scan.nmembers = 0;
 
@@ -342,7 +368,7 @@ ngx_http_llm_lazy_decode(lua_State *L, ngx_http_llm_lazy_t *lz, int table,
 
     m = &lz->scan.members[i];
 
-    if (ngx_http_llm_lua_json_decode(L, lz->data + m->value,
+    if (ngx_http_llm_lua_json_decode(L, lz->env, lz->data + m->value,
                                      m->value_end - m->value, error)
         != 0)
     {
@@ -538,7 +564,7 @@ ngx_http_llm_lazy_add(ngx_http_llm_lazy_out_t *o, const void *p, size_t len)
             size *= 2;
         }
 
-        d = ngx_http_llm_lua_tmp_realloc(o->data, size);
+        d = o->env->realloc(o->env->ud, o->data, size);
         if (d == NULL) {
             return -1;
         }
@@ -594,22 +620,18 @@ ngx_http_llm_lazy_same_string(lua_State *L, int idx, const unsigned char *raw,
 
 /*
  * The document after the hook.  *out is NULL when nothing changed (the
- * original bytes stand), else a text to give to
- * ngx_http_llm_lua_tmp_free().  -1: cannot encode, *error says why.
+ * original bytes stand), else a text to give to the free() of the
+ * document's env.  -1: cannot encode, *error says why.
  */
 
 int
 ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     ngx_http_llm_lazy_t *lz, char **out, size_t *len, const char **error)
 {
-    int                           changed;
-    char                         *v, *c, *enc[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
-    size_t                        enc_len[NGX_HTTP_LLM_JSCAN_MAX_MEMBERS];
-    size_t                        i, vlen, clen, nkeys, k;
-    const char                   *s;
-    ngx_http_llm_lazy_out_t       o;
-    ngx_http_llm_lazy_key_t      *keys;
-    ngx_http_llm_jscan_member_t  *m;
+    int                       rc, changed;
+    size_t                    i, nkeys;
+    ngx_http_llm_lazy_out_t   o;
+    ngx_http_llm_lazy_enc_t   enc;
 
     idx = lua_absindex(L, idx);
 
@@ -617,10 +639,82 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
     *len = 0;
 
     memset(&o, 0, sizeof(o));
-    memset(enc, 0, sizeof(enc));
-    changed = 0;
+    o.env = lz->env;
+    memset(enc.text, 0, sizeof(enc.text));
 
-    /* first what changed: members removed, or read and now different */
+    /* what changed, and the keys the hook added */
+
+    changed = ngx_http_llm_lazy_changed(L, idx, lz, &enc, error);
+
+    if (changed == -1
+        || ngx_http_llm_lazy_added(L, idx, lz, &nkeys, error) != 0)
+    {
+        rc = -1;
+        goto done;
+    }
+
+    if (!changed && nkeys == 0) {
+        return 0;
+    }
+
+    /* then the text: original bytes where nothing changed */
+
+    rc = 0;
+
+    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0
+        || ngx_http_llm_lazy_members(&o, lz, &enc) != 0)
+    {
+        *error = "out of memory";
+        rc = -1;
+        goto done;
+    }
+
+    if (nkeys
+        && ngx_http_llm_lazy_write_added(L, idx, lz, &o, nkeys, error) != 0)
+    {
+        rc = -1;
+        goto done;
+    }
+
+    if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
+        *error = "out of memory";
+        rc = -1;
+        goto done;
+    }
+
+    *out = o.data;
+    *len = o.len;
+    o.data = NULL;
+
+done:
+
+    for (i = 0; i < lz->scan.nmembers; i++) {
+        lz->env->free(lz->env->ud, enc.text[i]);
+    }
+
+    lz->env->free(lz->env->ud, o.data);
+
+    return rc;
+}
+
+
+/*
+ * The members removed, or read and now different: 1 if any, encoded in
+ * enc where they changed; 0 if none; -1 with *error set.
+ */
+
+static int
+ngx_http_llm_lazy_changed(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_enc_t *enc, const char **error)
+{
+    int                                 changed;
+    char                               *v;
+    size_t                              i, vlen;
+    ngx_http_llm_jscan_member_t        *m;
+    const ngx_http_llm_lua_json_env_t  *env;
+
+    env = lz->env;
+    changed = 0;
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
@@ -653,30 +747,42 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             continue;
         }
 
-        if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
+        if (ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
+                                                error)
             != 0)
         {
             lua_pop(L, 1);
-            goto failed;
+            return -1;
         }
 
         lua_pop(L, 1);
 
-        if (ngx_http_llm_lua_json_same(L, v, vlen, lz->data + m->value,
+        if (ngx_http_llm_lua_json_same(L, env, v, vlen, lz->data + m->value,
                                        m->value_end - m->value))
         {
-            ngx_http_llm_lua_tmp_free(v);
+            env->free(env->ud, v);
             continue;
         }
 
-        enc[i] = v;
-        enc_len[i] = vlen;
+        enc->text[i] = v;
+        enc->len[i] = vlen;
         changed = 1;
     }
 
-    /* keys the hook added */
+    return changed;
+}
 
-    nkeys = 0;
+
+/* how many keys the hook added; -1 with *error set for one not a string */
+
+static int
+ngx_http_llm_lazy_added(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    size_t *nkeys, const char **error)
+{
+    size_t       len;
+    const char  *s;
+
+    *nkeys = 0;
     lua_pushnil(L);
 
     while (lua_next(L, idx)) {
@@ -685,25 +791,28 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
         if (lua_type(L, -1) != LUA_TSTRING) {
             lua_pop(L, 1);
             *error = "an object key must be a string";
-            goto failed;
+            return -1;
         }
 
-        s = lua_tolstring(L, -1, &vlen);
+        s = lua_tolstring(L, -1, &len);
 
-        if (ngx_http_llm_lazy_find(lz, s, vlen) < 0) {
-            nkeys++;
+        if (ngx_http_llm_lazy_find(lz, s, len) < 0) {
+            (*nkeys)++;
         }
     }
 
-    if (!changed && nkeys == 0) {
-        return 0;
-    }
+    return 0;
+}
 
-    /* then the text: original bytes where nothing changed */
 
-    if (ngx_http_llm_lazy_add(&o, "{", 1) != 0) {
-        goto nomem;
-    }
+/* the members in their order: their original bytes, or as encoded */
+
+static int
+ngx_http_llm_lazy_members(ngx_http_llm_lazy_out_t *o, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_enc_t *enc)
+{
+    size_t                        i;
+    ngx_http_llm_jscan_member_t  *m;
 
     for (i = 0; i < lz->scan.nmembers; i++) {
         m = &lz->scan.members[i];
@@ -712,17 +821,17 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
             continue;
         }
 
-        if (o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0) {
-            goto nomem;
+        if (o->len > 1 && ngx_http_llm_lazy_add(o, ",", 1) != 0) {
+            return -1;
         }
 
-        if (enc[i]) {
-            if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+        if (enc->text[i]) {
+            if (ngx_http_llm_lazy_add(o, lz->data + m->key - 1,
                                       m->key_len + 2) != 0
-                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
-                || ngx_http_llm_lazy_add(&o, enc[i], enc_len[i]) != 0)
+                || ngx_http_llm_lazy_add(o, ":", 1) != 0
+                || ngx_http_llm_lazy_add(o, enc->text[i], enc->len[i]) != 0)
             {
-                goto nomem;
+                return -1;
             }
 
             continue;
@@ -730,107 +839,92 @@ ngx_http_llm_lua_json_lazy_encode(lua_State *L, int idx,
 
         /* from the key's quote to the value's end */
 
-        if (ngx_http_llm_lazy_add(&o, lz->data + m->key - 1,
+        if (ngx_http_llm_lazy_add(o, lz->data + m->key - 1,
                                   m->value_end - (m->key - 1)) != 0)
         {
-            goto nomem;
+            return -1;
         }
     }
-
-    /* the added keys, sorted */
-
-    if (nkeys) {
-        keys = ngx_http_llm_lua_tmp_alloc(nkeys
-                                          * sizeof(ngx_http_llm_lazy_key_t));
-        if (keys == NULL) {
-            goto nomem;
-        }
-
-        k = 0;
-        lua_pushnil(L);
-
-        /* the strings stay anchored: they are keys of the table */
-
-        while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            s = lua_tolstring(L, -1, &vlen);
-
-            if (ngx_http_llm_lazy_find(lz, s, vlen) < 0 && k < nkeys) {
-                keys[k].data = s;
-                keys[k].len = vlen;
-                k++;
-            }
-        }
-
-        qsort(keys, k, sizeof(ngx_http_llm_lazy_key_t),
-              ngx_http_llm_lazy_key_cmp);
-
-        for (i = 0; i < k; i++) {
-            lua_pushlstring(L, keys[i].data, keys[i].len);
-            lua_pushvalue(L, -1);
-            lua_rawget(L, idx);
-
-            if (ngx_http_llm_lua_json_encode(L, -2, 0, &c, &clen, error)
-                != 0)
-            {
-                lua_pop(L, 2);
-                ngx_http_llm_lua_tmp_free(keys);
-                goto failed;
-            }
-
-            if (ngx_http_llm_lua_json_encode_member(L, -1, &v, &vlen, error)
-                != 0)
-            {
-                lua_pop(L, 2);
-                ngx_http_llm_lua_tmp_free(c);
-                ngx_http_llm_lua_tmp_free(keys);
-                goto failed;
-            }
-
-            lua_pop(L, 2);
-
-            if ((o.len > 1 && ngx_http_llm_lazy_add(&o, ",", 1) != 0)
-                || ngx_http_llm_lazy_add(&o, c, clen) != 0
-                || ngx_http_llm_lazy_add(&o, ":", 1) != 0
-                || ngx_http_llm_lazy_add(&o, v, vlen) != 0)
-            {
-                ngx_http_llm_lua_tmp_free(c);
-                ngx_http_llm_lua_tmp_free(v);
-                ngx_http_llm_lua_tmp_free(keys);
-                goto nomem;
-            }
-
-            ngx_http_llm_lua_tmp_free(c);
-            ngx_http_llm_lua_tmp_free(v);
-        }
-
-        ngx_http_llm_lua_tmp_free(keys);
-    }
-
-    if (ngx_http_llm_lazy_add(&o, "}", 1) != 0) {
-        goto nomem;
-    }
-
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        ngx_http_llm_lua_tmp_free(enc[i]);
-    }
-
-    *out = o.data;
-    *len = o.len;
 
     return 0;
+}
 
-nomem:
 
-    *error = "out of memory";
+/* the nkeys keys the hook added, sorted; -1 with *error set */
 
-failed:
+static int
+ngx_http_llm_lazy_write_added(lua_State *L, int idx, ngx_http_llm_lazy_t *lz,
+    ngx_http_llm_lazy_out_t *o, size_t nkeys, const char **error)
+{
+    int                                 rc;
+    char                               *v, *c;
+    void                               *ud;
+    size_t                              i, k, vlen, clen;
+    const char                         *s;
+    ngx_http_llm_lazy_key_t            *keys;
+    const ngx_http_llm_lua_json_env_t  *env;
 
-    for (i = 0; i < lz->scan.nmembers; i++) {
-        ngx_http_llm_lua_tmp_free(enc[i]);
+    env = lz->env;
+    ud = env->ud;
+
+    keys = env->realloc(ud, NULL, nkeys * sizeof(ngx_http_llm_lazy_key_t));
+    if (keys == NULL) {
+        *error = "out of memory";
+        return -1;
     }
 
-    ngx_http_llm_lua_tmp_free(o.data);
+    k = 0;
+    lua_pushnil(L);
 
-    return -1;
+    /* the strings stay anchored: they are keys of the table */
+
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        s = lua_tolstring(L, -1, &vlen);
+
+        if (ngx_http_llm_lazy_find(lz, s, vlen) < 0 && k < nkeys) {
+            keys[k].data = s;
+            keys[k].len = vlen;
+            k++;
+        }
+    }
+
+    qsort(keys, k, sizeof(ngx_http_llm_lazy_key_t),
+          ngx_http_llm_lazy_key_cmp);
+
+    rc = 0;
+
+    for (i = 0; i < k && rc == 0; i++) {
+        lua_pushlstring(L, keys[i].data, keys[i].len);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+
+        c = NULL;
+        v = NULL;
+
+        if (ngx_http_llm_lua_json_encode(L, env, -2, 0, &c, &clen, error)
+            != 0
+            || ngx_http_llm_lua_json_encode_member(L, env, -1, &v, &vlen,
+                                                   error)
+               != 0)
+        {
+            rc = -1;
+
+        } else if ((o->len > 1 && ngx_http_llm_lazy_add(o, ",", 1) != 0)
+                   || ngx_http_llm_lazy_add(o, c, clen) != 0
+                   || ngx_http_llm_lazy_add(o, ":", 1) != 0
+                   || ngx_http_llm_lazy_add(o, v, vlen) != 0)
+        {
+            *error = "out of memory";
+            rc = -1;
+        }
+
+        lua_pop(L, 2);
+        env->free(ud, c);
+        env->free(ud, v);
+    }
+
+    env->free(ud, keys);
+
+    return rc;
 }

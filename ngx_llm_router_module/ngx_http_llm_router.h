@@ -354,8 +354,6 @@ ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
 void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 
 
-/* variables (ngx_http_llm_variables.c) */
-ngx_int_t ngx_http_llm_add_variables(ngx_conf_t *cf);
 
 
 /* response filters (ngx_http_llm_response.c) */
@@ -367,21 +365,6 @@ ngx_int_t ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r);
 char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
 
-/* Lua hooks (ngx_http_llm_hook.c) */
-char *ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_llm_hook_limits(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_llm_model_hook(ngx_conf_t *cf, ngx_http_llm_model_t *model);
-ngx_int_t ngx_http_llm_hook_init_process(ngx_cycle_t *cycle);
-void ngx_http_llm_hook_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_llm_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_uint_t kind, ngx_str_t *doc, ngx_uint_t *drop);
-ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
-
-/* Lua runtime (ngx_http_llm_lua.c) */
-ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 
 
 /* per-file exports (transitional: the integrator moves these) */
@@ -404,6 +387,10 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_tokenize.h"
 #include "ngx_http_llm_check.h"
+#include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_hook_conf.h"
+#include "ngx_http_llm_variables.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

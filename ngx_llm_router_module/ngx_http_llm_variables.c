@@ -1,6 +1,8 @@
 
 /*
- * ngx_llm_router: $llm_* variables.
+ * ngx_llm_router: the request's fields (one table, read by the $llm_*
+ * variables and by a hook's ctx), and the $llm_* variables.
+ * Not here: ctx itself and its Lua values (ngx_http_llm_hook_lib.c).
  */
 
 
@@ -9,44 +11,60 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_variables.h"
 
 
-static ngx_int_t ngx_http_llm_str_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_llm_stream_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_llm_field_str(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const ngx_http_llm_field_t *f,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_llm_field_stream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const ngx_http_llm_field_t *f,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_llm_field_engine(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, const ngx_http_llm_field_t *f,
+    ngx_str_t *value);
+static ngx_int_t ngx_http_llm_field_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_peer_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_llm_int_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_llm_engine_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
 
+
+/* the fields of the request: ctx.model is $llm_model, and so on */
+
+static ngx_http_llm_field_t  ngx_http_llm_fields[] = {
+
+    { ngx_string("model"), ngx_string("llm_model"),
+      ngx_http_llm_field_str, offsetof(ngx_http_llm_ctx_t, model), 0 },
+
+    { ngx_string("target"), ngx_string("llm_target_model"),
+      ngx_http_llm_field_str, offsetof(ngx_http_llm_ctx_t, target), 0 },
+
+    { ngx_string("upstream"), ngx_string("llm_upstream"),
+      ngx_http_llm_field_str, offsetof(ngx_http_llm_ctx_t, upstream), 0 },
+
+    { ngx_string("engine"), ngx_string("llm_engine"),
+      ngx_http_llm_field_engine, 0, 0 },
+
+    { ngx_string("stream"), ngx_string("llm_stream"),
+      ngx_http_llm_field_stream, 0, 1 },
+
+    { ngx_null_string, ngx_string("llm_error"),
+      ngx_http_llm_field_str, offsetof(ngx_http_llm_ctx_t, error.code), 0 },
+
+    { ngx_null_string, ngx_string("llm_session"),
+      ngx_http_llm_field_str, offsetof(ngx_http_llm_ctx_t, session), 0 },
+
+    { ngx_null_string, ngx_null_string, NULL, 0, 0 }
+};
+
+
+/* the variables that are not fields of the request */
 
 static ngx_http_variable_t  ngx_http_llm_vars[] = {
 
-    { ngx_string("llm_model"), NULL, ngx_http_llm_str_variable,
-      offsetof(ngx_http_llm_ctx_t, model), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_target_model"), NULL, ngx_http_llm_str_variable,
-      offsetof(ngx_http_llm_ctx_t, target), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_upstream"), NULL, ngx_http_llm_str_variable,
-      offsetof(ngx_http_llm_ctx_t, upstream), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_error"), NULL, ngx_http_llm_str_variable,
-      offsetof(ngx_http_llm_ctx_t, error.code), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_stream"), NULL, ngx_http_llm_stream_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_session"), NULL, ngx_http_llm_str_variable,
-      offsetof(ngx_http_llm_ctx_t, session), NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
     { ngx_string("llm_peer"), NULL, ngx_http_llm_peer_variable,
-      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("llm_engine"), NULL, ngx_http_llm_engine_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("llm_prompt_tokens"), NULL, ngx_http_llm_int_variable,
@@ -78,7 +96,19 @@ static ngx_http_variable_t  ngx_http_llm_vars[] = {
 ngx_int_t
 ngx_http_llm_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
+    ngx_http_variable_t   *var, *v;
+    ngx_http_llm_field_t  *f;
+
+    for (f = ngx_http_llm_fields; f->variable.len; f++) {
+        var = ngx_http_add_variable(cf, &f->variable,
+                                    NGX_HTTP_VAR_NOCACHEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = ngx_http_llm_field_variable;
+        var->data = (uintptr_t) f;
+    }
 
     for (v = ngx_http_llm_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -94,55 +124,76 @@ ngx_http_llm_add_variables(ngx_conf_t *cf)
 }
 
 
+/* a hook's ctx.name: the field, or NULL */
+
+const ngx_http_llm_field_t *
+ngx_http_llm_field(const char *name, size_t len)
+{
+    ngx_http_llm_field_t  *f;
+
+    for (f = ngx_http_llm_fields; f->variable.len; f++) {
+        if (f->name.len == len && ngx_strncmp(f->name.data, name, len) == 0) {
+            return f;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* $variable: a field of the request; not found when unknown or empty */
+
 static ngx_int_t
-ngx_http_llm_str_variable(ngx_http_request_t *r,
+ngx_http_llm_field_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t           *s;
-    ngx_http_llm_ctx_t  *ctx;
+    ngx_str_t                   value;
+    ngx_http_llm_ctx_t         *ctx;
+    const ngx_http_llm_field_t *f = (const ngx_http_llm_field_t *) data;
 
     ctx = ngx_http_llm_find_ctx(r->main);
 
-    if (ctx == NULL) {
+    if (ctx == NULL || f->get(r, ctx, f, &value) != NGX_OK
+        || value.len == 0)
+    {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    s = (ngx_str_t *) ((char *) ctx + data);
-
-    if (s->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s->len;
+    v->len = value.len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
-    v->data = s->data;
+    v->data = value.data;
 
     return NGX_OK;
 }
 
 
+/* an ngx_str_t of the request's context, at f->data */
+
 static ngx_int_t
-ngx_http_llm_stream_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+ngx_http_llm_field_str(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const ngx_http_llm_field_t *f, ngx_str_t *value)
 {
-    ngx_http_llm_ctx_t  *ctx;
+    *value = *(ngx_str_t *) ((char *) ctx + f->data);
 
-    ctx = ngx_http_llm_find_ctx(r->main);
+    return NGX_OK;
+}
 
-    if (ctx == NULL || ctx->stream < 0) {
-        v->not_found = 1;
-        return NGX_OK;
+
+/* "1" for a streamed request, "0" for one that is not; unknown before */
+
+static ngx_int_t
+ngx_http_llm_field_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const ngx_http_llm_field_t *f, ngx_str_t *value)
+{
+    if (ctx->stream < 0) {
+        return NGX_DECLINED;
     }
 
-    v->len = 1;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = (u_char *) (ctx->stream ? "1" : "0");
+    value->len = 1;
+    value->data = (u_char *) (ctx->stream ? "1" : "0");
 
     return NGX_OK;
 }
@@ -219,35 +270,27 @@ ngx_http_llm_int_variable(ngx_http_request_t *r,
 /* the llm_engine of the upstream the request was routed to */
 
 static ngx_int_t
-ngx_http_llm_engine_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+ngx_http_llm_field_engine(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    const ngx_http_llm_field_t *f, ngx_str_t *value)
 {
     const char               *name;
-    ngx_http_llm_ctx_t       *ctx;
     ngx_http_llm_srv_conf_t  *lscf;
 
-    ctx = ngx_http_llm_find_ctx(r->main);
-
-    if (ctx == NULL || ctx->route == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
+    if (ctx->route == NULL) {
+        return NGX_DECLINED;
     }
 
     lscf = ngx_http_conf_upstream_srv_conf(ctx->route->model->upstream,
                                            ngx_http_llm_router_module);
 
     if (lscf == NULL || lscf->engine == NGX_HTTP_LLM_ENGINE_NONE) {
-        v->not_found = 1;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     name = ngx_http_llm_engine_name(lscf->engine);
 
-    v->len = ngx_strlen(name);
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = (u_char *) name;
+    value->len = ngx_strlen(name);
+    value->data = (u_char *) name;
 
     return NGX_OK;
 }

@@ -36,36 +36,35 @@
 
 #include "ngx_http_llm_lua_api.h"
 #include "ngx_http_llm_lua_json.h"
+#include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_jscan.h"
-
-
-ngx_http_llm_lua_api_t  ngx_http_llm_lua_api;
+#include "lua_open.h"
 
 static lua_State       *fuzz_L;
 static unsigned long    fuzz_runs;
 
 
-/* the module's buffers come from ngx_http_llm_hook.c: plain malloc here */
+/* the module's buffers come from its hooks' allocator: plain malloc here */
 
-void *
-ngx_http_llm_lua_tmp_alloc(size_t size)
+static void *
+fuzz_realloc(void *ud, void *p, size_t size)
 {
-    return malloc(size ? size : 1);
-}
-
-
-void *
-ngx_http_llm_lua_tmp_realloc(void *p, size_t size)
-{
+    (void) ud;
     return realloc(p, size ? size : 1);
 }
 
 
-void
-ngx_http_llm_lua_tmp_free(void *p)
+static void
+fuzz_free(void *ud, void *p)
 {
+    (void) ud;
     free(p);
 }
+
+
+static const ngx_http_llm_lua_json_env_t  fuzz_env = {
+    fuzz_realloc, fuzz_free, NULL, ngx_http_llm_lua_json_lazy_all
+};
 
 
 static void
@@ -80,18 +79,8 @@ fuzz_die(const char *what, const uint8_t *data, size_t size)
 static void
 fuzz_open(void)
 {
-    void    *handle, *sym;
-    size_t   i;
-
-    static const struct {
-        const char  *name;
-        size_t       offset;
-    } symbols[] = {
-#define FUZZ_SYMBOL(ret, name, args)                                          \
-        { #name, offsetof(ngx_http_llm_lua_api_t, p_##name) },
-        NGX_HTTP_LLM_LUA_FUNCTIONS(FUZZ_SYMBOL)
-#undef FUZZ_SYMBOL
-    };
+    void        *handle;
+    const char  *missing;
 
     handle = dlopen("liblua5.4.so.0", RTLD_NOW|RTLD_LOCAL);
     if (handle == NULL) {
@@ -99,15 +88,9 @@ fuzz_open(void)
         exit(1);
     }
 
-    for (i = 0; i < sizeof(symbols) / sizeof(symbols[0]); i++) {
-        sym = dlsym(handle, symbols[i].name);
-        if (sym == NULL) {
-            fprintf(stderr, "lua_json_fuzz: no %s\n", symbols[i].name);
-            exit(1);
-        }
-
-        memcpy((char *) &ngx_http_llm_lua_api + symbols[i].offset, &sym,
-               sizeof(void *));
+    if (llm_lua_open(handle, &missing) != 0) {
+        fprintf(stderr, "lua_json_fuzz: no %s\n", missing);
+        exit(1);
     }
 
     fuzz_L = luaL_newstate();
@@ -116,6 +99,7 @@ fuzz_open(void)
     }
 
     ngx_http_llm_lua_json_init(fuzz_L);
+    ngx_http_llm_lua_json_lazy_init(fuzz_L);
 }
 
 
@@ -127,7 +111,9 @@ fuzz_encode(lua_State *L, size_t *len)
     char        *out;
     const char  *error;
 
-    if (ngx_http_llm_lua_json_encode(L, -1, 0, &out, len, &error) != 0) {
+    if (ngx_http_llm_lua_json_encode(L, &fuzz_env, -1, 0, &out, len, &error)
+        != 0)
+    {
         return NULL;
     }
 
@@ -157,7 +143,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void) ngx_http_llm_jscan_feed(&scan, data, size);
     scanned = ngx_http_llm_jscan_finish(&scan);
 
-    rc = ngx_http_llm_lua_json_decode(L, data, size, &error);
+    rc = ngx_http_llm_lua_json_decode(L, &fuzz_env, data, size, &error);
 
     if (rc != 0 && (scanned == NGX_HTTP_LLM_JSCAN_OK
                     || scanned == NGX_HTTP_LLM_JSCAN_NOT_OBJECT))
@@ -168,7 +154,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* strict decoding accepts less, and gives the same */
 
-    strict = ngx_http_llm_lua_json_decode_strict(L, data, size, &error);
+    strict = ngx_http_llm_lua_json_decode_strict(L, &fuzz_env, data, size,
+                                                 &error);
 
     if (strict == 0 && rc != 0) {
         fuzz_die("strict decoding accepts what documents refuse", data, size);
@@ -198,7 +185,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_die("strict and document decoding differ", data, size);
     }
 
-    if (ngx_http_llm_lua_json_decode_strict(L, (const unsigned char *) e1, l1,
+    if (ngx_http_llm_lua_json_decode_strict(L, &fuzz_env,
+                                            (const unsigned char *) e1, l1,
                                             &error)
         != 0)
     {
@@ -219,7 +207,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* member by member: the same text, and untouched nothing changed */
 
     if (scanned == NGX_HTTP_LLM_JSCAN_OK) {
-        lz = ngx_http_llm_lua_json_lazy_scanned(L, data, size, &scan);
+        lz = ngx_http_llm_lua_json_lazy_scanned(L, &fuzz_env, data, size,
+                                                &scan);
 
         if (lz) {
             if (ngx_http_llm_lua_json_lazy_encode(L, -1, lz, &out, &olen,
