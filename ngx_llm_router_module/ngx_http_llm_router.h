@@ -364,13 +364,6 @@ ngx_uint_t ngx_http_llm_first_model(ngx_http_llm_main_conf_t *lmcf,
 ngx_int_t ngx_http_llm_init_routes(ngx_conf_t *cf,
     ngx_http_llm_main_conf_t *lmcf);
 
-/* routing (ngx_http_llm_route.c) */
-ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
-    ngx_str_t *name);
-ngx_uint_t ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name);
-ngx_http_llm_route_t *ngx_http_llm_healthy_route(
-    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_route_t *route);
-
 /* JSON (ngx_http_llm_json.c) */
 ngx_uint_t ngx_http_llm_json_key_equals(u_char *p, size_t len,
     ngx_str_t *name);
@@ -384,10 +377,6 @@ ngx_int_t ngx_http_llm_json_include_usage(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *out);
 ngx_int_t ngx_http_llm_json_number(u_char *p, size_t len, double *out);
 ngx_int_t ngx_http_llm_json_count(u_char *p, size_t len);
-
-/* request body (ngx_http_llm_body.c) */
-ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
-void ngx_http_llm_resume_routing(ngx_http_request_t *r);
 
 /* exact counts (ngx_http_llm_tokenize.c) */
 ngx_int_t ngx_http_llm_tokenize_start(ngx_http_request_t *r,
@@ -488,6 +477,11 @@ ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_route.h"
+#include "ngx_http_llm_body.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
