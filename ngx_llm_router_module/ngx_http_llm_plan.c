@@ -51,6 +51,12 @@ static ngx_int_t ngx_http_llm_plan_profile(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_uint_t profile, u_char *dropped,
     u_char *touched, ngx_http_llm_edits_t *edits, ngx_str_t *insert);
+static ngx_int_t ngx_http_llm_profile_max_tokens(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan, u_char *dropped,
+    u_char *touched, ngx_http_llm_edits_t *edits);
+static ngx_int_t ngx_http_llm_profile_n(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan, u_char *dropped,
+    u_char *touched, ngx_http_llm_edits_t *edits);
 static ngx_int_t ngx_http_llm_plan_drops(ngx_http_request_t *r,
     ngx_http_llm_jscan_t *scan, u_char *dropped, ngx_http_llm_edits_t *edits,
     ngx_uint_t *kept);
@@ -58,6 +64,10 @@ static ngx_int_t ngx_http_llm_add_edit(ngx_http_request_t *r,
     ngx_http_llm_edits_t *edits, off_t start, off_t end, ngx_str_t *data);
 static int ngx_http_llm_edit_copy(void *arg, const u_char *p, size_t len);
 static int ngx_http_llm_edit_link(void *arg, const u_char *p, size_t len);
+static ngx_int_t ngx_http_llm_scan_member(ngx_http_llm_jscan_member_t *m,
+    ngx_http_llm_edits_t *edits, off_t *at, ngx_http_llm_jscan_t *out);
+static ngx_int_t ngx_http_llm_scan_inserted(ngx_http_llm_edits_t *edits,
+    off_t *at, ngx_http_llm_jscan_t *out);
 
 
 static ngx_str_t  ngx_http_llm_key_stream_options =
@@ -506,55 +516,18 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t profile, u_char *dropped, u_char *touched,
     ngx_http_llm_edits_t *edits, ngx_str_t *insert)
 {
-    double                        number;
-    ngx_int_t                     k, j;
-    ngx_str_t                     raw;
-    ngx_uint_t                    count;
-    ngx_http_llm_jscan_member_t  *m;
+    ngx_int_t   k;
+    ngx_uint_t  count;
 
-    static ngx_str_t  mct = ngx_string("max_completion_tokens");
-    static ngx_str_t  mt = ngx_string("max_tokens");
-    static ngx_str_t  mt_key = ngx_string("\"max_tokens\"");
     static ngx_str_t  so = ngx_string("stream_options");
-    static ngx_str_t  n = ngx_string("n");
-    static ngx_str_t  one = ngx_string("1");
     static ngx_str_t  cp = ngx_string("cache_prompt");
 
-    if (profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS) {
-        k = ngx_http_llm_find_member(body, scan, &mct, &count);
-        j = ngx_http_llm_find_member(body, scan, &mt, &count);
-
-        /*
-         * a null max_tokens is no limit to the engine: with a value in
-         * max_completion_tokens (clamped or not) that one is the limit
-         */
-
-        if (k >= 0 && !dropped[k] && j >= 0 && !dropped[j] && !touched[j]
-            && scan->members[j].type == NGX_HTTP_LLM_JSON_NULL
-            && scan->members[k].type != NGX_HTTP_LLM_JSON_NULL)
-        {
-            dropped[j] = 1;
-            j = NGX_DECLINED;
-        }
-
-        if (k >= 0 && !dropped[k]) {
-            if (j >= 0) {
-                if (!touched[k]) {
-                    dropped[k] = 1;
-                }
-
-            } else {
-                m = &scan->members[k];
-                touched[k] = 1;
-
-                if (ngx_http_llm_add_edit(r, edits, m->key - 1,
-                                          m->key + m->key_len + 1, &mt_key)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-        }
+    if ((profile & NGX_HTTP_LLM_PROFILE_MAX_TOKENS)
+        && ngx_http_llm_profile_max_tokens(r, body, scan, dropped, touched,
+                                           edits)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (profile & NGX_HTTP_LLM_PROFILE_STREAM_OPTIONS) {
@@ -565,35 +538,11 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         }
     }
 
-    if (profile & NGX_HTTP_LLM_PROFILE_N) {
-        k = ngx_http_llm_find_member(body, scan, &n, &count);
-
-        if (k >= 0 && !dropped[k] && !touched[k]
-            && scan->members[k].type == NGX_HTTP_LLM_JSON_NUMBER)
-        {
-            m = &scan->members[k];
-
-            if (ngx_http_llm_body_range(r, body, m->value, m->value_end,
-                                        &raw)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-            if (ngx_http_llm_json_number(raw.data, raw.len, &number)
-                    == NGX_OK
-                && number > 1)
-            {
-                touched[k] = 1;
-
-                if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
-                                          &one)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-        }
+    if ((profile & NGX_HTTP_LLM_PROFILE_N)
+        && ngx_http_llm_profile_n(r, body, scan, dropped, touched, edits)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (profile & NGX_HTTP_LLM_PROFILE_CACHE_PROMPT) {
@@ -605,6 +554,101 @@ ngx_http_llm_plan_profile(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* max_completion_tokens renamed max_tokens, or dropped for it */
+
+static ngx_int_t
+ngx_http_llm_profile_max_tokens(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan, u_char *dropped,
+    u_char *touched, ngx_http_llm_edits_t *edits)
+{
+    ngx_int_t                     k, j;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  mct = ngx_string("max_completion_tokens");
+    static ngx_str_t  mt = ngx_string("max_tokens");
+    static ngx_str_t  mt_key = ngx_string("\"max_tokens\"");
+
+    k = ngx_http_llm_find_member(body, scan, &mct, &count);
+    j = ngx_http_llm_find_member(body, scan, &mt, &count);
+
+    /*
+     * a null max_tokens is no limit to the engine: with a value in
+     * max_completion_tokens (clamped or not) that one is the limit
+     */
+
+    if (k >= 0 && !dropped[k] && j >= 0 && !dropped[j] && !touched[j]
+        && scan->members[j].type == NGX_HTTP_LLM_JSON_NULL
+        && scan->members[k].type != NGX_HTTP_LLM_JSON_NULL)
+    {
+        dropped[j] = 1;
+        j = NGX_DECLINED;
+    }
+
+    if (k < 0 || dropped[k]) {
+        return NGX_OK;
+    }
+
+    if (j >= 0) {
+        if (!touched[k]) {
+            dropped[k] = 1;
+        }
+
+        return NGX_OK;
+    }
+
+    m = &scan->members[k];
+    touched[k] = 1;
+
+    return ngx_http_llm_add_edit(r, edits, m->key - 1,
+                                 m->key + m->key_len + 1, &mt_key);
+}
+
+
+/* "n" above 1 becomes 1 */
+
+static ngx_int_t
+ngx_http_llm_profile_n(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan, u_char *dropped, u_char *touched,
+    ngx_http_llm_edits_t *edits)
+{
+    double                        number;
+    ngx_int_t                     k;
+    ngx_str_t                     raw;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  n = ngx_string("n");
+    static ngx_str_t  one = ngx_string("1");
+
+    k = ngx_http_llm_find_member(body, scan, &n, &count);
+
+    if (k < 0 || dropped[k] || touched[k]
+        || scan->members[k].type != NGX_HTTP_LLM_JSON_NUMBER)
+    {
+        return NGX_OK;
+    }
+
+    m = &scan->members[k];
+
+    if (ngx_http_llm_body_range(r, body, m->value, m->value_end, &raw)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_llm_json_number(raw.data, raw.len, &number) != NGX_OK
+        || number <= 1)
+    {
+        return NGX_OK;
+    }
+
+    touched[k] = 1;
+
+    return ngx_http_llm_add_edit(r, edits, m->value, m->value_end, &one);
 }
 
 
@@ -830,13 +874,9 @@ ngx_int_t
 ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
     ngx_http_llm_edits_t *edits, ngx_http_llm_jscan_t *out)
 {
-    off_t                         shift, at[NGX_HTTP_LLM_MAX_EDITS];
-    size_t                        lead;
-    ngx_uint_t                    i, k, n, moved, renamed;
-    ngx_http_llm_edit_t          *e;
-    ngx_http_llm_jskim_t          part;
-    const u_char                 *from;
-    ngx_http_llm_jscan_member_t  *m, *o;
+    off_t                 shift, at[NGX_HTTP_LLM_MAX_EDITS];
+    ngx_uint_t            i, k, n;
+    ngx_http_llm_edit_t  *e;
 
     e = edits->elts;
     n = edits->nelts;
@@ -859,70 +899,106 @@ ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
     out->obj_end = scan->obj_end + shift;
 
     for (i = 0; i < scan->nmembers; i++) {
-        m = &scan->members[i];
-        shift = 0;
-        moved = 0;
-        renamed = 0;
-
-        for (k = 0; k < n; k++) {
-            if (e[k].start == m->key - 1
-                && e[k].end == m->key + (off_t) m->key_len + 1
-                && e[k].len >= 2)
-            {
-                renamed = k + 1;                        /* "new key" */
-                continue;
-            }
-
-            if (e[k].start <= m->key - 1 && m->key - 1 < e[k].end) {
-                break;                                  /* dropped */
-            }
-
-            if (e[k].start == m->value && e[k].end == m->value_end) {
-                moved = k + 1;                          /* replaced */
-                continue;
-            }
-
-            if (e[k].end <= m->key - 1) {
-                shift += (off_t) e[k].len - (e[k].end - e[k].start);
-                continue;
-            }
-
-            if (e[k].start >= m->value_end) {
-                continue;
-            }
-
-            return NGX_DECLINED;      /* an edit inside the member */
-        }
-
-        if (k < n) {
-            continue;
-        }
-
-        o = &out->members[out->nmembers++];
-        *o = *m;
-        o->key += shift;
-
-        if (renamed) {
-            k = renamed - 1;
-            o->key = at[k] + 1;
-            o->key_len = e[k].len - 2;
-            shift += (off_t) e[k].len - (e[k].end - e[k].start);
-        }
-
-        if (moved) {
-            k = moved - 1;
-            o->value = at[k];
-            o->value_end = at[k] + e[k].len;
-
-            o->type = ngx_http_llm_jscan_type(e[k].len ? e[k].data[0] : 0);
-
-        } else {
-            o->value += shift;
-            o->value_end += shift;
+        if (ngx_http_llm_scan_member(&scan->members[i], edits, at, out)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
         }
     }
 
-    /* members inserted: ,"a":1,"b":2, the router's own valid text, skimmed */
+    return ngx_http_llm_scan_inserted(edits, at, out);
+}
+
+
+/* a member of the body before the edits: dropped, or where it went */
+
+static ngx_int_t
+ngx_http_llm_scan_member(ngx_http_llm_jscan_member_t *m,
+    ngx_http_llm_edits_t *edits, off_t *at, ngx_http_llm_jscan_t *out)
+{
+    off_t                         shift;
+    ngx_uint_t                    k, n, moved, renamed;
+    ngx_http_llm_edit_t          *e;
+    ngx_http_llm_jscan_member_t  *o;
+
+    e = edits->elts;
+    n = edits->nelts;
+    shift = 0;
+    moved = 0;
+    renamed = 0;
+
+    for (k = 0; k < n; k++) {
+        if (e[k].start == m->key - 1
+            && e[k].end == m->key + (off_t) m->key_len + 1
+            && e[k].len >= 2)
+        {
+            renamed = k + 1;                        /* "new key" */
+            continue;
+        }
+
+        if (e[k].start <= m->key - 1 && m->key - 1 < e[k].end) {
+            return NGX_OK;                          /* dropped */
+        }
+
+        if (e[k].start == m->value && e[k].end == m->value_end) {
+            moved = k + 1;                          /* replaced */
+            continue;
+        }
+
+        if (e[k].end <= m->key - 1) {
+            shift += (off_t) e[k].len - (e[k].end - e[k].start);
+            continue;
+        }
+
+        if (e[k].start >= m->value_end) {
+            continue;
+        }
+
+        return NGX_DECLINED;      /* an edit inside the member */
+    }
+
+    o = &out->members[out->nmembers++];
+    *o = *m;
+    o->key += shift;
+
+    if (renamed) {
+        k = renamed - 1;
+        o->key = at[k] + 1;
+        o->key_len = e[k].len - 2;
+        shift += (off_t) e[k].len - (e[k].end - e[k].start);
+    }
+
+    if (moved) {
+        k = moved - 1;
+        o->value = at[k];
+        o->value_end = at[k] + e[k].len;
+
+        o->type = ngx_http_llm_jscan_type(e[k].len ? e[k].data[0] : 0);
+
+    } else {
+        o->value += shift;
+        o->value_end += shift;
+    }
+
+    return NGX_OK;
+}
+
+
+/* members inserted: ,"a":1,"b":2, the router's own valid text, skimmed */
+
+static ngx_int_t
+ngx_http_llm_scan_inserted(ngx_http_llm_edits_t *edits, off_t *at,
+    ngx_http_llm_jscan_t *out)
+{
+    size_t                        lead;
+    ngx_uint_t                    k, n;
+    ngx_http_llm_edit_t          *e;
+    ngx_http_llm_jskim_t          part;
+    const u_char                 *from;
+    ngx_http_llm_jscan_member_t  *o;
+
+    e = edits->elts;
+    n = edits->nelts;
 
     for (k = 0; k < n; k++) {
         if (e[k].start != e[k].end || e[k].len == 0) {
