@@ -28,6 +28,16 @@ typedef struct {
 } ngx_http_llm_plan_t;
 
 
+/* where the edited body goes: one buffer, or buffers linked */
+typedef struct {
+    u_char                *pos;
+    u_char                *end;
+    ngx_buf_t             *b;
+    ngx_chain_t           *cl;
+    ngx_chain_t           *last;
+} ngx_http_llm_edit_out_t;
+
+
 static ngx_int_t ngx_http_llm_plan_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_srv_conf_t *lscf,
@@ -62,6 +72,12 @@ static ngx_int_t ngx_http_llm_plan_drops(ngx_http_request_t *r,
     ngx_uint_t *kept);
 static ngx_int_t ngx_http_llm_add_edit(ngx_http_request_t *r,
     ngx_http_llm_edits_t *edits, off_t start, off_t end, ngx_str_t *data);
+static ngx_int_t ngx_http_llm_apply_flat(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_edits_t *edits, off_t size);
+static ngx_int_t ngx_http_llm_apply_links(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_edits_t *edits, off_t size);
+static ngx_int_t ngx_http_llm_apply_walk(ngx_http_llm_body_t *body,
+    ngx_http_llm_edits_walk_t *walk, off_t size);
 static int ngx_http_llm_edit_copy(void *arg, const u_char *p, size_t len);
 static int ngx_http_llm_edit_link(void *arg, const u_char *p, size_t len);
 static ngx_int_t ngx_http_llm_scan_member(ngx_http_llm_jscan_member_t *m,
@@ -709,16 +725,6 @@ ngx_http_llm_add_edit(ngx_http_request_t *r, ngx_http_llm_edits_t *edits,
 }
 
 
-/* where the edited body goes: one buffer, or buffers linked */
-typedef struct {
-    u_char                *pos;
-    u_char                *end;
-    ngx_buf_t             *b;
-    ngx_chain_t           *cl;
-    ngx_chain_t           *last;
-} ngx_http_llm_edit_out_t;
-
-
 /*
  * Replaces the request body with the kept spans of its buffers and the
  * edited pieces between them.  A body of up to NGX_HTTP_LLM_FLAT_BODY
@@ -732,81 +738,98 @@ ngx_int_t
 ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_http_llm_edits_t *edits)
 {
-    off_t                       size;
-    u_char                     *flat;
+    off_t      size;
+    ngx_int_t  rc;
+
+    size = body->len + edits->delta;
+
+    if (size < 0) {
+        rc = NGX_DECLINED;
+
+    } else if (size <= NGX_HTTP_LLM_FLAT_BODY) {
+        rc = ngx_http_llm_apply_flat(r, body, edits, size);
+
+    } else {
+        rc = ngx_http_llm_apply_links(r, body, edits, size);
+    }
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                  "llm router: the edited body does not come to the %O "
+                  "bytes planned", size);
+
+    return NGX_ERROR;
+}
+
+
+/* the edited body copied into one buffer; NGX_DECLINED: not as planned */
+
+static ngx_int_t
+ngx_http_llm_apply_flat(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_edits_t *edits, off_t size)
+{
     ngx_str_t                   doc;
+    ngx_http_llm_edit_out_t     out;
+    ngx_http_llm_edits_walk_t   walk;
+
+    doc.data = ngx_pnalloc(r->pool, (size_t) size + 1);
+    if (doc.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    doc.len = (size_t) size;
+
+    out.pos = doc.data;
+    out.end = doc.data + size;
+
+    ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_copy, &out);
+
+    if (ngx_http_llm_apply_walk(body, &walk, size) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_llm_set_body(r, &doc);
+}
+
+
+/* the edited body linked, uncopied; NGX_DECLINED: not as planned */
+
+static ngx_int_t
+ngx_http_llm_apply_links(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_edits_t *edits, off_t size)
+{
     ngx_uint_t                  n;
     ngx_chain_t                *src, *links;
     ngx_http_llm_edit_out_t     out;
     ngx_http_llm_edits_walk_t   walk;
 
-    size = body->len + edits->delta;
+    /* at most a piece of every buffer and an edit after each edit */
 
-    flat = NULL;
-    links = NULL;
-
-    if (size < 0) {
-        goto failed;
-    }
-
-    if (size <= NGX_HTTP_LLM_FLAT_BODY) {
-        flat = ngx_pnalloc(r->pool, (size_t) size + 1);
-        if (flat == NULL) {
-            return NGX_ERROR;
-        }
-
-        out.pos = flat;
-        out.end = flat + size;
-
-        ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_copy,
-                                     &out);
-
-    } else {
-
-        /* at most a piece of every buffer and an edit after each edit */
-
-        n = 2 * edits->nelts + 1;
-
-        for (src = body->bufs; src; src = src->next) {
-            n++;
-        }
-
-        out.b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
-        links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
-
-        if (out.b == NULL || links == NULL) {
-            return NGX_ERROR;
-        }
-
-        out.cl = links;
-        out.last = links + n;
-
-        ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_link,
-                                     &out);
-    }
+    n = 2 * edits->nelts + 1;
 
     for (src = body->bufs; src; src = src->next) {
-        if (ngx_http_llm_edits_walk_feed(&walk, src->buf->pos,
-                                         src->buf->last - src->buf->pos)
-            != 0)
-        {
-            goto failed;
-        }
+        n++;
     }
 
-    if (ngx_http_llm_edits_walk_finish(&walk) != 0 || walk.out != size) {
-        goto failed;
+    out.b = ngx_pcalloc(r->pool, n * sizeof(ngx_buf_t));
+    links = ngx_palloc(r->pool, n * sizeof(ngx_chain_t));
+
+    if (out.b == NULL || links == NULL) {
+        return NGX_ERROR;
     }
 
-    if (flat) {
-        doc.data = flat;
-        doc.len = (size_t) size;
+    out.cl = links;
+    out.last = links + n;
 
-        return ngx_http_llm_set_body(r, &doc);
-    }
+    ngx_http_llm_edits_walk_init(&walk, edits, ngx_http_llm_edit_link, &out);
 
-    if (out.cl == links) {
-        goto failed;
+    if (ngx_http_llm_apply_walk(body, &walk, size) != NGX_OK
+        || out.cl == links)
+    {
+        return NGX_DECLINED;
     }
 
     out.cl[-1].next = NULL;
@@ -816,14 +839,31 @@ ngx_http_llm_apply_edits(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     r->request_body->bufs = links;
 
     return ngx_http_llm_body_length(r, size);
+}
 
-failed:
 
-    ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                  "llm router: the edited body does not come to the %O "
-                  "bytes planned", size);
+/* the walk over the body's buffers, to the size planned */
 
-    return NGX_ERROR;
+static ngx_int_t
+ngx_http_llm_apply_walk(ngx_http_llm_body_t *body,
+    ngx_http_llm_edits_walk_t *walk, off_t size)
+{
+    ngx_chain_t  *src;
+
+    for (src = body->bufs; src; src = src->next) {
+        if (ngx_http_llm_edits_walk_feed(walk, src->buf->pos,
+                                         src->buf->last - src->buf->pos)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_llm_edits_walk_finish(walk) != 0 || walk->out != size) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
