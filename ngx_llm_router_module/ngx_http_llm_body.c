@@ -16,6 +16,8 @@
 #include "ngx_http_llm_variant.h"
 
 
+static ngx_int_t ngx_http_llm_not_post(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static void ngx_http_llm_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_llm_route_body(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
@@ -28,6 +30,9 @@ static ngx_int_t ngx_http_llm_check_keys(ngx_http_request_t *r,
 static ngx_int_t ngx_http_llm_read_fields(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_jscan_member_t **model);
+static ngx_int_t ngx_http_llm_read_stream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan);
 static ngx_int_t ngx_http_llm_read_names(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan);
@@ -83,7 +88,6 @@ ngx_int_t
 ngx_http_llm_router_handler(ngx_http_request_t *r)
 {
     ngx_int_t                 rc;
-    ngx_table_elt_t          *allow;
     ngx_http_llm_ctx_t       *ctx;
     ngx_http_llm_loc_conf_t  *llcf;
 
@@ -111,30 +115,7 @@ ngx_http_llm_router_handler(ngx_http_request_t *r)
     ctx->status = NGX_DONE;
 
     if (!(r->method & NGX_HTTP_POST)) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        allow = ngx_list_push(&r->headers_out.headers);
-        if (allow == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        allow->hash = 1;
-#if (nginx_version >= 1023000)
-        allow->next = NULL;
-#endif
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "POST");
-
-        rc = ngx_http_llm_reject(r, ctx, NGX_HTTP_NOT_ALLOWED,
-                                 "method_not_allowed", NULL,
-                                 "method %V is not allowed, use POST",
-                                 &r->method_name);
-
-        ngx_http_finalize_request(r, ngx_http_llm_send_error(r, rc, ctx));
-        return NGX_DONE;
+        return ngx_http_llm_not_post(r, ctx);
     }
 
     rc = ngx_http_read_client_request_body(r, ngx_http_llm_body_handler);
@@ -144,6 +125,42 @@ ngx_http_llm_router_handler(ngx_http_request_t *r)
     }
 
     ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+/* 405 with Allow: POST, the body discarded */
+
+static ngx_int_t
+ngx_http_llm_not_post(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *allow;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    allow = ngx_list_push(&r->headers_out.headers);
+    if (allow == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    allow->hash = 1;
+#if (nginx_version >= 1023000)
+    allow->next = NULL;
+#endif
+    ngx_str_set(&allow->key, "Allow");
+    ngx_str_set(&allow->value, "POST");
+
+    rc = ngx_http_llm_reject(r, ctx, NGX_HTTP_NOT_ALLOWED,
+                             "method_not_allowed", NULL,
+                             "method %V is not allowed, use POST",
+                             &r->method_name);
+
+    ngx_http_finalize_request(r, ngx_http_llm_send_error(r, rc, ctx));
 
     return NGX_DONE;
 }
@@ -376,23 +393,9 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return rc;
     }
 
-    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream,
-                                 &count);
-
-    m = (i >= 0) ? &scan->members[i] : NULL;
-
-    if (m == NULL || m->type == NGX_HTTP_LLM_JSON_NULL) {
-        ctx->stream = 0;
-
-    } else if (m->type == NGX_HTTP_LLM_JSON_TRUE
-               || m->type == NGX_HTTP_LLM_JSON_FALSE)
-    {
-        ctx->stream = (m->type == NGX_HTTP_LLM_JSON_TRUE);
-
-    } else {
-        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
-                                   "invalid_request", "stream",
-                                   "the field \"stream\" must be a boolean");
+    rc = ngx_http_llm_read_stream(r, ctx, body, scan);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_model,
@@ -442,6 +445,39 @@ ngx_http_llm_read_fields(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     *model = m;
 
     return ngx_http_llm_read_names(r, ctx, body, scan);
+}
+
+
+/* "stream": a boolean, or null or absent for false */
+
+static ngx_int_t
+ngx_http_llm_read_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan)
+{
+    ngx_int_t                     i;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    i = ngx_http_llm_find_member(body, scan, &ngx_http_llm_key_stream,
+                                 &count);
+
+    m = (i >= 0) ? &scan->members[i] : NULL;
+
+    if (m == NULL || m->type == NGX_HTTP_LLM_JSON_NULL) {
+        ctx->stream = 0;
+
+    } else if (m->type == NGX_HTTP_LLM_JSON_TRUE
+               || m->type == NGX_HTTP_LLM_JSON_FALSE)
+    {
+        ctx->stream = (m->type == NGX_HTTP_LLM_JSON_TRUE);
+
+    } else {
+        return ngx_http_llm_reject(r, ctx, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_request", "stream",
+                                   "the field \"stream\" must be a boolean");
+    }
+
+    return NGX_OK;
 }
 
 

@@ -36,6 +36,8 @@ static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
     ngx_http_llm_model_t *model, ngx_uint_t *prompt, ngx_int_t *given,
     ngx_str_t *raw, ngx_str_t *key);
+static ngx_int_t ngx_http_llm_given_tokens(ngx_http_request_t *r,
+    ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan);
 static size_t ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count);
 
 
@@ -420,7 +422,6 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_model_t *model,
     ngx_uint_t *prompt, ngx_int_t *given, ngx_str_t *text, ngx_str_t *name)
 {
-    double                        number;
     size_t                        bytes;
     ngx_int_t                     i;
     ngx_str_t                     raw, *key;
@@ -429,10 +430,6 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 
     static ngx_str_t  texts[] = {
         ngx_string("messages"), ngx_string("prompt"), ngx_string("input"),
-        ngx_null_string
-    };
-    static ngx_str_t  limits[] = {
-        ngx_string("max_completion_tokens"), ngx_string("max_tokens"),
         ngx_null_string
     };
     static ngx_str_t  tools = ngx_string("tools");
@@ -476,7 +473,28 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 
     *prompt = (bytes + per - 1) / per + 4 * messages + 3;
 
-    *given = -1;
+    *given = ngx_http_llm_given_tokens(r, body, scan);
+
+    return NGX_OK;
+}
+
+
+/* max_completion_tokens, else max_tokens, if a number; -1: neither */
+
+static ngx_int_t
+ngx_http_llm_given_tokens(ngx_http_request_t *r, ngx_http_llm_body_t *body,
+    ngx_http_llm_jscan_t *scan)
+{
+    double                        number;
+    ngx_int_t                     i;
+    ngx_str_t                     raw, *key;
+    ngx_uint_t                    count;
+    ngx_http_llm_jscan_member_t  *m;
+
+    static ngx_str_t  limits[] = {
+        ngx_string("max_completion_tokens"), ngx_string("max_tokens"),
+        ngx_null_string
+    };
 
     for (key = limits; key->len; key++) {
         i = ngx_http_llm_find_member(body, scan, key, &count);
@@ -492,12 +510,11 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
             && ngx_http_llm_json_number(raw.data, raw.len, &number) == NGX_OK
             && number >= 0 && number < 1e9)
         {
-            *given = (ngx_int_t) number;
-            break;
+            return (ngx_int_t) number;
         }
     }
 
-    return NGX_OK;
+    return -1;
 }
 
 
