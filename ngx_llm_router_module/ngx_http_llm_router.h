@@ -482,6 +482,9 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_route.h"
 #include "ngx_http_llm_body.h"
+#include "ngx_http_llm_body_buf.h"
+#include "ngx_http_llm_plan.h"
+#include "ngx_http_llm_variant.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
