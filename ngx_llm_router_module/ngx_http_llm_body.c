@@ -912,7 +912,6 @@ static ngx_int_t
 ngx_http_llm_hook_reroute(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_str_t *doc)
 {
-    u_char                       *p;
     ngx_str_t                     target, quoted;
     ngx_uint_t                    i;
     ngx_http_llm_jscan_t          scan;
@@ -963,19 +962,12 @@ ngx_http_llm_hook_reroute(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             continue;
         }
 
-        p = ngx_pnalloc(r->pool, doc->len - (m->value_end - m->value)
-                                 + quoted.len);
-        if (p == NULL) {
+        if (ngx_http_llm_edit_doc(r, doc, m->value, m->value_end, &quoted)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
 
-        ngx_memcpy(p, doc->data, m->value);
-        ngx_memcpy(p + m->value, quoted.data, quoted.len);
-        ngx_memcpy(p + m->value + quoted.len, doc->data + m->value_end,
-                   doc->len - m->value_end);
-
-        doc->len = doc->len - (m->value_end - m->value) + quoted.len;
-        doc->data = p;
         ctx->hook_changed = 1;
 
         return NGX_OK;

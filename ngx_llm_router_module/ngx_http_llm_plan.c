@@ -1,6 +1,6 @@
 
 /*
- * ngx_llm_router: a body's edits planned (rules, profile) and applied.
+ * ngx_llm_router: a body's edits (rules, profile, hook results), applied.
  * Not here: the edit list itself (edit.c, pure), rejections (body.c).
  */
 
@@ -1073,6 +1073,45 @@ ngx_http_llm_scan_inserted(ngx_http_llm_edits_t *edits, off_t *at,
             return NGX_DECLINED;     /* not members to the end of the text */
         }
     }
+
+    return NGX_OK;
+}
+
+
+/* doc, in one piece, with its bytes [start, end) replaced by data */
+
+ngx_int_t
+ngx_http_llm_edit_doc(ngx_http_request_t *r, ngx_str_t *doc, off_t start,
+    off_t end, ngx_str_t *data)
+{
+    u_char                *p;
+    off_t                  size;
+    ssize_t                n;
+    ngx_http_llm_edit_t    edit[1];
+    ngx_http_llm_edits_t   edits;
+
+    ngx_http_llm_edits_init(&edits, edit, 1);
+
+    if (ngx_http_llm_add_edit(r, &edits, start, end, data) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    size = (off_t) doc->len + edits.delta;
+
+    p = ngx_pnalloc(r->pool, (size_t) size + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_http_llm_edits_apply(&edits, doc->data, doc->len, p,
+                                 (size_t) size);
+
+    if (n != (ssize_t) size) {
+        return NGX_ERROR;
+    }
+
+    doc->data = p;
+    doc->len = (size_t) n;
 
     return NGX_OK;
 }

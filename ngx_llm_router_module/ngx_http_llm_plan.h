@@ -27,6 +27,8 @@ ngx_int_t ngx_http_llm_plan_edits(ngx_http_request_t *r,
     ngx_http_llm_edits_t *edits, ngx_str_t **bad);
 ngx_int_t ngx_http_llm_apply_edits(ngx_http_request_t *r,
     ngx_http_llm_body_t *body, ngx_http_llm_edits_t *edits);
+ngx_int_t ngx_http_llm_edit_doc(ngx_http_request_t *r, ngx_str_t *doc,
+    off_t start, off_t end, ngx_str_t *data);
 ngx_int_t ngx_http_llm_scan_edited(ngx_http_llm_jscan_t *scan,
     ngx_http_llm_edits_t *edits, ngx_http_llm_jscan_t *out);
 
