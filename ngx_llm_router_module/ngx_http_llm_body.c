@@ -74,13 +74,6 @@ static ngx_int_t ngx_http_llm_reject(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_llm_key_model = ngx_string("model");
 static ngx_str_t  ngx_http_llm_key_user = ngx_string("user");
 
-/* where the prompt is, by endpoint: chat, completions, embeddings */
-static ngx_str_t  ngx_http_llm_prompt_keys[] = {
-    ngx_string("messages"),
-    ngx_string("prompt"),
-    ngx_string("input"),
-    ngx_null_string
-};
 static ngx_str_t  ngx_http_llm_key_stream = ngx_string("stream");
 
 

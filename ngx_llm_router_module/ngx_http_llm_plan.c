@@ -1,6 +1,6 @@
 
 /*
- * ngx_llm_router: a body's edits (rules, profile, hook results), applied.
+ * ngx_llm_router: a body's edits planned (rules, profile, hook) and applied.
  * Not here: the edit list itself (edit.c, pure), rejections (body.c).
  */
 

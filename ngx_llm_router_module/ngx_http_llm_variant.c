@@ -41,6 +41,15 @@ static ngx_int_t ngx_http_llm_given_tokens(ngx_http_request_t *r,
 static size_t ngx_http_llm_text_bytes(ngx_str_t *value, ngx_uint_t *count);
 
 
+/* where the prompt is, by endpoint: chat, completions, embeddings */
+ngx_str_t  ngx_http_llm_prompt_keys[] = {
+    ngx_string("messages"),
+    ngx_string("prompt"),
+    ngx_string("input"),
+    ngx_null_string
+};
+
+
 /*
  * Variants of a model: the smallest max_context that holds the estimated
  * prompt plus the completion asked for, among those with a usable peer.
@@ -424,18 +433,16 @@ ngx_http_llm_estimate(ngx_http_request_t *r, ngx_http_llm_body_t *body,
 {
     size_t                        bytes;
     ngx_int_t                     i;
-    ngx_str_t                     raw, *key;
+    ngx_str_t                     raw, *key, *texts;
     ngx_uint_t                    count, messages, per;
     ngx_http_llm_jscan_member_t  *m;
 
-    static ngx_str_t  texts[] = {
-        ngx_string("messages"), ngx_string("prompt"), ngx_string("input"),
-        ngx_null_string
-    };
     static ngx_str_t  tools = ngx_string("tools");
 
     bytes = 0;
     messages = 0;
+
+    texts = ngx_http_llm_prompt_keys;
 
     for (key = texts; text && key->len; key++) {
         i = ngx_http_llm_find_member(body, scan, key, &count);

@@ -25,6 +25,9 @@ typedef struct {
 } ngx_http_llm_fit_t;
 
 
+extern ngx_str_t  ngx_http_llm_prompt_keys[];   /* messages, prompt, input */
+
+
 ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route,
