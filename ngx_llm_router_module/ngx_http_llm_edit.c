@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: the edits of a request body and their application; see
- * ngx_http_llm_edit.h.
+ * ngx_llm_router: the edit list of a body: ordered, never overlapping, walked.
+ * Not here: what to edit (plan.c), anything of nginx (t/unit/edit_test.c).
  */
 
 

@@ -1,6 +1,7 @@
 
 /*
- * ngx_llm_router: from the model a client asked for to a route.
+ * ngx_llm_router: from the model a client asked for to a route, or a fallback.
+ * Not here: variants (variant.c), peers' health (upstream.c, check.c).
  *
  * Precedence: aliases and exact names (one hash), then the longest
  * matching glob, then "llm_model default".
@@ -12,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_route.h"
 
 
 ngx_http_llm_route_t *

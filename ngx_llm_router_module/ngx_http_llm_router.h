@@ -342,17 +342,6 @@ typedef struct {
 /* the module object (ngx_http_llm_module.c), for every file's conf */
 extern ngx_module_t  ngx_http_llm_router_module;
 
-/* routing (ngx_http_llm_route.c) */
-ngx_http_llm_route_t *ngx_http_llm_find_route(ngx_http_llm_main_conf_t *lmcf,
-    ngx_str_t *name);
-ngx_uint_t ngx_http_llm_glob_match(ngx_str_t *pattern, ngx_str_t *name);
-ngx_http_llm_route_t *ngx_http_llm_healthy_route(
-    ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_route_t *route);
-
-/* request body (ngx_http_llm_body.c) */
-ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
-void ngx_http_llm_resume_routing(ngx_http_request_t *r);
-
 
 
 
@@ -391,6 +380,11 @@ char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
 #include "ngx_http_llm_hook.h"
 #include "ngx_http_llm_hook_conf.h"
 #include "ngx_http_llm_variables.h"
+#include "ngx_http_llm_route.h"
+#include "ngx_http_llm_body.h"
+#include "ngx_http_llm_body_buf.h"
+#include "ngx_http_llm_plan.h"
+#include "ngx_http_llm_variant.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

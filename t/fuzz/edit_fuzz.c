@@ -6,7 +6,7 @@
  * the rules look at, with values of every type and whitespace between) and
  * rules: set, clamp or drop on each field, the engine profile's rename of
  * max_completion_tokens, llm_stream_usage.  They are planned the way
- * ngx_http_llm_body.c plans them, with the module's pure code (the scanner
+ * ngx_http_llm_plan.c plans them, with the module's pure code (the scanner
  * and the edit list), and applied whole and split in pieces.  Checks: the
  * size is what the walk writes, the result is a JSON object, the members
  * no rule touched are byte for byte the input's, the edited ones hold the
