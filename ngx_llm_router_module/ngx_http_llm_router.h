@@ -455,15 +455,6 @@ ngx_int_t ngx_http_llm_check_init_process(ngx_cycle_t *cycle);
 char *ngx_http_llm_router_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* response filters (ngx_http_llm_response.c) */
-ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
-ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
-ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
-    size_t len);
-ngx_int_t ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r);
-char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
-    void *data);
-
 /* metrics (ngx_http_llm_metrics.c) */
 char *ngx_http_llm_router_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -488,6 +479,13 @@ ngx_uint_t ngx_http_llm_hook_kinds(ngx_http_request_t *r,
 
 /* Lua runtime (ngx_http_llm_lua.c) */
 ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
+
+
+/* per-file exports (transitional: the integrator moves these) */
+#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_json.h"
+#include "ngx_http_llm_response_sse.h"
+#include "ngx_http_llm_response_fail.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */
