@@ -9,11 +9,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <cjson/cJSON.h>
-
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_response.h"
 #include "ngx_http_llm_response_json.h"
+#include "ngx_http_llm_response_error.h"
 #include "ngx_http_llm_response_fail.h"
 
 
@@ -38,7 +37,6 @@ static ngx_buf_t *ngx_http_llm_response_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_llm_send_engine_error(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static char *ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s);
 
 
 void
@@ -602,184 +600,23 @@ ngx_http_llm_response_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 }
 
 
-/*
- * An engine's error: passed on when it is in OpenAI's shape already,
- * else rewritten into it from what the engine said (vLLM's
- * {"object":"error","message":...}, TGI's and Ollama's {"error":"..."},
- * a text or HTML page).
- */
+/* an engine's error, in OpenAI's shape (ngx_http_llm_response_error.c) */
 
 static ngx_int_t
 ngx_http_llm_send_engine_error(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
-    char                     *text;
-    cJSON                    *json, *error, *item;
-    u_char                   *copy;
-    size_t                    len;
-    ngx_buf_t                *b, *body;
-    ngx_str_t                 message, quoted;
-    const char               *code, *type;
+    ngx_buf_t                *b;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
     resp->ended = 1;
-    body = resp->body;
 
-    json = NULL;
-    code = "upstream_error";
-    type = NULL;
-    text = NULL;
-
-    if (body && body->last > body->pos) {
-        json = cJSON_ParseWithLength((char *) body->pos,
-                                     body->last - body->pos);
-    }
-
-    if (cJSON_IsObject(json)) {
-        error = cJSON_GetObjectItemCaseSensitive(json, "error");
-        item = cJSON_GetObjectItemCaseSensitive(error, "message");
-
-        if (cJSON_IsObject(error) && cJSON_IsString(item)) {
-
-            /* OpenAI's shape: passed on as it is */
-
-            item = cJSON_GetObjectItemCaseSensitive(error, "code");
-
-            if (cJSON_IsString(item) && ngx_http_llm_error_token(
-                                            item->valuestring))
-            {
-                code = item->valuestring;
-            }
-
-            len = ngx_strlen(code);
-            ctx->error.code.data = ngx_pnalloc(r->pool, len);
-
-            if (ctx->error.code.data == NULL) {
-                cJSON_Delete(json);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ctx->error.code.data, code, len);
-            ctx->error.code.len = len;
-
-            cJSON_Delete(json);
-
-            b = body;
-            goto send;
-        }
-
-        item = cJSON_GetObjectItemCaseSensitive(json, "message");
-
-        if (!cJSON_IsString(item)) {
-            item = cJSON_IsString(error)
-                   ? error : cJSON_GetObjectItemCaseSensitive(json, "detail");
-        }
-
-        if (cJSON_IsString(item)) {
-            text = item->valuestring;
-        }
-
-        item = cJSON_GetObjectItemCaseSensitive(json, "type");
-
-        if (!cJSON_IsString(item)) {
-            item = cJSON_GetObjectItemCaseSensitive(json, "error_type");
-        }
-
-        if (cJSON_IsString(item) && ngx_http_llm_error_token(
-                                        item->valuestring))
-        {
-            type = item->valuestring;
-        }
-
-        item = cJSON_GetObjectItemCaseSensitive(json, "code");
-
-        if (cJSON_IsString(item) && ngx_http_llm_error_token(
-                                        item->valuestring))
-        {
-            code = item->valuestring;
-        }
-    }
-
-    if (text) {
-        message.len = ngx_strlen(text);
-        message.data = (u_char *) text;
-
-    } else {
-        message.data = ngx_pnalloc(r->pool, 80);
-        if (message.data == NULL) {
-            cJSON_Delete(json);
-            return NGX_ERROR;
-        }
-
-        message.len = ngx_sprintf(message.data,
-                                  "the engine answered with status %ui",
-                                  r->headers_out.status)
-                      - message.data;
-    }
-
-    /* the error keeps pointers: copies in the pool outlive the JSON */
-
-    copy = ngx_pstrdup(r->pool, &message);
-    if (copy == NULL) {
-        cJSON_Delete(json);
-        return NGX_ERROR;
-    }
-
-    message.data = copy;
-
-    code = (const char *) ngx_http_llm_cstrdup(r->pool, code);
-    type = type ? (const char *) ngx_http_llm_cstrdup(r->pool, type) : NULL;
-
-    cJSON_Delete(json);
-
-    if (code == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_llm_set_error(ctx, code, type, NULL, &message);
-
-    /* the engine's text on one line: a newline cannot forge another */
-
-    if (ngx_http_llm_log_text(r->pool, &message, &quoted) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "llm router: engine error %ui rewritten as %s: %V",
-                  r->headers_out.status, code, &quoted);
-
-    b = ngx_http_llm_error_body(r, r->headers_out.status, ctx);
+    b = ngx_http_llm_engine_error(r, ctx, resp->body);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.charset.len = 0;
-
-send:
-
     return ngx_http_llm_send_held(r, b);
-}
-
-
-static char *
-ngx_http_llm_cstrdup(ngx_pool_t *pool, const char *s)
-{
-    char    *d;
-    size_t   len;
-
-    len = ngx_strlen(s) + 1;
-
-    d = ngx_pnalloc(pool, len);
-    if (d == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(d, s, len);
-
-    return d;
 }
 
 

@@ -484,6 +484,7 @@ ngx_int_t ngx_http_llm_lua_check_runtime(ngx_log_t *log);
 /* per-file exports (transitional: the integrator moves these) */
 #include "ngx_http_llm_response.h"
 #include "ngx_http_llm_response_json.h"
+#include "ngx_http_llm_response_error.h"
 #include "ngx_http_llm_response_sse.h"
 #include "ngx_http_llm_response_fail.h"
 
