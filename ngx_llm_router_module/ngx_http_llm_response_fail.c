@@ -14,6 +14,12 @@
 #include "ngx_http_llm_response_fail.h"
 
 
+static ngx_int_t ngx_http_llm_error_event_chat(ngx_http_request_t *r,
+    ngx_buf_t *b, ngx_str_t *text);
+static void ngx_http_llm_error_values(ngx_buf_t *b, ngx_str_t *v);
+static void ngx_http_llm_anthropic_type(ngx_uint_t status, ngx_str_t *type);
+
+
 /* the filters after ours, which every response file hands answers to */
 
 ngx_http_output_header_filter_pt  ngx_http_llm_next_header_filter;
@@ -78,18 +84,10 @@ ngx_int_t
 ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t status, ngx_str_t *text)
 {
-    u_char                *p;
-    size_t                 len;
-    ngx_buf_t             *b;
-    ngx_str_t              v[3], type;
-    ngx_uint_t             i;
-    ngx_http_llm_jskim_t   k;
-
-    static ngx_str_t  names[] = {
-        ngx_string("message"),
-        ngx_string("code"),
-        ngx_string("param")
-    };
+    u_char     *p;
+    size_t      len;
+    ngx_buf_t  *b;
+    ngx_str_t   v[3], type;
 
     b = ngx_http_llm_error_body(r, status, ctx);
     if (b == NULL) {
@@ -97,46 +95,10 @@ ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     if (ctx->response->api == NGX_HTTP_LLM_API_CHAT) {
-
-        /* the body ends with "\n" */
-
-        text->len = sizeof("data: \ndata: [DONE]\n\n") + (b->last - b->pos);
-        text->data = ngx_pnalloc(r->pool, text->len);
-
-        if (text->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_cpymem(text->data, "data: ", 6);
-        p = ngx_cpymem(p, b->pos, b->last - b->pos - 1);
-        p = ngx_cpymem(p, "\n\ndata: [DONE]\n\n", 16);
-
-        text->len = p - text->data;
-
-        return NGX_OK;
+        return ngx_http_llm_error_event_chat(r, b, text);
     }
 
-    /* the values of {"error":{...}}, JSON text as they are */
-
-    ngx_str_set(&v[0], "\"the request failed\"");
-    ngx_str_set(&v[1], "\"server_error\"");
-    ngx_str_set(&v[2], "null");
-
-    if (ngx_http_llm_jskim_open(&k, b->pos, b->last - b->pos)
-        && ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER
-        && ngx_http_llm_jskim_open(&k, k.value, k.value_end - k.value))
-    {
-        while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
-            for (i = 0; i < 3; i++) {
-                if (k.key_len == names[i].len
-                    && ngx_strncmp(k.key, names[i].data, names[i].len) == 0)
-                {
-                    v[i].data = (u_char *) k.value;
-                    v[i].len = k.value_end - k.value;
-                }
-            }
-        }
-    }
+    ngx_http_llm_error_values(b, v);
 
     if (ctx->response->api == NGX_HTTP_LLM_API_RESPONSES) {
         len = sizeof("event: error\ndata: {\"type\":\"error\",\"code\":,"
@@ -159,38 +121,7 @@ ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_OK;
     }
 
-    /* Anthropic's error types */
-
-    switch (status) {
-    case NGX_HTTP_BAD_REQUEST:
-        ngx_str_set(&type, "invalid_request_error");
-        break;
-    case NGX_HTTP_UNAUTHORIZED:
-        ngx_str_set(&type, "authentication_error");
-        break;
-    case NGX_HTTP_FORBIDDEN:
-        ngx_str_set(&type, "permission_error");
-        break;
-    case NGX_HTTP_NOT_FOUND:
-        ngx_str_set(&type, "not_found_error");
-        break;
-    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        ngx_str_set(&type, "request_too_large");
-        break;
-    case NGX_HTTP_TOO_MANY_REQUESTS:
-        ngx_str_set(&type, "rate_limit_error");
-        break;
-    case NGX_HTTP_SERVICE_UNAVAILABLE:
-        ngx_str_set(&type, "overloaded_error");
-        break;
-    default:
-        if (status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
-            ngx_str_set(&type, "invalid_request_error");
-
-        } else {
-            ngx_str_set(&type, "api_error");
-        }
-    }
+    ngx_http_llm_anthropic_type(status, &type);
 
     len = sizeof("event: error\ndata: {\"type\":\"error\",\"error\":"
                  "{\"type\":\"\",\"message\":}}\n\n")
@@ -209,6 +140,107 @@ ngx_http_llm_error_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     text->len = p - text->data;
 
     return NGX_OK;
+}
+
+
+/* Chat Completions: the body (it ends with "\n") as data, then [DONE] */
+
+static ngx_int_t
+ngx_http_llm_error_event_chat(ngx_http_request_t *r, ngx_buf_t *b,
+    ngx_str_t *text)
+{
+    u_char  *p;
+
+    text->len = sizeof("data: \ndata: [DONE]\n\n") + (b->last - b->pos);
+    text->data = ngx_pnalloc(r->pool, text->len);
+
+    if (text->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(text->data, "data: ", 6);
+    p = ngx_cpymem(p, b->pos, b->last - b->pos - 1);
+    p = ngx_cpymem(p, "\n\ndata: [DONE]\n\n", 16);
+
+    text->len = p - text->data;
+
+    return NGX_OK;
+}
+
+
+/* the message, code and param of {"error":{...}}, JSON text as they are */
+
+static void
+ngx_http_llm_error_values(ngx_buf_t *b, ngx_str_t *v)
+{
+    ngx_uint_t             i;
+    ngx_http_llm_jskim_t   k;
+
+    static ngx_str_t  names[] = {
+        ngx_string("message"),
+        ngx_string("code"),
+        ngx_string("param")
+    };
+
+    ngx_str_set(&v[0], "\"the request failed\"");
+    ngx_str_set(&v[1], "\"server_error\"");
+    ngx_str_set(&v[2], "null");
+
+    if (!ngx_http_llm_jskim_open(&k, b->pos, b->last - b->pos)
+        || ngx_http_llm_jskim_next(&k) != NGX_HTTP_LLM_JSKIM_MEMBER
+        || !ngx_http_llm_jskim_open(&k, k.value, k.value_end - k.value))
+    {
+        return;
+    }
+
+    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
+        for (i = 0; i < 3; i++) {
+            if (k.key_len == names[i].len
+                && ngx_strncmp(k.key, names[i].data, names[i].len) == 0)
+            {
+                v[i].data = (u_char *) k.value;
+                v[i].len = k.value_end - k.value;
+            }
+        }
+    }
+}
+
+
+/* Anthropic's error type for a status */
+
+static void
+ngx_http_llm_anthropic_type(ngx_uint_t status, ngx_str_t *type)
+{
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:
+        ngx_str_set(type, "invalid_request_error");
+        break;
+    case NGX_HTTP_UNAUTHORIZED:
+        ngx_str_set(type, "authentication_error");
+        break;
+    case NGX_HTTP_FORBIDDEN:
+        ngx_str_set(type, "permission_error");
+        break;
+    case NGX_HTTP_NOT_FOUND:
+        ngx_str_set(type, "not_found_error");
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        ngx_str_set(type, "request_too_large");
+        break;
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        ngx_str_set(type, "rate_limit_error");
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_str_set(type, "overloaded_error");
+        break;
+    default:
+        if (status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            ngx_str_set(type, "invalid_request_error");
+
+        } else {
+            ngx_str_set(type, "api_error");
+        }
+    }
 }
 
 

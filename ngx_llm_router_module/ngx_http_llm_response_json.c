@@ -633,7 +633,6 @@ ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_int_t                 rc;
     ngx_buf_t                *b;
     ngx_str_t                 message;
-    ngx_chain_t               out;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
@@ -659,12 +658,6 @@ ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     r->headers_out.status = NGX_HTTP_BAD_GATEWAY;
     r->headers_out.status_line.len = 0;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
 
     if (r->headers_out.content_encoding) {
         r->headers_out.content_encoding->hash = 0;
@@ -680,19 +673,7 @@ ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_clear_last_modified(r);
     ngx_http_clear_etag(r);
 
-    rc = ngx_http_llm_next_header_filter(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_llm_next_body_filter(r, &out);
+    rc = ngx_http_llm_send_held(r, b);
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_DONE;
 }

@@ -39,16 +39,44 @@
 #define NGX_HTTP_LLM_EVENT_RAW      5    /* resp->replacement, whole */
 
 
+/* the members of an event's object that the router reads */
+
+typedef struct {
+    ngx_http_llm_jscan_member_t    *usage;
+    ngx_http_llm_jscan_member_t    *model;
+    ngx_http_llm_jscan_member_t    *choices;
+    ngx_http_llm_jscan_member_t    *type;
+    ngx_http_llm_jscan_member_t    *delta;
+} ngx_http_llm_event_members_t;
+
+
 static ngx_int_t ngx_http_llm_sse_observe(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
+static ngx_int_t ngx_http_llm_sse_observe_end(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_chain_t *in, ngx_chain_t *cl);
 static ngx_int_t ngx_http_llm_sse_rewrite(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_sse_read(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t *flush, ngx_uint_t *last_buf);
+static ngx_int_t ngx_http_llm_sse_hold(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, u_char *p, size_t n);
+static ngx_int_t ngx_http_llm_sse_read_end(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_int_t ngx_http_llm_out_spliced(ngx_http_request_t *r,
+    ngx_http_llm_response_t *resp, u_char *start, size_t len, size_t from,
+    size_t to, ngx_str_t *with);
 static ngx_uint_t ngx_http_llm_sse_event(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, size_t *model_start, size_t *model_end);
+static ngx_uint_t ngx_http_llm_event_object(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_http_llm_jscan_t *scan, size_t *ms,
+    size_t *me);
+static void ngx_http_llm_event_members(u_char *data,
+    ngx_http_llm_jscan_t *scan, ngx_http_llm_event_members_t *em);
+static ngx_uint_t ngx_http_llm_event_choices(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, u_char *data,
+    ngx_http_llm_jscan_member_t *choices);
 static ngx_uint_t ngx_http_llm_event_hooked(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
@@ -69,7 +97,9 @@ static ngx_int_t ngx_http_llm_out_flush(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, ngx_uint_t flush, ngx_uint_t last);
 static void ngx_http_llm_scratch_cleanup(void *data);
 static void ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx, ngx_str_t *text);
+    ngx_http_llm_ctx_t *ctx, ngx_buf_t *event);
+static ngx_buf_t *ngx_http_llm_sse_error_buf(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_int_t rc);
 
 
 /*
@@ -142,34 +172,24 @@ void
 ngx_http_llm_sse_broken(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_int_t rc)
 {
-    ngx_str_t                 text;
     ngx_buf_t                *b;
     ngx_chain_t               out;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
 
-    ngx_http_llm_stream_failed(r, ctx, rc);
-
-    if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
+    b = ngx_http_llm_sse_error_buf(r, ctx, rc);
+    if (b == NULL) {
         return;
     }
 
     if (resp->rewrite) {
-        ngx_http_llm_sse_end_rewritten(r, ctx, &text);
+        ngx_http_llm_sse_end_rewritten(r, ctx, b);
         return;
     }
 
     /* the buffers passed untouched: the event goes after them */
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return;
-    }
-
-    b->pos = text.data;
-    b->last = text.data + text.len;
-    b->memory = 1;
     b->flush = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;
@@ -188,7 +208,7 @@ ngx_http_llm_sse_broken(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 static void
 ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_str_t *text)
+    ngx_buf_t *event)
 {
     ngx_uint_t                flush, last;
     ngx_http_llm_response_t  *resp;
@@ -230,11 +250,41 @@ ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         resp->raw->last = resp->raw->pos;
     }
 
-    if (ngx_http_llm_out(r, resp, text->data, text->len) != NGX_OK) {
+    if (ngx_http_llm_out(r, resp, event->pos, event->last - event->pos)
+        != NGX_OK)
+    {
         return;
     }
 
     (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/* the stream failed (rc: 0, or nginx's 502 or 504): its error event */
+
+static ngx_buf_t *
+ngx_http_llm_sse_error_buf(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_buf_t  *b;
+    ngx_str_t   text;
+
+    ngx_http_llm_stream_failed(r, ctx, rc);
+
+    if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
+        return NULL;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->pos = text.data;
+    b->last = text.data + text.len;
+    b->memory = 1;
+
+    return b;
 }
 
 
@@ -259,10 +309,7 @@ ngx_http_llm_sse_observe(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     int                       event;
     u_char                   *p, *last;
     size_t                    n, ms, me;
-    ngx_buf_t                *b;
-    ngx_str_t                 text;
-    ngx_uint_t                data;
-    ngx_chain_t              *cl, *tail, **ll, *out;
+    ngx_chain_t              *cl;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
@@ -284,53 +331,42 @@ ngx_http_llm_sse_observe(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             }
         }
 
-        if (!cl->buf->last_buf || ctx->stream_done) {
-            continue;
+        if (cl->buf->last_buf && !ctx->stream_done) {
+            return ngx_http_llm_sse_observe_end(r, ctx, in, cl);
         }
+    }
 
-        /* the stream ends without [DONE]: say so before the end */
+    return ngx_http_llm_next_body_filter(r, in);
+}
 
-        ngx_http_llm_stream_failed(r, ctx, 0);
 
-        if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
-            return NGX_ERROR;
-        }
+/*
+ * The stream ends without its last event ([DONE]): the error event goes
+ * before an empty last buffer cl, or after the last bytes, taking the end
+ * of the stream over from them.
+ */
 
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
+static ngx_int_t
+ngx_http_llm_sse_observe_end(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_chain_t *in, ngx_chain_t *cl)
+{
+    ngx_buf_t     *b;
+    ngx_uint_t     data;
+    ngx_chain_t   *tail, **ll, *out;
 
-        b->pos = text.data;
-        b->last = text.data + text.len;
-        b->memory = 1;
+    b = ngx_http_llm_sse_error_buf(r, ctx, 0);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
 
-        /*
-         * the event goes before an empty last buffer, or after the last
-         * bytes, taking the end of the stream over from them
-         */
+    data = (cl->buf->last > cl->buf->pos);
 
-        data = (cl->buf->last > cl->buf->pos);
+    out = NULL;
+    ll = &out;
 
-        out = NULL;
-        ll = &out;
-
-        for (tail = in; tail; tail = tail->next) {
-            if (tail == cl && !data) {
-                break;
-            }
-
-            *ll = ngx_alloc_chain_link(r->pool);
-            if (*ll == NULL) {
-                return NGX_ERROR;
-            }
-
-            (*ll)->buf = tail->buf;
-            ll = &(*ll)->next;
-
-            if (tail == cl) {
-                break;
-            }
+    for (tail = in; tail; tail = tail->next) {
+        if (tail == cl && !data) {
+            break;
         }
 
         *ll = ngx_alloc_chain_link(r->pool);
@@ -338,22 +374,32 @@ ngx_http_llm_sse_observe(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        (*ll)->buf = b;
-        (*ll)->next = NULL;
+        (*ll)->buf = tail->buf;
+        ll = &(*ll)->next;
 
-        if (data) {
-            cl->buf->last_buf = 0;
-            b->last_buf = 1;
-            b->last_in_chain = 1;
-
-        } else {
-            (*ll)->next = cl;
+        if (tail == cl) {
+            break;
         }
-
-        return ngx_http_llm_next_body_filter(r, out);
     }
 
-    return ngx_http_llm_next_body_filter(r, in);
+    *ll = ngx_alloc_chain_link(r->pool);
+    if (*ll == NULL) {
+        return NGX_ERROR;
+    }
+
+    (*ll)->buf = b;
+    (*ll)->next = NULL;
+
+    if (data) {
+        cl->buf->last_buf = 0;
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+    } else {
+        (*ll)->next = cl;
+    }
+
+    return ngx_http_llm_next_body_filter(r, out);
 }
 
 
@@ -431,10 +477,10 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_uint_t *flush, ngx_uint_t *last_buf)
 {
     int                       event;
-    u_char                   *p, *last;
-    size_t                    n, size;
-    ngx_buf_t                *raw, *b;
-    ngx_str_t                 text;
+    u_char                   *p;
+    size_t                    n;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
     ngx_chain_t              *cl;
     ngx_http_llm_response_t  *resp;
 
@@ -457,68 +503,13 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
             }
 
             p = b->pos;
-            last = b->last;
 
-            n = ngx_http_llm_sse_feed(&resp->sse, p, last - p, &event);
+            n = ngx_http_llm_sse_feed(&resp->sse, p, b->last - p, &event);
 
-            /* the event's raw bytes, held until its end */
+            rc = ngx_http_llm_sse_hold(r, ctx, p, n);
 
-            raw = resp->raw;
-
-            if (resp->raw_pass) {
-                if (ngx_http_llm_out(r, resp, p, n) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-            } else if (raw == NULL || (size_t) (raw->end - raw->last) < n) {
-                size = raw ? (size_t) (raw->last - raw->pos) : 0;
-
-                if (size + n > resp->event_max) {
-
-                    if (ngx_http_llm_event_unseen(r, ctx,
-                                                  NGX_HTTP_LLM_UNSEEN_SIZE))
-                    {
-                        if (raw) {
-                            raw->last = raw->pos;
-                        }
-
-                        resp->hook_abort = 1;
-                        return NGX_OK;
-                    }
-
-                    /* too big to hold: out as it is */
-
-                    if ((size && ngx_http_llm_out(r, resp, raw->pos, size)
-                                 != NGX_OK)
-                        || ngx_http_llm_out(r, resp, p, n) != NGX_OK)
-                    {
-                        return NGX_ERROR;
-                    }
-
-                    if (raw) {
-                        raw->last = raw->pos;
-                    }
-
-                    resp->raw_pass = 1;
-
-                } else {
-                    raw = ngx_create_temp_buf(r->pool,
-                                              ngx_max(2 * size + n, 1024));
-                    if (raw == NULL) {
-                        return NGX_ERROR;
-                    }
-
-                    if (size) {
-                        raw->last = ngx_cpymem(raw->last, resp->raw->pos,
-                                               size);
-                    }
-
-                    raw->last = ngx_cpymem(raw->last, p, n);
-                    resp->raw = raw;
-                }
-
-            } else {
-                raw->last = ngx_cpymem(raw->last, p, n);
+            if (rc != NGX_OK) {
+                return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
             }
 
             /* copied: these bytes of the engine's buffer are done with */
@@ -549,28 +540,118 @@ ngx_http_llm_sse_read(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
         *last_buf = 1;
 
-        /* an unfinished event goes out as it is */
+        if (ngx_http_llm_sse_read_end(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
 
-        raw = resp->raw;
+    return NGX_OK;
+}
 
-        if (raw && raw->last > raw->pos) {
-            if (ngx_http_llm_out(r, resp, raw->pos, raw->last - raw->pos)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
+
+/*
+ * The event's raw bytes, held until its end; one too big to hold goes out
+ * as it is.  NGX_DONE: a chunk hook cannot see it, the stream is aborted.
+ */
+
+static ngx_int_t
+ngx_http_llm_sse_hold(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    u_char *p, size_t n)
+{
+    size_t                    size;
+    ngx_buf_t                *raw;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+    raw = resp->raw;
+
+    if (resp->raw_pass) {
+        return ngx_http_llm_out(r, resp, p, n);
+    }
+
+    if (raw && (size_t) (raw->end - raw->last) >= n) {
+        raw->last = ngx_cpymem(raw->last, p, n);
+        return NGX_OK;
+    }
+
+    size = raw ? (size_t) (raw->last - raw->pos) : 0;
+
+    if (size + n > resp->event_max) {
+
+        if (ngx_http_llm_event_unseen(r, ctx, NGX_HTTP_LLM_UNSEEN_SIZE)) {
+            if (raw) {
+                raw->last = raw->pos;
             }
 
+            resp->hook_abort = 1;
+            return NGX_DONE;
+        }
+
+        /* too big to hold: out as it is */
+
+        if ((size && ngx_http_llm_out(r, resp, raw->pos, size) != NGX_OK)
+            || ngx_http_llm_out(r, resp, p, n) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (raw) {
             raw->last = raw->pos;
         }
 
-        if (!ctx->stream_done) {
-            ngx_http_llm_stream_failed(r, ctx, 0);
+        resp->raw_pass = 1;
 
-            if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK
-                || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+        return NGX_OK;
+    }
+
+    raw = ngx_create_temp_buf(r->pool, ngx_max(2 * size + n, 1024));
+    if (raw == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (size) {
+        raw->last = ngx_cpymem(raw->last, resp->raw->pos, size);
+    }
+
+    raw->last = ngx_cpymem(raw->last, p, n);
+    resp->raw = raw;
+
+    return NGX_OK;
+}
+
+
+/* the engine's last buffer is read: an unfinished event, an error event */
+
+static ngx_int_t
+ngx_http_llm_sse_read_end(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_buf_t                *raw;
+    ngx_str_t                 text;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    /* an unfinished event goes out as it is */
+
+    raw = resp->raw;
+
+    if (raw && raw->last > raw->pos) {
+        if (ngx_http_llm_out(r, resp, raw->pos, raw->last - raw->pos)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        raw->last = raw->pos;
+    }
+
+    if (!ctx->stream_done) {
+        ngx_http_llm_stream_failed(r, ctx, 0);
+
+        if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK
+            || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
@@ -585,7 +666,6 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
     u_char                   *start;
     size_t                    ms, me, vs, len, data_len;
-    ngx_int_t                 rc;
     ngx_buf_t                *raw;
     ngx_uint_t                what;
     ngx_http_llm_response_t  *resp;
@@ -624,34 +704,12 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         return NGX_OK;
 
     case NGX_HTTP_LLM_EVENT_EDIT:
-        rc = ngx_http_llm_out(r, resp, start, vs + ms);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_llm_out(r, resp, resp->model_json.data,
-                                  resp->model_json.len);
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_llm_out(r, resp, start + vs + me,
-                                  len - vs - me);
-        }
-
-        return rc;
+        return ngx_http_llm_out_spliced(r, resp, start, len, vs + ms,
+                                        vs + me, &resp->model_json);
 
     case NGX_HTTP_LLM_EVENT_REPLACE:
-        rc = ngx_http_llm_out(r, resp, start, vs);
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_llm_out(r, resp, resp->replacement.data,
-                                  resp->replacement.len);
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_llm_out(r, resp, start + vs + data_len,
-                                  len - vs - data_len);
-        }
-
-        return rc;
+        return ngx_http_llm_out_spliced(r, resp, start, len, vs,
+                                        vs + data_len, &resp->replacement);
 
     case NGX_HTTP_LLM_EVENT_RAW:
         /* keep a '\n' ending the event before, as for DROP */
@@ -675,6 +733,22 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 }
 
 
+/* an event out with its bytes [from, to) replaced by with */
+
+static ngx_int_t
+ngx_http_llm_out_spliced(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
+    u_char *start, size_t len, size_t from, size_t to, ngx_str_t *with)
+{
+    if (ngx_http_llm_out(r, resp, start, from) != NGX_OK
+        || ngx_http_llm_out(r, resp, with->data, with->len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_llm_out(r, resp, start + to, len - to);
+}
+
+
 /*
  * What an event says: [DONE], usage, the first content; and what to do
  * with it.  *ms, *me: the "model" value in the event's data, for EDIT.
@@ -684,19 +758,12 @@ static ngx_uint_t
 ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     size_t *ms, size_t *me)
 {
-    u_char                       *data;
-    size_t                        i, len;
-    ngx_uint_t                    what, empty_choices;
-    ngx_http_llm_sse_t           *sse;
-    ngx_http_llm_jscan_t          scan;
-    ngx_http_llm_response_t      *resp;
-    ngx_http_llm_jscan_member_t  *m, *usage, *model, *choices, *type,
-                                 *delta;
+    ngx_http_llm_sse_t       *sse;
+    ngx_http_llm_jscan_t      scan;
+    ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
     sse = &resp->sse;
-    data = sse->data;
-    len = sse->data_len;
 
     *ms = 0;
     *me = 0;
@@ -705,7 +772,7 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NGX_HTTP_LLM_EVENT_KEEP;     /* a comment, a heartbeat */
     }
 
-    if (len == 6 && ngx_strncmp(data, "[DONE]", 6) == 0) {
+    if (sse->data_len == 6 && ngx_strncmp(sse->data, "[DONE]", 6) == 0) {
         ctx->stream_done = 1;
 
         if (resp->hooks & (1 << NGX_HTTP_LLM_HOOK_DONE)) {
@@ -736,7 +803,7 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     ngx_http_llm_jscan_init(&scan);
-    (void) ngx_http_llm_jscan_feed(&scan, data, len);
+    (void) ngx_http_llm_jscan_feed(&scan, sse->data, sse->data_len);
 
     if (ngx_http_llm_jscan_finish(&scan) != NGX_HTTP_LLM_JSCAN_OK) {
 
@@ -746,77 +813,58 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                                          0);
     }
 
-    usage = NULL;
-    model = NULL;
-    choices = NULL;
-    type = NULL;
-    delta = NULL;
+    return ngx_http_llm_event_object(r, ctx, &scan, ms, me);
+}
 
-    for (i = 0; i < scan.nmembers; i++) {
-        m = &scan.members[i];
 
-        if (ngx_http_llm_member_is(data, m, "usage")) {
-            usage = m;
+/* an event whose data is an object: its members, read */
 
-        } else if (ngx_http_llm_member_is(data, m, "model")) {
-            model = m;
+static ngx_uint_t
+ngx_http_llm_event_object(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_http_llm_jscan_t *scan, size_t *ms, size_t *me)
+{
+    u_char                       *data;
+    ngx_uint_t                    what, empty_choices;
+    ngx_http_llm_sse_t           *sse;
+    ngx_http_llm_response_t      *resp;
+    ngx_http_llm_event_members_t  em;
 
-        } else if (ngx_http_llm_member_is(data, m, "choices")) {
-            choices = m;
+    resp = ctx->response;
+    sse = &resp->sse;
+    data = sse->data;
 
-        } else if (ngx_http_llm_member_is(data, m, "type")) {
-            type = m;
+    ngx_http_llm_event_members(data, scan, &em);
 
-        } else if (ngx_http_llm_member_is(data, m, "delta")) {
-            delta = m;
-        }
-    }
-
-    if (resp->api != NGX_HTTP_LLM_API_CHAT && type && !ctx->stream_done
-        && type->type == NGX_HTTP_LLM_JSON_STRING
-        && ngx_http_llm_stream_end(resp->api, data + type->value + 1,
-                                   type->value_end - type->value - 2))
+    if (resp->api != NGX_HTTP_LLM_API_CHAT && em.type && !ctx->stream_done
+        && em.type->type == NGX_HTTP_LLM_JSON_STRING
+        && ngx_http_llm_stream_end(resp->api, data + em.type->value + 1,
+                                   em.type->value_end - em.type->value - 2))
     {
         ctx->stream_done = 1;
     }
 
     /* Responses: "delta":"text"; Messages: "delta":{"text":"..."} */
 
-    if (ctx->ttft < 0 && delta
-        && ((delta->type == NGX_HTTP_LLM_JSON_STRING
-             && delta->value_end - delta->value > 2)
-            || (delta->type == NGX_HTTP_LLM_JSON_OBJECT
-                && ngx_http_llm_delta_content(data + delta->value,
-                                            delta->value_end - delta->value))))
+    if (ctx->ttft < 0 && em.delta
+        && ((em.delta->type == NGX_HTTP_LLM_JSON_STRING
+             && em.delta->value_end - em.delta->value > 2)
+            || (em.delta->type == NGX_HTTP_LLM_JSON_OBJECT
+                && ngx_http_llm_delta_content(data + em.delta->value,
+                                              em.delta->value_end
+                                              - em.delta->value))))
     {
         ctx->ttft = ngx_http_llm_elapsed(r);
     }
 
     empty_choices = 0;
 
-    if (choices && choices->type == NGX_HTTP_LLM_JSON_ARRAY) {
-        for (i = choices->value + 1; i < (size_t) choices->value_end; i++) {
-            if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n'
-                && data[i] != '\r')
-            {
-                break;
-            }
-        }
-
-        empty_choices = (data[i] == ']');
-
-        if (ctx->ttft < 0 && !empty_choices
-            && ngx_http_llm_choices_content(data + choices->value,
-                                            choices->value_end
-                                            - choices->value))
-        {
-            ctx->ttft = ngx_http_llm_elapsed(r);
-        }
+    if (em.choices && em.choices->type == NGX_HTTP_LLM_JSON_ARRAY) {
+        empty_choices = ngx_http_llm_event_choices(r, ctx, data, em.choices);
     }
 
-    if (usage && usage->type == NGX_HTTP_LLM_JSON_OBJECT) {
-        (void) ngx_http_llm_read_usage(ctx, data + usage->value,
-                                       usage->value_end - usage->value);
+    if (em.usage && em.usage->type == NGX_HTTP_LLM_JSON_OBJECT) {
+        (void) ngx_http_llm_read_usage(ctx, data + em.usage->value,
+                                       em.usage->value_end - em.usage->value);
 
         if (ctx->strip_usage && empty_choices) {
             return NGX_HTTP_LLM_EVENT_DROP;
@@ -825,17 +873,85 @@ ngx_http_llm_sse_event(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     what = NGX_HTTP_LLM_EVENT_KEEP;
 
-    if (resp->model_json.len && model
-        && model->type == NGX_HTTP_LLM_JSON_STRING
+    if (resp->model_json.len && em.model
+        && em.model->type == NGX_HTTP_LLM_JSON_STRING
         && sse->data_lines == 1
-        && sse->value_end - sse->value_start == len)
+        && sse->value_end - sse->value_start == sse->data_len)
     {
-        *ms = model->value;
-        *me = model->value_end;
+        *ms = em.model->value;
+        *me = em.model->value_end;
         what = NGX_HTTP_LLM_EVENT_EDIT;
     }
 
     return ngx_http_llm_event_hooked(r, ctx, what, *ms, *me);
+}
+
+
+/* the top-level members of an event's object that the router reads */
+
+static void
+ngx_http_llm_event_members(u_char *data, ngx_http_llm_jscan_t *scan,
+    ngx_http_llm_event_members_t *em)
+{
+    size_t                        i;
+    ngx_http_llm_jscan_member_t  *m;
+
+    em->usage = NULL;
+    em->model = NULL;
+    em->choices = NULL;
+    em->type = NULL;
+    em->delta = NULL;
+
+    for (i = 0; i < scan->nmembers; i++) {
+        m = &scan->members[i];
+
+        if (ngx_http_llm_member_is(data, m, "usage")) {
+            em->usage = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "model")) {
+            em->model = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "choices")) {
+            em->choices = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "type")) {
+            em->type = m;
+
+        } else if (ngx_http_llm_member_is(data, m, "delta")) {
+            em->delta = m;
+        }
+    }
+}
+
+
+/* "choices": 1 if empty (a usage event); the first content is timed */
+
+static ngx_uint_t
+ngx_http_llm_event_choices(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    u_char *data, ngx_http_llm_jscan_member_t *choices)
+{
+    size_t  i;
+
+    for (i = choices->value + 1; i < (size_t) choices->value_end; i++) {
+        if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n'
+            && data[i] != '\r')
+        {
+            break;
+        }
+    }
+
+    if (data[i] == ']') {
+        return 1;
+    }
+
+    if (ctx->ttft < 0
+        && ngx_http_llm_choices_content(data + choices->value,
+                                        choices->value_end - choices->value))
+    {
+        ctx->ttft = ngx_http_llm_elapsed(r);
+    }
+
+    return 0;
 }
 
 
