@@ -72,7 +72,7 @@ static ngx_int_t ngx_http_llm_unreadable(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_undecodable(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t kind);
-static ngx_uint_t ngx_http_llm_restore_wanted(ngx_http_request_t *r,
+static ngx_int_t ngx_http_llm_restore_model(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_response_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -176,18 +176,8 @@ ngx_http_llm_response_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
         return ngx_http_llm_undecodable(r, ctx, kind);
     }
 
-    /* the name goes back to the client as the client wrote it */
-
-    if (ngx_http_llm_restore_wanted(r, ctx)) {
-        resp->model_json = ctx->model_json;
-
-        if (resp->model_json.len == 0
-            && ngx_http_llm_json_quote(r->pool, &ctx->model,
-                                       &resp->model_json)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_http_llm_restore_model(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     r->main_filter_need_in_memory = 1;
@@ -374,22 +364,36 @@ ngx_http_llm_compressed(ngx_str_t *value)
 }
 
 
-/* the route sent another name upstream, and llm_restore_model is on */
+/*
+ * The name goes back to the client as the client wrote it, when the route
+ * sent another name upstream and llm_restore_model is on.
+ */
 
-static ngx_uint_t
-ngx_http_llm_restore_wanted(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+static ngx_int_t
+ngx_http_llm_restore_model(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
+    ngx_http_llm_response_t  *resp;
     ngx_http_llm_loc_conf_t  *llcf;
 
     llcf = ngx_http_get_module_loc_conf(r, ngx_http_llm_router_module);
 
-    if (!llcf->restore_model) {
-        return 0;
+    if (!llcf->restore_model
+        || (ctx->target.len == ctx->model.len
+            && ngx_strncmp(ctx->target.data, ctx->model.data, ctx->model.len)
+               == 0))
+    {
+        return NGX_OK;
     }
 
-    return ctx->target.len != ctx->model.len
-           || ngx_strncmp(ctx->target.data, ctx->model.data, ctx->model.len)
-              != 0;
+    resp = ctx->response;
+    resp->model_json = ctx->model_json;
+
+    if (resp->model_json.len == 0) {
+        return ngx_http_llm_json_quote(r->pool, &ctx->model,
+                                       &resp->model_json);
+    }
+
+    return NGX_OK;
 }
 
 
