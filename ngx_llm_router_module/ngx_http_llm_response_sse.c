@@ -22,12 +22,11 @@
     ((m)->key_len == sizeof(name) - 1                                         \
      && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
 
-#define NGX_HTTP_LLM_OUT_SIZE       4096
-
 /* why a chunk hook cannot see an event */
 #define NGX_HTTP_LLM_UNSEEN_SIZE    0    /* over llm_event_max_size */
 #define NGX_HTTP_LLM_UNSEEN_LINES   1    /* data on more than one line */
 
+#define NGX_HTTP_LLM_OUT_SIZE       4096
 #define NGX_HTTP_LLM_OUT_BUFS       4    /* waiting downstream, at most */
 #define NGX_HTTP_LLM_SCRATCH_SIZE   4096 /* a chunk hook's, per event */
 
@@ -50,6 +49,7 @@ typedef struct {
 } ngx_http_llm_event_members_t;
 
 
+static void ngx_http_llm_scratch_cleanup(void *data);
 static ngx_int_t ngx_http_llm_sse_observe(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_chain_t *in);
 static ngx_int_t ngx_http_llm_sse_observe_end(ngx_http_request_t *r,
@@ -77,25 +77,24 @@ static void ngx_http_llm_event_members(u_char *data,
 static ngx_uint_t ngx_http_llm_event_choices(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, u_char *data,
     ngx_http_llm_jscan_member_t *choices);
+static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
+static ngx_uint_t ngx_http_llm_stream_end(ngx_uint_t api, u_char *name,
+    size_t len);
 static ngx_uint_t ngx_http_llm_event_hooked(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static ngx_uint_t ngx_http_llm_choices_content(u_char *p, size_t len);
-static ngx_uint_t ngx_http_llm_delta_content(u_char *p, size_t len);
 static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t why);
-static ngx_uint_t ngx_http_llm_stream_end(ngx_uint_t api, u_char *name,
-    size_t len);
-static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
-    ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *p, size_t n);
 static ngx_int_t ngx_http_llm_out_flush(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, ngx_uint_t flush, ngx_uint_t last);
-static void ngx_http_llm_scratch_cleanup(void *data);
+static ngx_int_t ngx_http_llm_hook_abort_stream(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
 static void ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_buf_t *event);
 static ngx_buf_t *ngx_http_llm_sse_error_buf(ngx_http_request_t *r,
@@ -162,131 +161,18 @@ ngx_http_llm_sse_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 }
 
 
-/*
- * The engine broke the stream off (closed, timed out; rc: 502 or 504):
- * what is still unread or held of its bytes goes first, then the error
- * event that ends the stream (ngx_http_llm_upstream_finalize()).
- */
-
-void
-ngx_http_llm_sse_broken(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_int_t rc)
-{
-    ngx_buf_t                *b;
-    ngx_chain_t               out;
-    ngx_http_llm_response_t  *resp;
-
-    resp = ctx->response;
-
-    b = ngx_http_llm_sse_error_buf(r, ctx, rc);
-    if (b == NULL) {
-        return;
-    }
-
-    if (resp->rewrite) {
-        ngx_http_llm_sse_end_rewritten(r, ctx, b);
-        return;
-    }
-
-    /* the buffers passed untouched: the event goes after them */
-
-    b->flush = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    resp->injecting = 1;
-    (void) ngx_http_output_filter(r, &out);
-    resp->injecting = 0;
-    resp->ended = 1;
-}
-
-
-/* a rewritten stream broken off: the engine's bytes, then the error event */
+/* the scratch pool goes with the request */
 
 static void
-ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_buf_t *event)
+ngx_http_llm_scratch_cleanup(void *data)
 {
-    ngx_uint_t                flush, last;
-    ngx_http_llm_response_t  *resp;
+    ngx_pool_t  *pool = data;
 
-    resp = ctx->response;
-
-    /* the engine's bytes not read yet go first, all of them */
-
-    if (resp->in) {
-        resp->in_last = 1;
-        flush = 0;
-        last = 0;
-
-        if (ngx_http_llm_sse_read(r, ctx, &flush, &last) != NGX_OK) {
-            return;
-        }
-
-        if (resp->hook_abort) {
-            (void) ngx_http_llm_hook_abort_stream(r, ctx);
-            return;
-        }
-
-        if (last) {
-            (void) ngx_http_llm_out_flush(r, resp, 1, 1);
-            return;
-        }
-    }
-
-    /* whatever was held of an unfinished event goes first */
-
-    if (resp->raw && resp->raw->last > resp->raw->pos) {
-        if (ngx_http_llm_out(r, resp, resp->raw->pos,
-                             resp->raw->last - resp->raw->pos)
-            != NGX_OK)
-        {
-            return;
-        }
-
-        resp->raw->last = resp->raw->pos;
-    }
-
-    if (ngx_http_llm_out(r, resp, event->pos, event->last - event->pos)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+    ngx_destroy_pool(pool);
 }
 
 
-/* the stream failed (rc: 0, or nginx's 502 or 504): its error event */
-
-static ngx_buf_t *
-ngx_http_llm_sse_error_buf(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
-    ngx_int_t rc)
-{
-    ngx_buf_t  *b;
-    ngx_str_t   text;
-
-    ngx_http_llm_stream_failed(r, ctx, rc);
-
-    if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
-        return NULL;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NULL;
-    }
-
-    b->pos = text.data;
-    b->last = text.data + text.len;
-    b->memory = 1;
-
-    return b;
-}
-
+/* the body filter of an event stream */
 
 ngx_int_t
 ngx_http_llm_sse_body(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
@@ -956,6 +842,136 @@ ngx_http_llm_event_choices(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
 
 /*
+ * A choice that carries generated text, reasoning or a tool call: the
+ * choices are walked with the skimmer, whatever spaces the engine writes
+ * ("content": "x" as Python's json module writes it).
+ */
+
+static ngx_uint_t
+ngx_http_llm_choices_content(u_char *p, size_t len)
+{
+    int                    rc;
+    u_char                *last;
+    ngx_http_llm_jskim_t   k;
+
+    last = p + len - 1;     /* the ']' */
+    p++;
+
+    for ( ;; ) {
+        while (p < last && (ngx_http_llm_is_space(*p) || *p == ',')) {
+            p++;
+        }
+
+        if (p >= last || *p != '{'
+            || !ngx_http_llm_jskim_open(&k, p, last - p))
+        {
+            return 0;
+        }
+
+        while ((rc = ngx_http_llm_jskim_next(&k))
+               == NGX_HTTP_LLM_JSKIM_MEMBER)
+        {
+            if (k.key_len == 5 && ngx_strncmp(k.key, "delta", 5) == 0
+                && *k.value == '{'
+                && ngx_http_llm_delta_content((u_char *) k.value,
+                                              k.value_end - k.value))
+            {
+                return 1;
+            }
+
+            /* completions: the choice's own "text" */
+
+            if (k.key_len == 4 && ngx_strncmp(k.key, "text", 4) == 0
+                && *k.value == '"' && k.value_end - k.value > 2)
+            {
+                return 1;
+            }
+        }
+
+        if (rc != NGX_HTTP_LLM_JSKIM_END) {
+            return 0;
+        }
+
+        p = (u_char *) k.pos + 1;       /* past the choice's '}' */
+    }
+}
+
+
+/* a delta with text: a non-empty string, or a tool call */
+
+static ngx_uint_t
+ngx_http_llm_delta_content(u_char *p, size_t len)
+{
+    ngx_uint_t             i;
+    ngx_http_llm_jskim_t   k;
+
+    static ngx_str_t  keys[] = {
+        ngx_string("content"),              /* chat */
+        ngx_string("reasoning_content"),
+        ngx_string("reasoning"),
+        ngx_string("text"),                 /* Messages: text_delta */
+        ngx_string("thinking"),
+        ngx_string("partial_json"),
+        ngx_null_string
+    };
+
+    if (!ngx_http_llm_jskim_open(&k, p, len)) {
+        return 0;
+    }
+
+    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
+
+        if (*k.value == '"') {
+            if (k.value_end - k.value <= 2) {
+                continue;
+            }
+
+            for (i = 0; keys[i].len; i++) {
+                if (k.key_len == keys[i].len
+                    && ngx_strncmp(k.key, keys[i].data, keys[i].len) == 0)
+                {
+                    return 1;
+                }
+            }
+
+        } else if (*k.value == '[' && k.key_len == 10
+                   && ngx_strncmp(k.key, "tool_calls", 10) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the last event of a Responses or Messages stream, by its name or type */
+
+static ngx_uint_t
+ngx_http_llm_stream_end(ngx_uint_t api, u_char *name, size_t len)
+{
+    if (len == 5 && ngx_strncmp(name, "error", 5) == 0) {
+        return 1;       /* the engine's own error event ends it */
+    }
+
+    if (api == NGX_HTTP_LLM_API_MESSAGES) {
+        return len == 12 && ngx_strncmp(name, "message_stop", 12) == 0;
+    }
+
+    if (len < 15 || ngx_strncmp(name, "response.", 9) != 0) {
+        return 0;
+    }
+
+    name += 9;
+    len -= 9;
+
+    return (len == 9 && ngx_strncmp(name, "completed", 9) == 0)
+           || (len == 6 && ngx_strncmp(name, "failed", 6) == 0)
+           || (len == 10 && ngx_strncmp(name, "incomplete", 10) == 0);
+}
+
+
+/*
  * An event with data goes through the chunk hooks, whatever it holds (a
  * document they cannot read fails them), unless it passed out unread; one
  * whose data is on more than one line (clients join them) cannot be
@@ -1083,110 +1099,6 @@ ngx_http_llm_done_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
 
 /*
- * A choice that carries generated text, reasoning or a tool call: the
- * choices are walked with the skimmer, whatever spaces the engine writes
- * ("content": "x" as Python's json module writes it).
- */
-
-static ngx_uint_t
-ngx_http_llm_choices_content(u_char *p, size_t len)
-{
-    int                    rc;
-    u_char                *last;
-    ngx_http_llm_jskim_t   k;
-
-    last = p + len - 1;     /* the ']' */
-    p++;
-
-    for ( ;; ) {
-        while (p < last && (ngx_http_llm_is_space(*p) || *p == ',')) {
-            p++;
-        }
-
-        if (p >= last || *p != '{'
-            || !ngx_http_llm_jskim_open(&k, p, last - p))
-        {
-            return 0;
-        }
-
-        while ((rc = ngx_http_llm_jskim_next(&k))
-               == NGX_HTTP_LLM_JSKIM_MEMBER)
-        {
-            if (k.key_len == 5 && ngx_strncmp(k.key, "delta", 5) == 0
-                && *k.value == '{'
-                && ngx_http_llm_delta_content((u_char *) k.value,
-                                              k.value_end - k.value))
-            {
-                return 1;
-            }
-
-            /* completions: the choice's own "text" */
-
-            if (k.key_len == 4 && ngx_strncmp(k.key, "text", 4) == 0
-                && *k.value == '"' && k.value_end - k.value > 2)
-            {
-                return 1;
-            }
-        }
-
-        if (rc != NGX_HTTP_LLM_JSKIM_END) {
-            return 0;
-        }
-
-        p = (u_char *) k.pos + 1;       /* past the choice's '}' */
-    }
-}
-
-
-/* a delta with text: a non-empty string, or a tool call */
-
-static ngx_uint_t
-ngx_http_llm_delta_content(u_char *p, size_t len)
-{
-    ngx_uint_t             i;
-    ngx_http_llm_jskim_t   k;
-
-    static ngx_str_t  keys[] = {
-        ngx_string("content"),              /* chat */
-        ngx_string("reasoning_content"),
-        ngx_string("reasoning"),
-        ngx_string("text"),                 /* Messages: text_delta */
-        ngx_string("thinking"),
-        ngx_string("partial_json"),
-        ngx_null_string
-    };
-
-    if (!ngx_http_llm_jskim_open(&k, p, len)) {
-        return 0;
-    }
-
-    while (ngx_http_llm_jskim_next(&k) == NGX_HTTP_LLM_JSKIM_MEMBER) {
-
-        if (*k.value == '"') {
-            if (k.value_end - k.value <= 2) {
-                continue;
-            }
-
-            for (i = 0; keys[i].len; i++) {
-                if (k.key_len == keys[i].len
-                    && ngx_strncmp(k.key, keys[i].data, keys[i].len) == 0)
-                {
-                    return 1;
-                }
-            }
-
-        } else if (*k.value == '[' && k.key_len == 10
-                   && ngx_strncmp(k.key, "tool_calls", 10) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
  * An event a chunk hook cannot see: over llm_event_max_size, or its data
  * on more than one line (clients join them; the hook's event could not be
  * spliced back).  1: the stream is ended with an error (ctx->hook_status,
@@ -1247,66 +1159,6 @@ ngx_http_llm_event_unseen(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
                   "error event", &message, size);
 
     return 1;
-}
-
-
-/* the last event of a Responses or Messages stream, by its name or type */
-
-static ngx_uint_t
-ngx_http_llm_stream_end(ngx_uint_t api, u_char *name, size_t len)
-{
-    if (len == 5 && ngx_strncmp(name, "error", 5) == 0) {
-        return 1;       /* the engine's own error event ends it */
-    }
-
-    if (api == NGX_HTTP_LLM_API_MESSAGES) {
-        return len == 12 && ngx_strncmp(name, "message_stop", 12) == 0;
-    }
-
-    if (len < 15 || ngx_strncmp(name, "response.", 9) != 0) {
-        return 0;
-    }
-
-    name += 9;
-    len -= 9;
-
-    return (len == 9 && ngx_strncmp(name, "completed", 9) == 0)
-           || (len == 6 && ngx_strncmp(name, "failed", 6) == 0)
-           || (len == 10 && ngx_strncmp(name, "incomplete", 10) == 0);
-}
-
-
-/* a chunk hook rejected or failed: an error event, [DONE], the end */
-
-static ngx_int_t
-ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
-{
-    ngx_str_t                 text;
-    ngx_chain_t              *cl;
-    ngx_http_llm_response_t  *resp;
-
-    resp = ctx->response;
-
-    /* the rest of the engine's bytes go nowhere */
-
-    while (resp->in) {
-        cl = resp->in;
-        cl->buf->pos = cl->buf->last;
-        resp->in = cl->next;
-        ngx_free_chain(r->pool, cl);
-    }
-
-    if (ngx_http_llm_error_event(r, ctx, ctx->hook_status, &text) != NGX_OK
-        || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ctx->stream_done = 1;
-
-    ngx_http_llm_upstream_stop(r);
-
-    return ngx_http_llm_out_flush(r, resp, 1, 1);
 }
 
 
@@ -1439,10 +1291,161 @@ ngx_http_llm_out_flush(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
 }
 
 
-static void
-ngx_http_llm_scratch_cleanup(void *data)
-{
-    ngx_pool_t  *pool = data;
+/* a chunk hook rejected or failed: an error event, [DONE], the end */
 
-    ngx_destroy_pool(pool);
+static ngx_int_t
+ngx_http_llm_hook_abort_stream(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
+{
+    ngx_str_t                 text;
+    ngx_chain_t              *cl;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    /* the rest of the engine's bytes go nowhere */
+
+    while (resp->in) {
+        cl = resp->in;
+        cl->buf->pos = cl->buf->last;
+        resp->in = cl->next;
+        ngx_free_chain(r->pool, cl);
+    }
+
+    if (ngx_http_llm_error_event(r, ctx, ctx->hook_status, &text) != NGX_OK
+        || ngx_http_llm_out(r, resp, text.data, text.len) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->stream_done = 1;
+
+    ngx_http_llm_upstream_stop(r);
+
+    return ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/*
+ * The engine broke the stream off (closed, timed out; rc: 502 or 504):
+ * what is still unread or held of its bytes goes first, then the error
+ * event that ends the stream (ngx_http_llm_upstream_finalize()).
+ */
+
+void
+ngx_http_llm_sse_broken(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    b = ngx_http_llm_sse_error_buf(r, ctx, rc);
+    if (b == NULL) {
+        return;
+    }
+
+    if (resp->rewrite) {
+        ngx_http_llm_sse_end_rewritten(r, ctx, b);
+        return;
+    }
+
+    /* the buffers passed untouched: the event goes after them */
+
+    b->flush = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    resp->injecting = 1;
+    (void) ngx_http_output_filter(r, &out);
+    resp->injecting = 0;
+    resp->ended = 1;
+}
+
+
+/* a rewritten stream broken off: the engine's bytes, then the error event */
+
+static void
+ngx_http_llm_sse_end_rewritten(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_buf_t *event)
+{
+    ngx_uint_t                flush, last;
+    ngx_http_llm_response_t  *resp;
+
+    resp = ctx->response;
+
+    /* the engine's bytes not read yet go first, all of them */
+
+    if (resp->in) {
+        resp->in_last = 1;
+        flush = 0;
+        last = 0;
+
+        if (ngx_http_llm_sse_read(r, ctx, &flush, &last) != NGX_OK) {
+            return;
+        }
+
+        if (resp->hook_abort) {
+            (void) ngx_http_llm_hook_abort_stream(r, ctx);
+            return;
+        }
+
+        if (last) {
+            (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+            return;
+        }
+    }
+
+    /* whatever was held of an unfinished event goes first */
+
+    if (resp->raw && resp->raw->last > resp->raw->pos) {
+        if (ngx_http_llm_out(r, resp, resp->raw->pos,
+                             resp->raw->last - resp->raw->pos)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        resp->raw->last = resp->raw->pos;
+    }
+
+    if (ngx_http_llm_out(r, resp, event->pos, event->last - event->pos)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    (void) ngx_http_llm_out_flush(r, resp, 1, 1);
+}
+
+
+/* the stream failed (rc: 0, or nginx's 502 or 504): its error event */
+
+static ngx_buf_t *
+ngx_http_llm_sse_error_buf(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_buf_t  *b;
+    ngx_str_t   text;
+
+    ngx_http_llm_stream_failed(r, ctx, rc);
+
+    if (ngx_http_llm_stream_error_text(r, ctx, &text) != NGX_OK) {
+        return NULL;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->pos = text.data;
+    b->last = text.data + text.len;
+    b->memory = 1;
+
+    return b;
 }
