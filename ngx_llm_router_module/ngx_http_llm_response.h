@@ -77,6 +77,17 @@ char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
     void *data);
 
 
+/* the answer goes out as application/json */
+
+static ngx_inline void
+ngx_http_llm_set_json_type(ngx_http_request_t *r)
+{
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+}
+
+
 /* ms since the request came in (time to the first token, metrics.c) */
 
 static ngx_inline ngx_msec_int_t

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
+#include "ngx_http_llm_response.h"
 #include "ngx_http_llm_response_error.h"
 
 
@@ -238,9 +239,7 @@ ngx_http_llm_error_rewrite(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         return NULL;
     }
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_http_llm_set_json_type(r);
     r->headers_out.charset.len = 0;
 
     return b;

@@ -572,9 +572,7 @@ ngx_http_llm_response_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         r->headers_out.status = ctx->hook_status;
         r->headers_out.status_line.len = 0;
 
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-        r->headers_out.content_type_len = r->headers_out.content_type.len;
-        r->headers_out.content_type_lowcase = NULL;
+        ngx_http_llm_set_json_type(r);
 
         return ngx_http_llm_error_body(r, ctx->hook_status, ctx);
     }
@@ -664,9 +662,7 @@ ngx_http_llm_refuse(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         r->headers_out.content_encoding = NULL;
     }
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_http_llm_set_json_type(r);
     r->headers_out.charset.len = 0;
 
     ngx_http_clear_accept_ranges(r);

@@ -87,6 +87,8 @@ static ngx_uint_t ngx_http_llm_chunk_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t what, size_t ms, size_t me);
 static ngx_uint_t ngx_http_llm_done_hook(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
+static ngx_uint_t ngx_http_llm_event_hooks(ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx, ngx_uint_t kind, ngx_str_t *doc);
 static ngx_uint_t ngx_http_llm_event_unseen(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_uint_t why);
 static ngx_int_t ngx_http_llm_out(ngx_http_request_t *r,
@@ -1016,9 +1018,8 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 {
     u_char                   *p, *data;
     size_t                    len;
-    ngx_int_t                 rc;
     ngx_str_t                 doc;
-    ngx_uint_t                drop;
+    ngx_uint_t                rc;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
@@ -1040,21 +1041,10 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         ngx_memcpy(p, data + me, len - me);
     }
 
-    ctx->event_pool = resp->scratch;
-    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_CHUNK, &doc, &drop);
-    ctx->event_pool = NULL;
+    rc = ngx_http_llm_event_hooks(r, ctx, NGX_HTTP_LLM_HOOK_CHUNK, &doc);
 
-    if (rc != NGX_OK) {
-        return NGX_HTTP_LLM_EVENT_ABORT;
-    }
-
-    if (drop == 2) {
-        resp->replacement = doc;
-        return NGX_HTTP_LLM_EVENT_RAW;
-    }
-
-    if (drop) {
-        return NGX_HTTP_LLM_EVENT_DROP;
+    if (rc != NGX_HTTP_LLM_EVENT_KEEP) {
+        return rc;
     }
 
     if (doc.data == data) {
@@ -1072,17 +1062,32 @@ ngx_http_llm_chunk_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 static ngx_uint_t
 ngx_http_llm_done_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 {
+    ngx_str_t  doc;
+
+    ngx_str_set(&doc, "\"[DONE]\"");
+
+    return ngx_http_llm_event_hooks(r, ctx, NGX_HTTP_LLM_HOOK_DONE, &doc);
+}
+
+
+/*
+ * The chunk or done hooks on doc, with the scratch pool for what they
+ * make: ABORT when one failed, RAW (the whole event replaced), DROP, else
+ * KEEP, doc as the hooks left it.
+ */
+
+static ngx_uint_t
+ngx_http_llm_event_hooks(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
+    ngx_uint_t kind, ngx_str_t *doc)
+{
     ngx_int_t                 rc;
-    ngx_str_t                 doc;
     ngx_uint_t                drop;
     ngx_http_llm_response_t  *resp;
 
     resp = ctx->response;
 
-    ngx_str_set(&doc, "\"[DONE]\"");
-
     ctx->event_pool = resp->scratch;
-    rc = ngx_http_llm_hooks(r, ctx, NGX_HTTP_LLM_HOOK_DONE, &doc, &drop);
+    rc = ngx_http_llm_hooks(r, ctx, kind, doc, &drop);
     ctx->event_pool = NULL;
 
     if (rc != NGX_OK) {
@@ -1090,7 +1095,7 @@ ngx_http_llm_done_hook(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
     }
 
     if (drop == 2) {
-        resp->replacement = doc;
+        resp->replacement = *doc;
         return NGX_HTTP_LLM_EVENT_RAW;
     }
 
