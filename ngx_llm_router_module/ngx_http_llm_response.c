@@ -450,12 +450,13 @@ ngx_http_llm_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
 
 /*
- * The upstream's finalize_request, replaced: the one handler of nginx's
- * that the router takes over, and only here.
+ * The upstream's finalize_request, replaced: the one handler of the
+ * upstream module that the response side takes over, and only here.
  *
- * What: r->upstream->finalize_request (the proxy's, which only logs), for
- * the answers whose end the router must see: an event stream, and a JSON
- * answer held whole (EDIT, ERROR); ngx_http_llm_take_finalize() installs
+ * What: r->upstream->finalize_request (the proxy's,
+ * ngx_http_proxy_finalize_request(), which only logs), for the answers
+ * whose end the router must see: an event stream, and a JSON answer held
+ * whole (EDIT, ERROR); ngx_http_llm_take_finalize() puts
  * ngx_http_llm_upstream_finalize() in its place from the header filter.
  *
  * Why: when the engine breaks such an answer off after its headers (closed,
@@ -467,8 +468,9 @@ ngx_http_llm_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
  * went away only marks the stream aborted, for the metrics.
  *
  * What the original gets back: it is kept in resp->finalize and called
- * first, every time, with the same arguments, before anything of ours;
- * nginx's ngx_http_upstream_finalize_request() then goes on as usual.
+ * first, with the same arguments, before anything of ours (the ctx and
+ * resp that hold it exist whenever it was replaced); then
+ * nginx's ngx_http_upstream_finalize_request() goes on as usual.
  */
 
 static void
