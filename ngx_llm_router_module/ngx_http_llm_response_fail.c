@@ -1,6 +1,6 @@
 
 /*
- * ngx_llm_router: how an answer fails: error events, the engine stopped.
+ * ngx_llm_router: how an answer fails (error events); the next filters.
  * Not here: when it fails (response_sse.c, response.c's finalize hook).
  */
 

@@ -1,7 +1,7 @@
 
 /*
  * ngx_llm_router: event-stream answers: events read, rewritten, hooked.
- * Not here: the SSE parser (ngx_http_llm_sse.c), error events (fail.c).
+ * Not here: the SSE parser (sse.c), error events (response_fail.c).
  */
 
 
