@@ -17,10 +17,13 @@
 #include "ngx_http_llm_response_fail.h"
 
 
-/* the top-level member m of the document at data is named name */
+/*
+ * The top-level member m of the document at data is named name: its
+ * length is checked first, so memcmp() (inlined) compares as strncmp().
+ */
 #define ngx_http_llm_member_is(data, m, name)                                 \
     ((m)->key_len == sizeof(name) - 1                                         \
-     && ngx_strncmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
+     && ngx_memcmp((data) + (m)->key, name, sizeof(name) - 1) == 0)
 
 /* why a chunk hook cannot see an event */
 #define NGX_HTTP_LLM_UNSEEN_SIZE    0    /* over llm_event_max_size */
@@ -64,7 +67,7 @@ static ngx_int_t ngx_http_llm_sse_read_end(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
 static ngx_int_t ngx_http_llm_sse_emit(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx);
-static ngx_int_t ngx_http_llm_out_spliced(ngx_http_request_t *r,
+static ngx_inline ngx_int_t ngx_http_llm_out_spliced(ngx_http_request_t *r,
     ngx_http_llm_response_t *resp, u_char *start, size_t len, size_t from,
     size_t to, ngx_str_t *with);
 static ngx_uint_t ngx_http_llm_sse_event(ngx_http_request_t *r,
@@ -623,7 +626,7 @@ ngx_http_llm_sse_emit(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx)
 
 /* an event out with its bytes [from, to) replaced by with */
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_llm_out_spliced(ngx_http_request_t *r, ngx_http_llm_response_t *resp,
     u_char *start, size_t len, size_t from, size_t to, ngx_str_t *with)
 {
