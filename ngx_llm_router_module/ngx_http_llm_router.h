@@ -345,15 +345,6 @@ extern ngx_module_t  ngx_http_llm_router_module;
 
 
 
-/* response filters (ngx_http_llm_response.c) */
-ngx_int_t ngx_http_llm_response_filter_init(ngx_conf_t *cf);
-ngx_msec_int_t ngx_http_llm_elapsed(ngx_http_request_t *r);
-ngx_int_t ngx_http_llm_read_usage(ngx_http_llm_ctx_t *ctx, u_char *p,
-    size_t len);
-ngx_int_t ngx_http_llm_hide_accept_encoding(ngx_http_request_t *r);
-char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
-    void *data);
-
 
 
 /* per-file exports (transitional: the integrator moves these) */
@@ -385,6 +376,11 @@ char *ngx_http_llm_check_buffer_size(ngx_conf_t *cf, void *post,
 #include "ngx_http_llm_body_buf.h"
 #include "ngx_http_llm_plan.h"
 #include "ngx_http_llm_variant.h"
+#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_json.h"
+#include "ngx_http_llm_response_error.h"
+#include "ngx_http_llm_response_sse.h"
+#include "ngx_http_llm_response_fail.h"
 
 
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -1,6 +1,7 @@
 
 /*
- * ngx_llm_router: an incremental parser of server-sent events.
+ * ngx_llm_router: an incremental parser of server-sent events (pure C).
+ * Not here: what an event means to the router (ngx_http_llm_response_sse.c).
  */
 
 
@@ -20,6 +21,13 @@
 static void ngx_http_llm_sse_append(ngx_http_llm_sse_t *p,
     const unsigned char *s, size_t n);
 static int ngx_http_llm_sse_end_line(ngx_http_llm_sse_t *p);
+static void ngx_http_llm_sse_field(ngx_http_llm_sse_t *p, unsigned char c);
+static size_t ngx_http_llm_sse_value(ngx_http_llm_sse_t *p,
+    const unsigned char *in, size_t i, size_t len);
+static size_t ngx_http_llm_sse_name(ngx_http_llm_sse_t *p,
+    const unsigned char *in, size_t i, size_t len);
+static size_t ngx_http_llm_sse_eol(const unsigned char *in, size_t i,
+    size_t len);
 
 
 void
@@ -116,10 +124,9 @@ size_t
 ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
     size_t len, int *event)
 {
-    int                   blank;
-    size_t                i, n;
-    unsigned char         c;
-    const unsigned char  *eol;
+    int            blank;
+    size_t         i, n;
+    unsigned char  c;
 
     *event = 0;
 
@@ -157,34 +164,7 @@ ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
         switch (p->state) {
 
         case NGX_HTTP_LLM_SSE_FIELD:
-
-            if (c == ':') {
-                if (p->field_len == 4 && memcmp(p->field, "data", 4) == 0) {
-                    if (p->data_lines++) {
-                        ngx_http_llm_sse_append(p,
-                                             (const unsigned char *) "\n", 1);
-                    }
-
-                    p->state = NGX_HTTP_LLM_SSE_SPACE;
-
-                } else if (p->field_len == 5
-                           && memcmp(p->field, "event", 5) == 0)
-                {
-                    p->name_len = 0;       /* the last "event:" line wins */
-                    p->state = NGX_HTTP_LLM_SSE_NSPACE;
-
-                } else {
-                    /* a comment (empty name) or another field */
-                    p->state = NGX_HTTP_LLM_SSE_SKIP;
-                }
-
-            } else if (p->field_len < sizeof(p->field)) {
-                p->field[p->field_len++] = c;
-
-            } else {
-                p->state = NGX_HTTP_LLM_SSE_SKIP;
-            }
-
+            ngx_http_llm_sse_field(p, c);
             i++;
             p->raw_len++;
             break;
@@ -206,24 +186,7 @@ ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
             break;
 
         case NGX_HTTP_LLM_SSE_VALUE:
-
-            /* the rest of the line, in one piece */
-
-            eol = in + i;
-
-            for (n = i; n < len && in[n] != '\n' && in[n] != '\r'; n++) {
-                /* void */
-            }
-
-            ngx_http_llm_sse_append(p, eol, n - i);
-
-            p->raw_len += n - i;
-
-            if (p->data_lines == 1) {
-                p->value_end = p->raw_len;
-            }
-
-            i = n;
+            i = ngx_http_llm_sse_value(p, in, i, len);
             break;
 
         case NGX_HTTP_LLM_SSE_NSPACE:
@@ -238,31 +201,108 @@ ngx_http_llm_sse_feed(ngx_http_llm_sse_t *p, const unsigned char *in,
             break;
 
         case NGX_HTTP_LLM_SSE_NAME:
-
-            for (n = i; n < len && in[n] != '\n' && in[n] != '\r'; n++) {
-                if (p->name_len < NGX_HTTP_LLM_SSE_NAME_MAX) {
-                    p->name[p->name_len] = in[n];
-                }
-
-                if (p->name_len <= NGX_HTTP_LLM_SSE_NAME_MAX) {
-                    p->name_len++;
-                }
-            }
-
-            p->raw_len += n - i;
-            i = n;
+            i = ngx_http_llm_sse_name(p, in, i, len);
             break;
 
         default: /* NGX_HTTP_LLM_SSE_SKIP */
-
-            for (n = i; n < len && in[n] != '\n' && in[n] != '\r'; n++) {
-                /* void */
-            }
-
+            n = ngx_http_llm_sse_eol(in, i, len);
             p->raw_len += n - i;
             i = n;
             break;
         }
+    }
+
+    return i;
+}
+
+
+/* a byte of a field name, or the ':' after it */
+
+static void
+ngx_http_llm_sse_field(ngx_http_llm_sse_t *p, unsigned char c)
+{
+    if (c != ':') {
+        if (p->field_len < sizeof(p->field)) {
+            p->field[p->field_len++] = c;
+
+        } else {
+            p->state = NGX_HTTP_LLM_SSE_SKIP;
+        }
+
+        return;
+    }
+
+    if (p->field_len == 4 && memcmp(p->field, "data", 4) == 0) {
+        if (p->data_lines++) {
+            ngx_http_llm_sse_append(p, (const unsigned char *) "\n", 1);
+        }
+
+        p->state = NGX_HTTP_LLM_SSE_SPACE;
+
+    } else if (p->field_len == 5 && memcmp(p->field, "event", 5) == 0) {
+        p->name_len = 0;        /* the last "event:" line wins */
+        p->state = NGX_HTTP_LLM_SSE_NSPACE;
+
+    } else {
+        /* a comment (empty name) or another field */
+        p->state = NGX_HTTP_LLM_SSE_SKIP;
+    }
+}
+
+
+/* the rest of a data line's value, in one piece; the index after it */
+
+static size_t
+ngx_http_llm_sse_value(ngx_http_llm_sse_t *p, const unsigned char *in,
+    size_t i, size_t len)
+{
+    size_t  n;
+
+    n = ngx_http_llm_sse_eol(in, i, len);
+
+    ngx_http_llm_sse_append(p, in + i, n - i);
+
+    p->raw_len += n - i;
+
+    if (p->data_lines == 1) {
+        p->value_end = p->raw_len;
+    }
+
+    return n;
+}
+
+
+/* the rest of an event line's value, kept up to NAME_MAX bytes */
+
+static size_t
+ngx_http_llm_sse_name(ngx_http_llm_sse_t *p, const unsigned char *in,
+    size_t i, size_t len)
+{
+    size_t  n;
+
+    for (n = i; n < len && in[n] != '\n' && in[n] != '\r'; n++) {
+        if (p->name_len < NGX_HTTP_LLM_SSE_NAME_MAX) {
+            p->name[p->name_len] = in[n];
+        }
+
+        if (p->name_len <= NGX_HTTP_LLM_SSE_NAME_MAX) {
+            p->name_len++;
+        }
+    }
+
+    p->raw_len += n - i;
+
+    return n;
+}
+
+
+/* where the line ends: the first '\n' or '\r' from i, else len */
+
+static size_t
+ngx_http_llm_sse_eol(const unsigned char *in, size_t i, size_t len)
+{
+    while (i < len && in[i] != '\n' && in[i] != '\r') {
+        i++;
     }
 
     return i;
