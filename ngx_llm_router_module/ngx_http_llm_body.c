@@ -667,7 +667,8 @@ ngx_http_llm_pick_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_int_t           status;
     ngx_http_llm_fit_t  fit;
 
-    status = ngx_http_llm_choose_variant(r, ctx, body, scan, route, &fit);
+    status = ngx_http_llm_choose_variant(r, ctx, body, scan, route, &fit,
+                                         ngx_http_llm_resume_routing);
 
     if (status != NGX_DECLINED) {
         return status;

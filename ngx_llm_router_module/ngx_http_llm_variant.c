@@ -18,7 +18,8 @@
 static ngx_int_t ngx_http_llm_count_prompt(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t *first,
-    ngx_uint_t *prompt, ngx_int_t *given);
+    ngx_uint_t *prompt, ngx_int_t *given,
+    ngx_http_llm_tokenize_done_pt done);
 static ngx_http_llm_route_t *ngx_http_llm_fit_variant(ngx_http_request_t *r,
     ngx_http_llm_route_t *first, ngx_int_t given, ngx_http_llm_fit_t *fit,
     ngx_uint_t *context);
@@ -26,7 +27,8 @@ static ngx_uint_t ngx_http_llm_completion(ngx_http_llm_model_t *model,
     ngx_int_t given);
 static ngx_int_t ngx_http_llm_tokenize_near(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_route_t *first, ngx_uint_t prompt,
-    ngx_int_t given, ngx_str_t *raw, ngx_str_t *key);
+    ngx_int_t given, ngx_str_t *raw, ngx_str_t *key,
+    ngx_http_llm_tokenize_done_pt done);
 static ngx_http_llm_route_t *ngx_http_llm_near_variant(ngx_http_request_t *r,
     ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given);
 static ngx_int_t ngx_http_llm_estimate(ngx_http_request_t *r,
@@ -50,7 +52,8 @@ ngx_str_t  ngx_http_llm_prompt_keys[] = {
 /*
  * Variants of a model: the smallest max_context that holds the estimated
  * prompt plus the completion asked for, among those with a usable peer.
- * NGX_AGAIN: routing waits for an engine's count; NGX_DECLINED: none holds
+ * NGX_AGAIN: routing waits for an engine's count, and done() goes on with
+ * it (the caller's continuation: no call back up); NGX_DECLINED: none holds
  * the request (fit->largest 0: no context is known yet), a rejection for
  * the caller with the numbers of fit.
  */
@@ -58,14 +61,15 @@ ngx_str_t  ngx_http_llm_prompt_keys[] = {
 ngx_int_t
 ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_route_t **route, ngx_http_llm_fit_t *fit)
+    ngx_http_llm_route_t **route, ngx_http_llm_fit_t *fit,
+    ngx_http_llm_tokenize_done_pt done)
 {
     ngx_int_t              given, status;
     ngx_uint_t             context;
     ngx_http_llm_route_t  *best;
 
     status = ngx_http_llm_count_prompt(r, ctx, body, scan, *route,
-                                       &fit->prompt, &given);
+                                       &fit->prompt, &given, done);
     if (status != NGX_OK) {
         return status;
     }
@@ -95,7 +99,8 @@ ngx_http_llm_choose_variant(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 static ngx_int_t
 ngx_http_llm_count_prompt(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_body_t *body, ngx_http_llm_jscan_t *scan,
-    ngx_http_llm_route_t *first, ngx_uint_t *prompt, ngx_int_t *given)
+    ngx_http_llm_route_t *first, ngx_uint_t *prompt, ngx_int_t *given,
+    ngx_http_llm_tokenize_done_pt done)
 {
     ngx_int_t  status;
     ngx_str_t  raw, key;
@@ -127,7 +132,7 @@ ngx_http_llm_count_prompt(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     }
 
     status = ngx_http_llm_tokenize_near(r, ctx, first, *prompt, *given,
-                                        &raw, &key);
+                                        &raw, &key, done);
 
     return (status == NGX_DECLINED) ? NGX_OK : status;
 }
@@ -240,7 +245,7 @@ ngx_http_llm_completion(ngx_http_llm_model_t *model, ngx_int_t given)
 static ngx_int_t
 ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_http_llm_route_t *first, ngx_uint_t prompt, ngx_int_t given,
-    ngx_str_t *raw, ngx_str_t *key)
+    ngx_str_t *raw, ngx_str_t *key, ngx_http_llm_tokenize_done_pt done)
 {
     ngx_int_t                 rc;
     ngx_str_t                 doc[NGX_HTTP_LLM_TOKENIZE_PARTS];
@@ -276,7 +281,7 @@ ngx_http_llm_tokenize_near(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
     rc = ngx_http_llm_tokenize_start(r, ctx, near->model->upstream, doc,
                                      parts, near->model->tokenize_timeout,
-                                     ngx_http_llm_resume_routing);
+                                     done);
 
     if (rc == NGX_OK) {
         return NGX_AGAIN;

@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_body_buf.h"
+#include "ngx_http_llm_tokenize.h"
 
 
 /* the numbers of a choice, for the rejection when no variant holds it */
@@ -31,7 +32,7 @@ extern ngx_str_t  ngx_http_llm_prompt_keys[];   /* messages, prompt, input */
 ngx_int_t ngx_http_llm_choose_variant(ngx_http_request_t *r,
     ngx_http_llm_ctx_t *ctx, ngx_http_llm_body_t *body,
     ngx_http_llm_jscan_t *scan, ngx_http_llm_route_t **route,
-    ngx_http_llm_fit_t *fit);
+    ngx_http_llm_fit_t *fit, ngx_http_llm_tokenize_done_pt done);
 ngx_uint_t ngx_http_llm_model_context(ngx_http_llm_main_conf_t *lmcf,
     ngx_http_llm_model_t *model);
 
