@@ -14,6 +14,17 @@
 #include "ngx_http_llm_body_buf.h"
 #include "ngx_http_llm_plan.h"
 #include "ngx_http_llm_variant.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_edit.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_jscan.h"
+#include "ngx_http_llm_json.h"
+#include "ngx_http_llm_metrics.h"
+#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_route.h"
+#include "ngx_http_llm_upstream.h"
+#include "ngx_http_llm_body.h"
 
 
 static ngx_int_t ngx_http_llm_not_post(ngx_http_request_t *r,

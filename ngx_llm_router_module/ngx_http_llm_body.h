@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
+
 
 ngx_int_t ngx_http_llm_router_handler(ngx_http_request_t *r);
 void ngx_http_llm_resume_routing(ngx_http_request_t *r);

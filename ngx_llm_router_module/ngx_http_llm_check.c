@@ -28,6 +28,9 @@
 #include "ngx_http_llm_engine.h"
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_check.h"
+#include "ngx_http_llm_peers.h"
+#include "ngx_http_llm_upstream.h"
+#include "ngx_http_llm_zone.h"
 
 
 #define NGX_HTTP_LLM_PROBE_CHECK   0

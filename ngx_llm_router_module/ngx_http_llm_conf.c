@@ -13,6 +13,8 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_conf.h"
 #include "ngx_http_llm_json.h"
+#include "ngx_http_llm_hook_conf.h"
+#include "ngx_http_llm_route.h"
 
 
 static ngx_int_t ngx_http_llm_model_init(ngx_conf_t *cf,

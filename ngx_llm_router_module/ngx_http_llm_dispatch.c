@@ -11,6 +11,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_dispatch.h"
+#include "ngx_http_llm_ctx.h"
 
 
 static ngx_int_t ngx_http_llm_dispatch_init_upstream(ngx_conf_t *cf,

@@ -14,6 +14,7 @@
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_jscan.h"
 #include "ngx_http_llm_text.h"
+#include "ngx_http_llm_json.h"
 
 
 #include <cjson/cJSON.h>

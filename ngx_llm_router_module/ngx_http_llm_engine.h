@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
+
 
 /* at most so many pieces in the body of a /tokenize request */
 #define NGX_HTTP_LLM_TOKENIZE_PARTS  5

@@ -25,6 +25,9 @@
 #include "ngx_http_llm_lua_lazy.h"
 #include "ngx_http_llm_hook.h"
 #include "ngx_http_llm_hook_lib.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_json.h"
+#include "ngx_http_llm_lua_json.h"
 
 
 /* what ngx_http_llm_hook_call() is given, and gives back */

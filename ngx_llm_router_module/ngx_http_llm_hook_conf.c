@@ -21,6 +21,7 @@
 #include "ngx_http_llm_hook.h"
 #include "ngx_http_llm_hook_conf.h"
 #include "ngx_http_llm_hook_lib.h"
+#include "ngx_http_llm_lua_api.h"
 
 
 static lua_State *ngx_http_llm_hook_state(void);

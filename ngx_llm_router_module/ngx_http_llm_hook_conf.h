@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
+
 
 char *ngx_http_llm_hook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -15,6 +15,8 @@
 #include "ngx_http_llm_hook_lib.h"
 #include "ngx_http_llm_variables.h"
 #include "ngx_http_llm_text.h"
+#include "ngx_http_llm_json.h"
+#include "ngx_http_llm_lua_json.h"
 
 
 #define NGX_HTTP_LLM_REJECT_CODE_MAX    64     /* llm.reject() code */

@@ -13,6 +13,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_json.h"
 #include "ngx_http_llm_text.h"
+#include "ngx_http_llm_jscan.h"
 
 
 /* a raw key, as it stands between its quotes, equals a plain name */

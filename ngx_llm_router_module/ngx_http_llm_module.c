@@ -17,6 +17,16 @@
 #include "ngx_http_llm_status.h"
 #include "ngx_http_llm_metrics.h"
 #include "ngx_http_llm_prometheus.h"
+#include "ngx_http_llm_balance.h"
+#include "ngx_http_llm_body.h"
+#include "ngx_http_llm_check.h"
+#include "ngx_http_llm_dispatch.h"
+#include "ngx_http_llm_hook_conf.h"
+#include "ngx_http_llm_lua_api.h"
+#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_upstream.h"
+#include "ngx_http_llm_variables.h"
+#include "ngx_http_llm_zone.h"
 
 
 static ngx_int_t ngx_http_llm_preconfiguration(ngx_conf_t *cf);

@@ -12,6 +12,10 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_body_buf.h"
 #include "ngx_http_llm_plan.h"
+#include "ngx_http_llm_edit.h"
+#include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_jscan.h"
+#include "ngx_http_llm_json.h"
 
 
 /* an edited body up to a page long is copied into one buffer */

@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
 #include "ngx_http_llm_edit.h"
 #include "ngx_http_llm_body_buf.h"
 

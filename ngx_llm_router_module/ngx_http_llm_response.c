@@ -39,6 +39,9 @@
 #include "ngx_http_llm_response_json.h"
 #include "ngx_http_llm_response_sse.h"
 #include "ngx_http_llm_response_fail.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_json.h"
 
 
 /* by the lower-case key nginx keeps: no ngx_strncasecmp() per header */

@@ -22,6 +22,8 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_response.h"
 #include "ngx_http_llm_response_error.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_json.h"
 
 
 /* what an error not in OpenAI's shape says, pointing into its JSON */

@@ -12,6 +12,8 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_response.h"
 #include "ngx_http_llm_response_fail.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_jscan.h"
 
 
 static ngx_int_t ngx_http_llm_error_event_chat(ngx_http_request_t *r,

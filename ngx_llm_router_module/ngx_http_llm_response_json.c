@@ -14,6 +14,10 @@
 #include "ngx_http_llm_response_json.h"
 #include "ngx_http_llm_response_error.h"
 #include "ngx_http_llm_response_fail.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_jscan.h"
+#include "ngx_http_llm_json.h"
 
 
 #define NGX_HTTP_LLM_JSON_TAIL      8192           /* kept past the limit */

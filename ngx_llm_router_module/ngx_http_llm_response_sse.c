@@ -15,6 +15,9 @@
 #include "ngx_http_llm_response_json.h"
 #include "ngx_http_llm_response_sse.h"
 #include "ngx_http_llm_response_fail.h"
+#include "ngx_http_llm_error.h"
+#include "ngx_http_llm_hook.h"
+#include "ngx_http_llm_jscan.h"
 
 
 /*

@@ -14,6 +14,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_route.h"
+#include "ngx_http_llm_upstream.h"
 
 
 ngx_http_llm_route_t *

@@ -347,40 +347,4 @@ extern ngx_module_t  ngx_http_llm_router_module;
 
 
 
-/* per-file exports (transitional: the integrator moves these) */
-#include "ngx_http_llm_ctx.h"
-#include "ngx_http_llm_conf.h"
-#include "ngx_http_llm_json.h"
-#include "ngx_http_llm_error.h"
-#include "ngx_http_llm_models.h"
-#include "ngx_http_llm_status.h"
-#include "ngx_http_llm_status_html.h"
-#include "ngx_http_llm_metrics.h"
-#include "ngx_http_llm_prometheus.h"
-#include "ngx_http_llm_upstream.h"
-#include "ngx_http_llm_balance.h"
-#include "ngx_http_llm_dispatch.h"
-#include "ngx_http_llm_zone.h"
-#include "ngx_http_llm_peers.h"
-#include "ngx_http_llm_engine.h"
-#include "ngx_http_llm_http1.h"
-#include "ngx_http_llm_probe.h"
-#include "ngx_http_llm_tokenize.h"
-#include "ngx_http_llm_check.h"
-#include "ngx_http_llm_lua_api.h"
-#include "ngx_http_llm_hook.h"
-#include "ngx_http_llm_hook_conf.h"
-#include "ngx_http_llm_variables.h"
-#include "ngx_http_llm_route.h"
-#include "ngx_http_llm_body.h"
-#include "ngx_http_llm_body_buf.h"
-#include "ngx_http_llm_plan.h"
-#include "ngx_http_llm_variant.h"
-#include "ngx_http_llm_response.h"
-#include "ngx_http_llm_response_json.h"
-#include "ngx_http_llm_response_error.h"
-#include "ngx_http_llm_response_sse.h"
-#include "ngx_http_llm_response_fail.h"
-
-
 #endif /* _NGX_HTTP_LLM_ROUTER_H_INCLUDED_ */

@@ -20,6 +20,8 @@
 #include "ngx_http_llm_ctx.h"
 #include "ngx_http_llm_json.h"
 #include "ngx_http_llm_prom.h"
+#include "ngx_http_llm_balance.h"
+#include "ngx_http_llm_engine.h"
 
 
 /* room for one peer's JSON besides its quoted names and error; its three

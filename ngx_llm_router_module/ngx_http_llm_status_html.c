@@ -14,6 +14,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_status_html.h"
 #include "ngx_http_llm_prom.h"
+#include "ngx_http_llm_engine.h"
 
 
 static u_char *ngx_http_llm_status_html_row(u_char *p,

@@ -20,6 +20,7 @@
 #include "ngx_http_llm_engine.h"
 #include "ngx_http_llm_probe.h"
 #include "ngx_http_llm_tokenize.h"
+#include "ngx_http_llm_peers.h"
 
 
 #define NGX_HTTP_LLM_TOKENIZE_MAX  (1024 * 1024)

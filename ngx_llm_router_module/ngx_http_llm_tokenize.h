@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
+
 
 /* called when the count is in (ctx->exact_tokens, -1: none) */
 typedef void (*ngx_http_llm_tokenize_done_pt)(ngx_http_request_t *r);

@@ -13,6 +13,7 @@
 #include "ngx_http_llm_upstream.h"
 #include "ngx_http_llm_dispatch.h"
 #include "ngx_http_llm_peers.h"
+#include "ngx_http_llm_engine.h"
 
 
 /* per request: the balancer's data and the peer counted in flight */

@@ -12,6 +12,8 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_variables.h"
+#include "ngx_http_llm_ctx.h"
+#include "ngx_http_llm_engine.h"
 
 
 static ngx_int_t ngx_http_llm_field_str(ngx_http_request_t *r,

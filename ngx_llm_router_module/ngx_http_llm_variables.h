@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_llm_router.h"
+
 
 typedef struct ngx_http_llm_field_s  ngx_http_llm_field_t;
 

@@ -13,6 +13,10 @@
 #include "ngx_http_llm_text.h"
 #include "ngx_http_llm_body_buf.h"
 #include "ngx_http_llm_variant.h"
+#include "ngx_http_llm_engine.h"
+#include "ngx_http_llm_json.h"
+#include "ngx_http_llm_tokenize.h"
+#include "ngx_http_llm_upstream.h"
 
 
 static ngx_int_t ngx_http_llm_count_prompt(ngx_http_request_t *r,

@@ -12,6 +12,7 @@
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_zone.h"
 #include "ngx_http_llm_peers.h"
+#include "ngx_http_llm_metrics.h"
 
 
 /*
