@@ -1,7 +1,7 @@
 
 /*
  * ngx_llm_router: OpenAI-shaped errors: set, built, sent, and the filter for
- * nginx's own pages.  Not here: an engine's errors (response.c).
+ * nginx's own pages.  Not here: an engine's errors (response_error.c).
  *
  * The router's own rejections are sent by ngx_http_llm_send_error().  The
  * pages nginx itself generates in a routed location (413 from

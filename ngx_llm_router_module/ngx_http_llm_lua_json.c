@@ -1,6 +1,7 @@
 
 /*
  * ngx_llm_router: JSON documents as Lua values, and back.
+ * Not here: nginx, the hooks' allocator (the caller's env), lazy objects.
  *
  * Hooks see the body as Lua tables and may change them; what they leave
  * alone must come back the same:

@@ -1,6 +1,7 @@
 
 /*
  * ngx_llm_router: a JSON object handed to a hook member by member.
+ * Not here: nginx, decoding a value (lua_json.c), running the hook (hook.c).
  *
  * Most hooks read or change a few top-level fields of a body of many.  The
  * document is scanned once (jscan) and given to the hook as an empty table

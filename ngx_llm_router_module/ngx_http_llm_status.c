@@ -1,7 +1,7 @@
 
 /*
- * ngx_llm_router: llm_router_status, the peers' state as JSON, or as a page
- * for a browser.  Not here: the state itself (zone.c, check.c).
+ * ngx_llm_router: llm_router_status, a snapshot of the peers' state as JSON.
+ * Not here: the state itself (zone.c, check.c), the page (status_html.c).
  *
  * The zone is copied under its lock and formatted after; a client that
  * prefers text/html gets a self-contained page that refreshes itself.
