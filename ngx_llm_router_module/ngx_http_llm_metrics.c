@@ -15,7 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
-#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_common.h"
 #include "ngx_http_llm_metrics.h"
 #include "ngx_http_llm_ctx.h"
 

@@ -20,7 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_llm_router.h"
-#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_common.h"
 #include "ngx_http_llm_response_error.h"
 #include "ngx_http_llm_error.h"
 #include "ngx_http_llm_json.h"

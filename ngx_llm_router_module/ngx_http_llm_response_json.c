@@ -10,7 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_llm_router.h"
-#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_common.h"
 #include "ngx_http_llm_response_json.h"
 #include "ngx_http_llm_response_error.h"
 #include "ngx_http_llm_response_fail.h"

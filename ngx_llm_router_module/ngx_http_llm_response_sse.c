@@ -11,7 +11,7 @@
 
 #include "ngx_http_llm_router.h"
 #include "ngx_http_llm_sse.h"
-#include "ngx_http_llm_response.h"
+#include "ngx_http_llm_response_common.h"
 #include "ngx_http_llm_response_json.h"
 #include "ngx_http_llm_response_sse.h"
 #include "ngx_http_llm_response_fail.h"
