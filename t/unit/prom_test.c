@@ -12,18 +12,7 @@
 #include "ngx_http_llm_prom.h"
 
 
-static int  passed, failed;
-
-
-#define CHECK(cond, what)                                                     \
-    do {                                                                      \
-        if (cond) {                                                           \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what);             \
-        }                                                                     \
-    } while (0)
+#include "unit_check.h"
 
 
 static const char *const  names[] = {

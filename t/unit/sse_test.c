@@ -30,18 +30,7 @@ typedef struct {
 } result_t;
 
 
-static int  passed, failed;
-
-
-#define CHECK(cond, what)                                                     \
-    do {                                                                      \
-        if (cond) {                                                           \
-            passed++;                                                         \
-        } else {                                                              \
-            failed++;                                                         \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what);             \
-        }                                                                     \
-    } while (0)
+#include "unit_check.h"
 
 
 /* feeds text in pieces cut at the offsets in cuts (ascending) */
