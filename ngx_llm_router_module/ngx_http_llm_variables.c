@@ -126,12 +126,16 @@ ngx_http_llm_add_variables(ngx_conf_t *cf)
 }
 
 
-/* a hook's ctx.name: the field, or NULL */
+/* a hook's ctx.name: the field, or NULL (the variables only have none) */
 
 const ngx_http_llm_field_t *
 ngx_http_llm_field(const char *name, size_t len)
 {
     ngx_http_llm_field_t  *f;
+
+    if (len == 0) {
+        return NULL;
+    }
 
     for (f = ngx_http_llm_fields; f->variable.len; f++) {
         if (f->name.len == len && ngx_strncmp(f->name.data, name, len) == 0) {
