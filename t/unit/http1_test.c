@@ -235,6 +235,19 @@ main(void)
 
     expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "headers too long");
 
+    /* so are a status line and a trailer without end */
+
+    n = (size_t) sprintf(big, "HTTP/1.1 200 ");
+    memset(big + n, 'a', sizeof(big) - n - 1);
+
+    expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "status line too long");
+
+    n = (size_t) sprintf(big, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+                              "\r\n\r\n2\r\nok\r\n0\r\nX-T: ");
+    memset(big + n, 'a', sizeof(big) - n - 1);
+
+    expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, "ok", 0, "trailer too long");
+
     printf("http1: %d passed, %d failed\n", passed, failed);
 
     return failed ? 1 : 0;
