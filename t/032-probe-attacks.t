@@ -34,6 +34,45 @@ answer('/flood-ext', 'flood', "${chunked}1;", 'a');
 answer('/flood-trailer', 'flood', "${chunked}0\r\nX-T: ", 'a');
 answer('/flood-zeros', 'flood', $chunked, '0');
 
+# the routed request itself: the short variant's engine answers "short"
+answer('/v1/chat/completions', 'once',
+       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nshort");
+
+# /tokenize: each test sets its answer (--- init)
+sub count_answer {
+    my ($mode, $raw, $more) = @_;
+    answer('/tokenize', $mode, $raw, $more);
+}
+
+sub json_answer {
+    my ($body) = @_;
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+}
+
+# one message of 40 bytes and max_tokens 80: estimate 97, near the short
+# variant's 100; a count of 30 makes 110 (the long variant)
+our $tokenize_config = <<"_EOC_";
+upstream short_pool {
+    llm_engine vllm;
+    server 127.0.0.1:$ENV{TEST_NGINX_MOCK1_PORT};
+}
+upstream long_pool { server 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT}; }
+llm_model llama {
+    upstream short_pool; max_context 100; target short-model;
+    tokenize on timeout=1s;
+}
+llm_model llama { upstream long_pool; max_context 1000; }
+server {
+    listen 127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT};
+    location / { return 200 "long"; }
+}
+_EOC_
+
+our $chat = "POST /v1/chat/completions\n{\"model\":\"llama\",\"max_tokens\":80,"
+    . "\"messages\":[{\"role\":\"user\",\"content\":\"" . ('x' x 40)
+    . "\"}]}";
+
 no_shuffle();
 
 add_block_preprocessor(sub {
@@ -48,6 +87,11 @@ location = /alive {
 }
 location = /llm/status {
     llm_router_status;
+}
+location /v1/ {
+    llm_router on;
+    proxy_pass http://\$llm_upstream;
+    add_header X-Estimate \$llm_estimated_tokens always;
 }
 _EOC_
     }
@@ -106,3 +150,245 @@ upstream pool_a {
 ["GET /pause", "GET /llm/status"]
 --- response_body_like eval
 ["p", qr/"last_error":"invalid response"/]
+
+
+
+=== TEST 4: /tokenize: a complete answer from an engine that never closes: the count at the body's end
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("hold", main::json_answer('{"count":30}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 110
+--- response_body: long
+
+
+
+=== TEST 5: /tokenize: a chunked answer byte by byte, with an extension and a trailer
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("split", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6;x=y\r\n{\"coun\r\n6\r\nt\":30}\r\n0\r\nX-T: 1\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 110
+--- response_body: long
+
+
+
+=== TEST 6: /tokenize: a negative count: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", main::json_answer('{"count":-30}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+
+
+
+=== TEST 7: /tokenize: a count that is a string: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", main::json_answer('{"count":"30"}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+
+
+
+=== TEST 8: /tokenize: a count past any integer: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", main::json_answer('{"count":1e300}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+
+
+
+=== TEST 9: /tokenize: nested "tokens" arrays count their top level
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", main::json_answer('{"tokens":[[1,[2,[3]]],[4,5,6]]}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 82
+--- response_body: short
+
+
+
+=== TEST 10: /tokenize: a 100 Continue before the 200 is the answer, not a count (HTTP/1.0 asked)
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 100 Continue\r\n\r\n" . main::json_answer('{"count":30}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 11: /tokenize: Content-Length and chunked: chunked is read
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"count\":30}\r\n0\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 110
+--- response_body: long
+
+
+
+=== TEST 12: /tokenize: "gzip, chunked" cannot be undone: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\nc\r\n{\"count\":30}\r\n0\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 13: /tokenize: two different lengths: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Length: 13\r\n\r\n{\"count\":30} ");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 14: /tokenize: the engine closes mid-chunk: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"count\":30");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 15: /tokenize: the engine closes mid-header: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nContent-Len");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 16: /tokenize: a chunk size of 64 hex digits: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" . ("f" x 64) . "\r\n{\"count\":30}");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 17: /tokenize: a chunk size that looks negative: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-c\r\n{\"count\":30}\r\n0\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 18: /tokenize: no CRLF after a chunk\'s data: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"count\":30}0\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 19: /tokenize: bytes after the body are not read as body
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("hold", main::json_answer('{"count":30}') . '{"count":500}');
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 110
+--- response_body: long
+
+
+
+=== TEST 20: /tokenize: an answer past the 1 MiB cap: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", main::json_answer('{"count":30,"pad":"' . ("a" x 1100000) . '"}'));
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (answer too large), the estimate is used
+
+
+
+=== TEST 21: /tokenize: an engine that drips a byte a second: the timeout ends it
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("drip", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (timed out), the estimate is used
+
+
+
+=== TEST 22: /tokenize: a status line with a NUL and bare LFs
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 O\0K\nContent-Length: 12\n\n{\"count\":30}");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 110
+--- response_body: long
+
+
+
+=== TEST 23: /tokenize: an obs-fold continuation line: the estimate
+--- http_config eval: $::tokenize_config
+--- init
+main::count_answer("once", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 12\r\n\r\n{\"count\":30}");
+--- request eval: $::chat
+--- response_headers
+X-Estimate: 97
+--- response_body: short
+--- error_log
+failed (no count in the answer), the estimate is used
