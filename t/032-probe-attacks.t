@@ -34,6 +34,18 @@ answer('/flood-ext', 'flood', "${chunked}1;", 'a');
 answer('/flood-trailer', 'flood', "${chunked}0\r\nX-T: ", 'a');
 answer('/flood-zeros', 'flood', $chunked, '0');
 
+# checks
+answer('/status-2000', 'once', "HTTP/1.1 2000 OK\r\n\r\n");
+answer('/continue', 'once', "HTTP/1.1 100 Continue\r\n\r\n$ok");
+answer('/no-reason', 'hold', "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n");
+answer('/ssh', 'once', "SSH-2.0-OpenSSH_9.0\r\n");
+answer('/hang', 'hold', '');
+
+# limits: vLLM's /v1/models
+answer('/v1/models', 'hold', "HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n"
+                             . "\r\n{\"data\":[{\"max_model_len\":4096,"
+                             . "\"pad\":\"" . ('a' x 299960) . "\"}]}");
+
 # the routed request itself: the short variant's engine answers "short"
 answer('/v1/chat/completions', 'once',
        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nshort");
@@ -392,3 +404,89 @@ X-Estimate: 97
 --- response_body: short
 --- error_log
 failed (no count in the answer), the estimate is used
+
+
+
+=== TEST 24: check: a status of four digits
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=1s timeout=900ms fall=1 uri=/status-2000;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- request eval
+["GET /pause", "GET /llm/status"]
+--- response_body_like eval
+["p", qr/"up":false,[^}]*"last_error":"invalid response"/]
+
+
+
+=== TEST 25: check: a 100 Continue is the answer (HTTP/1.0 asked, none is due)
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=1s timeout=900ms fall=1 uri=/continue;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- request eval
+["GET /pause", "GET /llm/status"]
+--- response_body_like eval
+["p", qr/"up":false,[^}]*"last_error":"status 100"/]
+
+
+
+=== TEST 26: check: no reason phrase, an engine that never closes
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=1s timeout=900ms fall=1 uri=/no-reason;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- request eval
+["GET /pause", "GET /llm/status"]
+--- response_body_like eval
+["p", qr/"up":true,[^}]*"last_error":null/]
+
+
+
+=== TEST 27: check: another protocol
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=1s timeout=900ms fall=1 uri=/ssh;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- request eval
+["GET /pause", "GET /llm/status"]
+--- response_body_like eval
+["p", qr/"up":false,[^}]*"last_error":"invalid response"/]
+
+
+
+=== TEST 28: check: an engine that never answers: the timeout, and nginx exits with the check in flight
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_check interval=1s timeout=900ms fall=1 uri=/hang;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+--- request eval
+["GET /pause", "GET /llm/status"]
+--- response_body_like eval
+["p", qr/"fails":0,[^}]*"last_error":null/]
+
+
+
+=== TEST 29: limits: an answer past the 256 KiB cap is refused, logged
+--- http_config
+llm_router_zone llm 1m;
+upstream pool_a {
+    llm_engine vllm;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+llm_model m { upstream pool_a; max_context auto; }
+--- request
+GET /pause
+--- response_body_like: ^p+$
+--- error_log
+did not report its context size: metrics too large
