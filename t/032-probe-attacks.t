@@ -333,7 +333,7 @@ failed (no count in the answer), the estimate is used
 
 
 
-=== TEST 18: /tokenize: no CRLF after a chunk\'s data: the estimate
+=== TEST 18: /tokenize: no CRLF after a chunk's data: the estimate
 --- http_config eval: $::tokenize_config
 --- init
 main::count_answer("once", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"count\":30}0\r\n\r\n");
@@ -490,3 +490,33 @@ GET /pause
 --- response_body_like: ^p+$
 --- error_log
 did not report its context size: metrics too large
+
+
+
+=== TEST 30: /tokenize: the client goes away while the engine stalls: the probe ends with the request
+--- http_config
+upstream short_pool {
+    llm_engine vllm;
+    server 127.0.0.1:$TEST_NGINX_MOCK1_PORT;
+}
+upstream long_pool { server 127.0.0.1:$TEST_NGINX_BACKEND_PORT; }
+llm_model llama {
+    upstream short_pool; max_context 100; target short-model;
+    tokenize on timeout=1500ms;
+}
+llm_model llama { upstream long_pool; max_context 1000; }
+server {
+    listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+    location / { return 200 "long"; }
+}
+--- init
+main::count_answer("hold", "");
+--- request eval: $::chat
+--- timeout: 0.3
+--- abort
+--- ignore_response
+--- wait: 2
+--- error_log
+client prematurely closed connection
+--- no_error_log
+/tokenize of
