@@ -145,16 +145,18 @@ ngx_http_llm_http1_parse(ngx_http_llm_http1_t *h, const unsigned char **pos,
 
         h->received++;
 
-        if (state < sw_line) {
+        /* the status line, the headers and the trailer share the cap */
+
+        if ((state < sw_body_close || state >= sw_trailer)
+            && ++h->headers > NGX_HTTP_LLM_HTTP1_HEADERS_MAX)
+        {
+            rc = NGX_HTTP_LLM_HTTP1_ERROR;
+
+        } else if (state < sw_line) {
             rc = ngx_http_llm_http1_status_line(h, *p++);
 
         } else if (state < sw_body_close) {
-            if (++h->headers > NGX_HTTP_LLM_HTTP1_HEADERS_MAX) {
-                rc = NGX_HTTP_LLM_HTTP1_ERROR;
-
-            } else {
-                rc = ngx_http_llm_http1_header(h, *p++);
-            }
+            rc = ngx_http_llm_http1_header(h, *p++);
 
         } else {
             rc = ngx_http_llm_http1_chunk(h, *p++);

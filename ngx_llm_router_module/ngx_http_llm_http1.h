@@ -25,7 +25,7 @@
 #define NGX_HTTP_LLM_HTTP1_BODY       2    /* a piece of the body */
 #define NGX_HTTP_LLM_HTTP1_DONE       3    /* the body ended */
 
-/* the headers' bytes at most */
+/* the bytes of the status line, headers and trailer at most */
 #define NGX_HTTP_LLM_HTTP1_HEADERS_MAX  (64 * 1024)
 
 
@@ -36,7 +36,7 @@ typedef struct {
     unsigned             name;         /* header names still matching */
     size_t               name_len;
     size_t               received;     /* bytes read */
-    size_t               headers;      /* bytes of the headers */
+    size_t               headers;      /* bytes of status, headers, trailer */
     unsigned long long   length;       /* Content-Length, a chunk's rest */
     unsigned long long   value;        /* the number being read */
     unsigned             digits;

@@ -33,6 +33,7 @@ typedef struct {
     ngx_buf_t                      *in;
     ngx_uint_t                      engine;
     ngx_http_llm_tokenize_done_pt   done;
+    ngx_http_event_handler_pt       read_handler;
 } ngx_http_llm_tokenize_t;
 
 
@@ -142,7 +143,17 @@ ngx_http_llm_tokenize_start(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "llm router: POST /tokenize to %V", &peer->name);
 
+    /*
+     * a client that goes away ends the request while it waits, and the
+     * probe with it (the pool's cleanup); set first, as done() may come
+     * before the probe's start returns
+     */
+
+    t->read_handler = r->read_event_handler;
+    r->read_event_handler = ngx_http_test_reading;
+
     if (ngx_http_llm_probe_connect(p) != NGX_OK) {
+        r->read_event_handler = t->read_handler;
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "llm router: /tokenize of %V cannot connect, the "
                       "estimate is used", &peer->name);
@@ -244,6 +255,8 @@ ngx_http_llm_tokenize_done(ngx_http_llm_probe_t *p, ngx_uint_t result)
 
     t->ctx->exact_tokens = n;
     t->ctx->tokenized = 1;
+
+    r->read_event_handler = t->read_handler;
 
     t->done(r);
     ngx_http_run_posted_requests(c);

@@ -199,7 +199,67 @@ static const case_t  cases[] = {
     { "HTTP/1.1 200 OK\r\nNo Colon\r\n\r\n",
       NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a space in a name" },
     { "HTTP/1.1 200 OK\r\n: x\r\n\r\n",
-      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "an empty name" }
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "an empty name" },
+
+    /* attacks of issue 16's hostile read */
+
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0000000000000000000000000000000000000000000000000000000000000001"
+      "\r\nx\r\n0\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "x", 1, "a size of 64 digits, zeros" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+      "\r\nx",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a size of 64 hex digits" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1000000000000000\r\nx",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a size of 2^60" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nx",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a negative size" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\nx",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a size in C" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2 ; a=\"b\"\r\nok\n0\nX-T: 1\nY-T: 2\n\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1,
+      "an extension, bare LFs, two trailers" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\nok\r\n0\r\n\r\nmore",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1, "bytes after the last chunk" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\nok\r\n0\r\nX-T: 1\r\n",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "ok", 0, "a trailer cut short" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "ok", 1, "a length after chunked" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+      "Transfer-Encoding: gzip\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "chunked, then gzip" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "identity" },
+    { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunkedx\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a coding that only begins "
+      "alike" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a negative length" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a length with a sign" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551616\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a length of 2^64" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a list of lengths" },
+    { "HTTP/1.1 200 OK\r\nX: 1\r\n\tfolded\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a line folded by a tab" },
+    { "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nok",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 100, "HTTP/1.1 200 OK\r\n\r\nok", 1,
+      "a 1xx is the answer (HTTP/1.0 asked, none is due)" },
+    { "HTTP/1.0 200 \x01\x7f\xff\r\nContent-Length: 0\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_DONE, 200, "", 1, "controls in the reason" },
+    { "HTTP/1.1 200 OK\r\n\x01: x\r\n\r\n",
+      NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "a control in a name" },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, "hel", 0, "closed mid-body" },
+    { "HTTP/1.1 200 OK\r\nContent-Len",
+      NGX_HTTP_LLM_HTTP1_AGAIN, 200, NULL, 0, "closed mid-header" }
 };
 
 
@@ -223,6 +283,19 @@ main(void)
     big[sizeof(big) - 1] = '\0';
 
     expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, NULL, 0, "headers too long");
+
+    /* so are a status line and a trailer without end */
+
+    n = (size_t) sprintf(big, "HTTP/1.1 200 ");
+    memset(big + n, 'a', sizeof(big) - n - 1);
+
+    expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 0, NULL, 0, "status line too long");
+
+    n = (size_t) sprintf(big, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+                              "\r\n\r\n2\r\nok\r\n0\r\nX-T: ");
+    memset(big + n, 'a', sizeof(big) - n - 1);
+
+    expect(big, NGX_HTTP_LLM_HTTP1_ERROR, 200, "ok", 0, "trailer too long");
 
     printf("http1: %d passed, %d failed\n", passed, failed);
 
