@@ -232,6 +232,7 @@ ngx_http_llm_probe_sent(ngx_event_t *wev)
 static void
 ngx_http_llm_probe_read(ngx_event_t *rev)
 {
+    size_t                 total;
     ssize_t                n;
     ngx_int_t              rc;
     ngx_connection_t      *c;
@@ -244,7 +245,19 @@ ngx_http_llm_probe_read(ngx_event_t *rev)
 
     c = rev->data;
 
-    for ( ;; ) {
+    for (total = 0; /* void */; total += n) {
+
+        /*
+         * An engine faster than the parser (bytes it drops, such as chunk
+         * extensions, have no cap) would keep the worker here: past a
+         * share, the rest is read on the next cycle, after the timers.
+         */
+
+        if (total >= NGX_HTTP_LLM_PROBE_READ_MAX) {
+            ngx_post_event(rev, &ngx_posted_next_events);
+            return;
+        }
+
         n = c->recv(c, p->buf, NGX_HTTP_LLM_PROBE_BUF);
 
         if (n == NGX_AGAIN) {

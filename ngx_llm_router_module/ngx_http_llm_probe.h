@@ -19,6 +19,7 @@
 
 /* the receive buffer */
 #define NGX_HTTP_LLM_PROBE_BUF        4096
+#define NGX_HTTP_LLM_PROBE_READ_MAX   (64 * 1024)   /* in one event */
 
 /* how a probe ended: callers word these themselves */
 #define NGX_HTTP_LLM_PROBE_OK         0
