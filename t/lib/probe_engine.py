@@ -22,9 +22,10 @@ import base64
 import json
 import re
 import socket
-import sys
 import threading
 import time
+
+import engine_listen
 
 
 lock = threading.Lock()
@@ -151,16 +152,7 @@ def serve(conn):
 
 
 def main():
-    spec = sys.argv[sys.argv.index('--listen') + 1].split('=')[0]
-    host, port = spec.rsplit(':', 1)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((host, int(port)))
-    srv.listen(128)
-    print('ready', flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    engine_listen.run(serve, 128)
 
 
 if __name__ == '__main__':

@@ -13,9 +13,9 @@ Started like mock_engine.py: --listen HOST:PORT[=NAME], prints "ready".
 import base64
 import re
 import socket
-import sys
-import threading
 import time
+
+import engine_listen
 
 
 def expand(raw):
@@ -58,16 +58,7 @@ def serve(conn):
 
 
 def main():
-    spec = sys.argv[sys.argv.index('--listen') + 1].split('=')[0]
-    host, port = spec.rsplit(':', 1)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((host, int(port)))
-    srv.listen(64)
-    print('ready', flush=True)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    engine_listen.run(serve, 64)
 
 
 if __name__ == '__main__':
