@@ -307,7 +307,7 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
     double                        number;
     ngx_int_t                     k[3];
     ngx_str_t                     raw, *name, *extra;
-    ngx_uint_t                    j, count, set;
+    ngx_uint_t                    j, count, set, replace;
     ngx_http_llm_srv_conf_t      *lscf;
     ngx_http_llm_jscan_member_t  *m;
 
@@ -345,22 +345,12 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
         m = &scan->members[k[j]];
         name = (j == 0) ? &rule->field : (j == 1) ? &rule->alias : extra;
 
+        replace = 0;
+
         switch (rule->op) {
 
         case NGX_HTTP_LLM_RULE_SET:
-            if (!set) {
-                break;
-            }
-
-            touched[k[j]] = 1;
-
-            if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
-                                      &rule->value)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
+            replace = set;
             break;
 
         case NGX_HTTP_LLM_RULE_CLAMP:
@@ -381,22 +371,25 @@ ngx_http_llm_plan_rule(ngx_http_request_t *r, ngx_http_llm_ctx_t *ctx,
 
             /* a negative max_tokens is no limit to llama.cpp and Ollama */
 
-            if (number > rule->limit || (rule->alias.len && number < 0)) {
-                touched[k[j]] = 1;
-
-                if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
-                                          &rule->value)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-
+            replace = (number > rule->limit || (rule->alias.len && number < 0));
             break;
 
         default: /* NGX_HTTP_LLM_RULE_DROP */
             dropped[k[j]] = 1;
             break;
+        }
+
+        if (!replace) {
+            continue;
+        }
+
+        touched[k[j]] = 1;
+
+        if (ngx_http_llm_add_edit(r, edits, m->value, m->value_end,
+                                  &rule->value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
