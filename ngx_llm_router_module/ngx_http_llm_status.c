@@ -37,6 +37,9 @@ static ngx_buf_t *ngx_http_llm_status_json(ngx_http_request_t *r,
     ngx_http_llm_main_conf_t *lmcf, ngx_http_llm_peer_state_t *peers);
 static u_char *ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
     ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *peers);
+static u_char *ngx_http_llm_status_peer(ngx_http_request_t *r, u_char *p,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *st,
+    ngx_uint_t k);
 static u_char *ngx_http_llm_status_metrics(ngx_http_request_t *r, u_char *p,
     ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *st);
 static u_char *ngx_http_llm_status_number(u_char *p, const char *name,
@@ -201,9 +204,8 @@ static u_char *
 ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
     ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *peers)
 {
-    ngx_str_t                   name;
-    ngx_uint_t                  k;
-    ngx_http_llm_peer_state_t  *st;
+    ngx_str_t    name;
+    ngx_uint_t   k;
 
     p = ngx_sprintf(p, "{\"name\":");
     p = ngx_http_llm_status_string(r, p, lscf->upstream->host.data,
@@ -235,69 +237,82 @@ ngx_http_llm_status_upstream(ngx_http_request_t *r, u_char *p,
     p = ngx_cpymem(p, ",\"peers\":[", sizeof(",\"peers\":[") - 1);
 
     for (k = 0; peers && k < lscf->npeers; k++) {
-        st = &peers[k];
 
         if (k) {
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, "{\"name\":", sizeof("{\"name\":") - 1);
-        p = ngx_http_llm_status_string(r, p, st->name,
-                                       ngx_strlen(st->name));
+        p = ngx_http_llm_status_peer(r, p, lscf, &peers[k], k);
         if (p == NULL) {
             return NULL;
         }
-
-        p = ngx_sprintf(p, ",\"up\":%s,\"configured_down\":%s,"
-                           "\"in_flight\":%A,\"failed_tries\":%A,"
-                           "\"fails\":%ui,\"successes\":%ui,\"checks\":%ui,",
-                        (st->down || lscf->config_down[k]) ? "false"
-                                                            : "true",
-                        lscf->config_down[k] ? "true" : "false",
-                        st->in_flight, st->failed, st->fails, st->successes,
-                        st->checks);
-
-        if (st->last_check) {
-            p = ngx_sprintf(p, "\"last_check_ms\":%T%03ui,"
-                               "\"latency_ms\":%M,",
-                            st->last_check, st->last_check_ms, st->latency);
-
-        } else {
-            p = ngx_sprintf(p, "\"last_check_ms\":null,"
-                               "\"latency_ms\":null,");
-        }
-
-        p = ngx_cpymem(p, "\"last_error\":", sizeof("\"last_error\":") - 1);
-
-        if (st->error[0]) {
-            p = ngx_http_llm_status_string(r, p, st->error,
-                                           ngx_strlen(st->error));
-            if (p == NULL) {
-                return NULL;
-            }
-
-        } else {
-            p = ngx_cpymem(p, "null", 4);
-        }
-
-        p = ngx_http_llm_status_metrics(r, p, lscf, st);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        /* the context size the engine reported (max_context auto) */
-
-        if (lscf->limits_interval) {
-            p = st->max_context
-                ? ngx_sprintf(p, ",\"max_context\":%ui", st->max_context)
-                : ngx_cpymem(p, ",\"max_context\":null",
-                             sizeof(",\"max_context\":null") - 1);
-        }
-
-        *p++ = '}';
     }
 
     return ngx_cpymem(p, "]}", 2);
+}
+
+
+/* one peer of an upstream: its health, its metrics, its context size */
+
+static u_char *
+ngx_http_llm_status_peer(ngx_http_request_t *r, u_char *p,
+    ngx_http_llm_srv_conf_t *lscf, ngx_http_llm_peer_state_t *st,
+    ngx_uint_t k)
+{
+    p = ngx_cpymem(p, "{\"name\":", sizeof("{\"name\":") - 1);
+    p = ngx_http_llm_status_string(r, p, st->name, ngx_strlen(st->name));
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(p, ",\"up\":%s,\"configured_down\":%s,"
+                       "\"in_flight\":%A,\"failed_tries\":%A,"
+                       "\"fails\":%ui,\"successes\":%ui,\"checks\":%ui,",
+                    (st->down || lscf->config_down[k]) ? "false" : "true",
+                    lscf->config_down[k] ? "true" : "false",
+                    st->in_flight, st->failed, st->fails, st->successes,
+                    st->checks);
+
+    if (st->last_check) {
+        p = ngx_sprintf(p, "\"last_check_ms\":%T%03ui,"
+                           "\"latency_ms\":%M,",
+                        st->last_check, st->last_check_ms, st->latency);
+
+    } else {
+        p = ngx_sprintf(p, "\"last_check_ms\":null,"
+                           "\"latency_ms\":null,");
+    }
+
+    p = ngx_cpymem(p, "\"last_error\":", sizeof("\"last_error\":") - 1);
+
+    if (st->error[0]) {
+        p = ngx_http_llm_status_string(r, p, st->error,
+                                       ngx_strlen(st->error));
+        if (p == NULL) {
+            return NULL;
+        }
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_http_llm_status_metrics(r, p, lscf, st);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    /* the context size the engine reported (max_context auto) */
+
+    if (lscf->limits_interval) {
+        p = st->max_context
+            ? ngx_sprintf(p, ",\"max_context\":%ui", st->max_context)
+            : ngx_cpymem(p, ",\"max_context\":null",
+                         sizeof(",\"max_context\":null") - 1);
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
