@@ -31,6 +31,10 @@ static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
+static ngx_int_t ngx_http_llm_lua_compile(lua_State *L, ngx_http_llm_hook_t *h,
+    ngx_log_t *log);
+static void ngx_http_llm_lua_env(lua_State *L);
+static void ngx_http_llm_lua_functions(lua_State *L, ngx_http_llm_hook_t *h);
 
 
 /* a state for hooks: the VM's, with the llm library, ctx and the slots */
@@ -320,15 +324,65 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     ngx_uint_t check)
 {
     int                   rc;
-    char                 *name;
     const char           *msg;
-    ngx_uint_t            i;
     ngx_http_llm_call_t   call;
 
-    static const char  *copied[] = {
-        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-        LUA_COLIBNAME, "llm", NULL
-    };
+    if (ngx_http_llm_lua_compile(L, h, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_lua_env(L);
+
+    /* run it, with the default limits */
+
+    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
+    ngx_http_llm_lua_call_begin(L, &call, 10000000, 1000, 64 * 1024 * 1024,
+                                (size_t) -1, 0);
+    rc = lua_pcall(L, 0, 1, 0);
+    ngx_http_llm_lua_call_end();
+
+    if (rc != LUA_OK) {
+        msg = lua_tostring(L, -1);
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
+                      msg ? msg : "failed");
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V does not return a table", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_lua_functions(L, h);
+
+    if (check && !h->has_request && !h->has_response && !h->has_chunk
+        && !h->has_done)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V has no request, response, chunk or "
+                      "done function", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_hook_keep(L, h->index);
+
+    return NGX_OK;
+}
+
+
+/* the hook's text as a chunk on the stack, named "@file" in messages */
+
+static ngx_int_t
+ngx_http_llm_lua_compile(lua_State *L, ngx_http_llm_hook_t *h,
+    ngx_log_t *log)
+{
+    int          rc;
+    char        *name;
+    const char  *msg;
 
     name = ngx_alloc(h->file.len + 2, log);
     if (name == NULL) {
@@ -351,7 +405,24 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    /* the environment */
+    return NGX_OK;
+}
+
+
+/*
+ * The chunk on top of the stack gets its environment: a copy of the
+ * globals, with copies of the library tables, and _G the copy itself.
+ */
+
+static void
+ngx_http_llm_lua_env(lua_State *L)
+{
+    ngx_uint_t  i;
+
+    static const char  *copied[] = {
+        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+        LUA_COLIBNAME, "llm", NULL
+    };
 
     lua_createtable(L, 0, 32);
     lua_pushglobaltable(L);
@@ -384,32 +455,17 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     lua_setfield(L, -2, "_G");
 
     lua_setupvalue(L, -2, 1);
+}
 
-    /* run it, with the default limits */
 
-    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
-    ngx_http_llm_lua_call_begin(L, &call, 10000000, 1000, 64 * 1024 * 1024,
-                                (size_t) -1, 0);
-    rc = lua_pcall(L, 0, 1, 0);
-    ngx_http_llm_lua_call_end();
+/*
+ * Which of request, response, chunk and done the table on top of the stack
+ * has; raw: no metamethod of the hook's runs out of a call.
+ */
 
-    if (rc != LUA_OK) {
-        msg = lua_tostring(L, -1);
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
-                      msg ? msg : "failed");
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    if (lua_type(L, -1) != LUA_TTABLE) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V does not return a table", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    /* raw: no metamethod of the hook's runs out of a call */
-
+static void
+ngx_http_llm_lua_functions(lua_State *L, ngx_http_llm_hook_t *h)
+{
     lua_pushliteral(L, "request");
     h->has_request = (lua_rawget(L, -2) == LUA_TFUNCTION);
     lua_pushliteral(L, "response");
@@ -419,20 +475,6 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     lua_pushliteral(L, "done");
     h->has_done = (lua_rawget(L, -5) == LUA_TFUNCTION);
     lua_pop(L, 4);
-
-    if (check && !h->has_request && !h->has_response && !h->has_chunk
-        && !h->has_done)
-    {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V has no request, response, chunk or "
-                      "done function", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    ngx_http_llm_hook_keep(L, h->index);
-
-    return NGX_OK;
 }
 
 
