@@ -29,6 +29,8 @@ static ssize_t ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip,
     size_t min);
 static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp);
+static char *ngx_http_llm_hook_slurp(ngx_conf_t *cf, ngx_file_t *file,
+    ngx_str_t *text);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
 static ngx_int_t ngx_http_llm_lua_compile(lua_State *L, ngx_http_llm_hook_t *h,
@@ -204,12 +206,10 @@ static char *
 ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp)
 {
-    u_char                    *text;
-    ssize_t                    n;
+    ngx_str_t                  text;
     ngx_uint_t                 i;
     ngx_file_t                 file;
     lua_State                 *L;
-    ngx_file_info_t            fi;
     ngx_http_llm_hook_t       *h, **hooks;
     ngx_http_llm_main_conf_t  *lmcf;
 
@@ -241,37 +241,7 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
         }
     }
 
-    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open hook \"%V\"", &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 16 * 1024 * 1024)
-    {
-        ngx_close_file(file.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "hook \"%V\" cannot be read or is over 16m",
-                           &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    text = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
-    if (text == NULL) {
-        ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, text, ngx_file_size(&fi), 0);
-
-    ngx_close_file(file.fd);
-
-    if (n != (ssize_t) ngx_file_size(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
-                           &file.name);
+    if (ngx_http_llm_hook_slurp(cf, &file, &text) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -281,8 +251,7 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     }
 
     h->file = file.name;
-    h->text.data = text;
-    h->text.len = n;
+    h->text = text;
     h->index = lmcf->hooks.nelts + 1;
 
     /* compile and run it once: syntax errors and a bad table fail here */
@@ -308,6 +277,57 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
 
     *hooks = h;
     *hookp = h;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the whole hook file, read into the configuration's pool */
+
+static char *
+ngx_http_llm_hook_slurp(ngx_conf_t *cf, ngx_file_t *file, ngx_str_t *text)
+{
+    u_char           *data;
+    ssize_t           n;
+    ngx_file_info_t   fi;
+
+    file->fd = ngx_open_file(file->name.data, NGX_FILE_RDONLY,
+                             NGX_FILE_OPEN, 0);
+
+    if (file->fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open hook \"%V\"", &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 16 * 1024 * 1024)
+    {
+        ngx_close_file(file->fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "hook \"%V\" cannot be read or is over 16m",
+                           &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    data = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (data == NULL) {
+        ngx_close_file(file->fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(file, data, ngx_file_size(&fi), 0);
+
+    ngx_close_file(file->fd);
+
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
+                           &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    text->data = data;
+    text->len = n;
 
     return NGX_CONF_OK;
 }
