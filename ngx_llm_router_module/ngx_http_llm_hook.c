@@ -59,6 +59,9 @@ static ngx_int_t ngx_http_llm_hook_acquire(lua_State *L,
 static ngx_int_t ngx_http_llm_hook_push(ngx_http_llm_run_t *run);
 static void ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run);
 static ngx_int_t ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_ended(ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_returned(ngx_http_llm_run_t *run);
+static ngx_int_t ngx_http_llm_hook_text(ngx_http_llm_run_t *run);
 static void ngx_http_llm_hook_encode(ngx_http_llm_run_t *run);
 static void ngx_http_llm_hook_release(lua_State *L,
     ngx_http_llm_run_t *run);
@@ -410,22 +413,49 @@ ngx_http_llm_hook_resume(lua_State *L, ngx_http_llm_run_t *run)
 static ngx_int_t
 ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run)
 {
-    int                   nres;
-    size_t                len;
-    lua_State            *co;
-    const char           *s, *error, *name;
+    if (ngx_http_llm_hook_ended(run) != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (ngx_http_llm_hook_returned(run) != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (run->call->route.len) {
+        run->ctx->hook_route = run->call->route;
+    }
+
+    /* room, past what the hook returned, for the document and encoding */
+
+    if (!lua_checkstack(run->co, LUA_MINSTACK)) {
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx, run->hook,
+                                           run->name, "no stack left");
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * How the call ended: rejected, stopped or failed (NGX_DONE, the result
+ * in run), or returned (NGX_OK).
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_ended(ngx_http_llm_run_t *run)
+{
+    const char           *error, *name;
     ngx_http_request_t   *r;
     ngx_http_llm_ctx_t   *ctx;
     ngx_http_llm_call_t  *call;
     ngx_http_llm_hook_t  *h;
 
-    co = run->co;
     r = run->request;
     ctx = run->ctx;
     h = run->hook;
     name = run->name;
     call = run->call;
-    nres = run->nres;
 
     if (call->abort == NGX_HTTP_LLM_ABORT_REJECT) {
         ngx_http_llm_set_error(ctx, (char *) call->reject_code.data,
@@ -447,79 +477,96 @@ ngx_http_llm_hook_interpret(ngx_http_llm_run_t *run)
     }
 
     if (run->status != LUA_OK) {
-        error = lua_tostring(co, -1);
+        error = lua_tostring(run->co, -1);
         run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
                                            error ? error : "error");
         return NGX_DONE;
     }
 
-    /* a returned table replaces the document; false drops it (chunk) */
+    return NGX_OK;
+}
+
+
+/*
+ * What the hook returned: a table replaces the document (run->doc_idx),
+ * nil keeps it (NGX_OK); false drops it, a text replaces the event (chunk,
+ * done), anything else fails the call (NGX_DONE).
+ */
+
+static ngx_int_t
+ngx_http_llm_hook_returned(ngx_http_llm_run_t *run)
+{
+    int         nres;
+    lua_State  *co;
+
+    co = run->co;
+    nres = run->nres;
 
     run->doc_idx = 0;
 
-    if (nres > 0) {
-        switch (lua_type(co, -nres)) {
+    if (nres <= 0) {
+        return NGX_OK;
+    }
 
-        case LUA_TTABLE:
-            run->doc_idx = lua_gettop(co) - nres + 1;
-            break;
+    switch (lua_type(co, -nres)) {
 
-        case LUA_TBOOLEAN:
-            if (!lua_toboolean(co, -nres)) {
-                *run->drop = 1;
-                return NGX_DONE;
-            }
+    case LUA_TTABLE:
+        run->doc_idx = lua_gettop(co) - nres + 1;
+        return NGX_OK;
 
-            break;
-
-        case LUA_TNIL:
-            break;
-
-        case LUA_TSTRING:
-
-            /* chunk: the text replaces the whole event, framing and all */
-
-            if (ngx_strcmp(name, "chunk") == 0
-                || ngx_strcmp(name, "done") == 0)
-            {
-                s = lua_tolstring(co, -nres, &len);
-
-                run->out->data = ngx_pnalloc(ctx->event_pool
-                                             ? ctx->event_pool : r->pool,
-                                             len);
-                if (run->out->data == NULL) {
-                    run->rc = NGX_ERROR;
-                    return NGX_DONE;
-                }
-
-                ngx_memcpy(run->out->data, s, len);
-                run->out->len = len;
-                *run->drop = 2;
-                return NGX_DONE;
-            }
-
-            /* fall through */
-
-        default:
-            run->rc = ngx_http_llm_hook_failed(r, ctx, h, name,
-                                               "it returned neither a "
-                                               "table, nil nor false");
+    case LUA_TBOOLEAN:
+        if (!lua_toboolean(co, -nres)) {
+            *run->drop = 1;
             return NGX_DONE;
         }
+
+        return NGX_OK;
+
+    case LUA_TNIL:
+        return NGX_OK;
+
+    case LUA_TSTRING:
+        if (ngx_strcmp(run->name, "chunk") == 0
+            || ngx_strcmp(run->name, "done") == 0)
+        {
+            return ngx_http_llm_hook_text(run);
+        }
+
+        /* fall through */
+
+    default:
+        run->rc = ngx_http_llm_hook_failed(run->request, run->ctx, run->hook,
+                                           run->name, "it returned neither a "
+                                           "table, nil nor false");
+        return NGX_DONE;
     }
+}
 
-    if (call->route.len) {
-        ctx->hook_route = call->route;
-    }
 
-    /* room, past what the hook returned, for the document and encoding */
+/* chunk, done: the text returned replaces the whole event, framing and all */
 
-    if (!lua_checkstack(co, LUA_MINSTACK)) {
-        run->rc = ngx_http_llm_hook_failed(r, ctx, h, name, "no stack left");
+static ngx_int_t
+ngx_http_llm_hook_text(ngx_http_llm_run_t *run)
+{
+    size_t       len;
+    ngx_pool_t  *pool;
+    const char  *s;
+
+    pool = run->ctx->event_pool ? run->ctx->event_pool : run->request->pool;
+
+    s = lua_tolstring(run->co, -run->nres, &len);
+
+    run->out->data = ngx_pnalloc(pool, len);
+    if (run->out->data == NULL) {
+        run->rc = NGX_ERROR;
         return NGX_DONE;
     }
 
-    return NGX_OK;
+    ngx_memcpy(run->out->data, s, len);
+    run->out->len = len;
+    *run->drop = 2;
+
+    return NGX_DONE;
 }
 
 

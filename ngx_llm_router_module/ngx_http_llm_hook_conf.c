@@ -29,8 +29,14 @@ static ssize_t ngx_http_llm_hook_limit_size(ngx_str_t *value, size_t skip,
     size_t min);
 static char *ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp);
+static char *ngx_http_llm_hook_slurp(ngx_conf_t *cf, ngx_file_t *file,
+    ngx_str_t *text);
 static ngx_int_t ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h,
     ngx_log_t *log, ngx_uint_t run);
+static ngx_int_t ngx_http_llm_lua_compile(lua_State *L, ngx_http_llm_hook_t *h,
+    ngx_log_t *log);
+static void ngx_http_llm_lua_env(lua_State *L);
+static void ngx_http_llm_lua_functions(lua_State *L, ngx_http_llm_hook_t *h);
 
 
 /* a state for hooks: the VM's, with the llm library, ctx and the slots */
@@ -200,12 +206,10 @@ static char *
 ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     ngx_http_llm_hook_t **hookp)
 {
-    u_char                    *text;
-    ssize_t                    n;
+    ngx_str_t                  text;
     ngx_uint_t                 i;
     ngx_file_t                 file;
     lua_State                 *L;
-    ngx_file_info_t            fi;
     ngx_http_llm_hook_t       *h, **hooks;
     ngx_http_llm_main_conf_t  *lmcf;
 
@@ -237,37 +241,7 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
         }
     }
 
-    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (file.fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open hook \"%V\"", &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > 16 * 1024 * 1024)
-    {
-        ngx_close_file(file.fd);
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "hook \"%V\" cannot be read or is over 16m",
-                           &file.name);
-        return NGX_CONF_ERROR;
-    }
-
-    text = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
-    if (text == NULL) {
-        ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
-    }
-
-    n = ngx_read_file(&file, text, ngx_file_size(&fi), 0);
-
-    ngx_close_file(file.fd);
-
-    if (n != (ssize_t) ngx_file_size(&fi)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
-                           &file.name);
+    if (ngx_http_llm_hook_slurp(cf, &file, &text) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -277,8 +251,7 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
     }
 
     h->file = file.name;
-    h->text.data = text;
-    h->text.len = n;
+    h->text = text;
     h->index = lmcf->hooks.nelts + 1;
 
     /* compile and run it once: syntax errors and a bad table fail here */
@@ -309,6 +282,57 @@ ngx_http_llm_hook_read(ngx_conf_t *cf, ngx_str_t *name,
 }
 
 
+/* the whole hook file, read into the configuration's pool */
+
+static char *
+ngx_http_llm_hook_slurp(ngx_conf_t *cf, ngx_file_t *file, ngx_str_t *text)
+{
+    u_char           *data;
+    ssize_t           n;
+    ngx_file_info_t   fi;
+
+    file->fd = ngx_open_file(file->name.data, NGX_FILE_RDONLY,
+                             NGX_FILE_OPEN, 0);
+
+    if (file->fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open hook \"%V\"", &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 16 * 1024 * 1024)
+    {
+        ngx_close_file(file->fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "hook \"%V\" cannot be read or is over 16m",
+                           &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    data = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (data == NULL) {
+        ngx_close_file(file->fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_file(file, data, ngx_file_size(&fi), 0);
+
+    ngx_close_file(file->fd);
+
+    if (n != (ssize_t) ngx_file_size(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cannot read hook \"%V\"",
+                           &file->name);
+        return NGX_CONF_ERROR;
+    }
+
+    text->data = data;
+    text->len = n;
+
+    return NGX_CONF_OK;
+}
+
+
 /*
  * Compiles a hook in its own environment (a copy of the globals, with
  * copies of the library tables), runs it, keeps the returned table in the
@@ -320,15 +344,65 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     ngx_uint_t check)
 {
     int                   rc;
-    char                 *name;
     const char           *msg;
-    ngx_uint_t            i;
     ngx_http_llm_call_t   call;
 
-    static const char  *copied[] = {
-        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-        LUA_COLIBNAME, "llm", NULL
-    };
+    if (ngx_http_llm_lua_compile(L, h, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_lua_env(L);
+
+    /* run it, with the default limits */
+
+    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
+    ngx_http_llm_lua_call_begin(L, &call, 10000000, 1000, 64 * 1024 * 1024,
+                                (size_t) -1, 0);
+    rc = lua_pcall(L, 0, 1, 0);
+    ngx_http_llm_lua_call_end();
+
+    if (rc != LUA_OK) {
+        msg = lua_tostring(L, -1);
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
+                      msg ? msg : "failed");
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V does not return a table", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_lua_functions(L, h);
+
+    if (check && !h->has_request && !h->has_response && !h->has_chunk
+        && !h->has_done)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "llm hook: %V has no request, response, chunk or "
+                      "done function", &h->file);
+        lua_pop(L, 1);
+        return NGX_ERROR;
+    }
+
+    ngx_http_llm_hook_keep(L, h->index);
+
+    return NGX_OK;
+}
+
+
+/* the hook's text as a chunk on the stack, named "@file" in messages */
+
+static ngx_int_t
+ngx_http_llm_lua_compile(lua_State *L, ngx_http_llm_hook_t *h,
+    ngx_log_t *log)
+{
+    int          rc;
+    char        *name;
+    const char  *msg;
 
     name = ngx_alloc(h->file.len + 2, log);
     if (name == NULL) {
@@ -351,7 +425,24 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    /* the environment */
+    return NGX_OK;
+}
+
+
+/*
+ * The chunk on top of the stack gets its environment: a copy of the
+ * globals, with copies of the library tables, and _G the copy itself.
+ */
+
+static void
+ngx_http_llm_lua_env(lua_State *L)
+{
+    ngx_uint_t  i;
+
+    static const char  *copied[] = {
+        LUA_TABLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+        LUA_COLIBNAME, "llm", NULL
+    };
 
     lua_createtable(L, 0, 32);
     lua_pushglobaltable(L);
@@ -384,32 +475,17 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     lua_setfield(L, -2, "_G");
 
     lua_setupvalue(L, -2, 1);
+}
 
-    /* run it, with the default limits */
 
-    ngx_memzero(&call, sizeof(ngx_http_llm_call_t));
-    ngx_http_llm_lua_call_begin(L, &call, 10000000, 1000, 64 * 1024 * 1024,
-                                (size_t) -1, 0);
-    rc = lua_pcall(L, 0, 1, 0);
-    ngx_http_llm_lua_call_end();
+/*
+ * Which of request, response, chunk and done the table on top of the stack
+ * has; raw: no metamethod of the hook's runs out of a call.
+ */
 
-    if (rc != LUA_OK) {
-        msg = lua_tostring(L, -1);
-        ngx_log_error(NGX_LOG_EMERG, log, 0, "llm hook: %V: %s", &h->file,
-                      msg ? msg : "failed");
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    if (lua_type(L, -1) != LUA_TTABLE) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V does not return a table", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    /* raw: no metamethod of the hook's runs out of a call */
-
+static void
+ngx_http_llm_lua_functions(lua_State *L, ngx_http_llm_hook_t *h)
+{
     lua_pushliteral(L, "request");
     h->has_request = (lua_rawget(L, -2) == LUA_TFUNCTION);
     lua_pushliteral(L, "response");
@@ -419,20 +495,6 @@ ngx_http_llm_lua_load(lua_State *L, ngx_http_llm_hook_t *h, ngx_log_t *log,
     lua_pushliteral(L, "done");
     h->has_done = (lua_rawget(L, -5) == LUA_TFUNCTION);
     lua_pop(L, 4);
-
-    if (check && !h->has_request && !h->has_response && !h->has_chunk
-        && !h->has_done)
-    {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "llm hook: %V has no request, response, chunk or "
-                      "done function", &h->file);
-        lua_pop(L, 1);
-        return NGX_ERROR;
-    }
-
-    ngx_http_llm_hook_keep(L, h->index);
-
-    return NGX_OK;
 }
 
 

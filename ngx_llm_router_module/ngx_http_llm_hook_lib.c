@@ -35,6 +35,9 @@ static int ngx_http_llm_lib_json_decode(lua_State *L);
 static int ngx_http_llm_lib_array(lua_State *L);
 static int ngx_http_llm_ctx_var(lua_State *L);
 static int ngx_http_llm_ctx_index(lua_State *L);
+static int ngx_http_llm_ctx_state(lua_State *L, ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx);
+static int ngx_http_llm_ctx_headers(lua_State *L, ngx_http_request_t *r);
 static void ngx_http_llm_state_cleanup(void *data);
 
 
@@ -505,12 +508,8 @@ ngx_http_llm_ctx_index(lua_State *L)
 {
     size_t                       len;
     ngx_str_t                    value;
-    ngx_uint_t                   i;
     const char                  *key;
-    ngx_list_part_t             *part;
-    ngx_table_elt_t             *h;
     ngx_http_llm_ctx_t          *ctx;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_request_t          *r;
     const ngx_http_llm_field_t  *f;
 
@@ -552,29 +551,62 @@ ngx_http_llm_ctx_index(lua_State *L)
     /* ctx.state: one table for all the calls of this request */
 
     if (len == 5 && ngx_strncmp(key, "state", 5) == 0) {
-        if (ctx->lua_state_ref == 0) {
-            cln = ngx_pool_cleanup_add(r->pool, 0);
-            if (cln == NULL) {
-                return luaL_error(L, "no memory");
-            }
-
-            lua_createtable(L, 0, 4);
-            ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-            cln->handler = ngx_http_llm_state_cleanup;
-            cln->data = ctx;
-        }
-
-        lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 1, "state");
-
-        return 1;
+        return ngx_http_llm_ctx_state(L, r, ctx);
     }
 
     if (len != 7 || ngx_strncmp(key, "headers", 7) != 0) {
         return 0;
     }
+
+    return ngx_http_llm_ctx_headers(L, r);
+
+cache:
+
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+
+    return 1;
+}
+
+
+/* ctx.state, made and kept in the registry on first use, and in ctx */
+
+static int
+ngx_http_llm_ctx_state(lua_State *L, ngx_http_request_t *r,
+    ngx_http_llm_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ctx->lua_state_ref == 0) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return luaL_error(L, "no memory");
+        }
+
+        lua_createtable(L, 0, 4);
+        ctx->lua_state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+        cln->handler = ngx_http_llm_state_cleanup;
+        cln->data = ctx;
+    }
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->lua_state_ref);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "state");
+
+    return 1;
+}
+
+
+/* ctx.headers: the request's, by lowercase name, kept in ctx */
+
+static int
+ngx_http_llm_ctx_headers(lua_State *L, ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
 
     lua_createtable(L, 0, 16);
 
@@ -603,14 +635,6 @@ ngx_http_llm_ctx_index(lua_State *L)
 
     lua_pushvalue(L, -1);
     lua_setfield(L, 1, "headers");
-
-    return 1;
-
-cache:
-
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 1);
 
     return 1;
 }
