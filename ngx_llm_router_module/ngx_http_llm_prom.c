@@ -1,7 +1,8 @@
 
 /*
  * ngx_llm_router: an incremental parser of the Prometheus text format.
- * Not here: anything of nginx; fetching a scrape (check.c); writing (prometheus.c).
+ * Not here: anything of nginx; fetching a scrape (check.c); writing it out
+ * (prometheus.c).
  */
 
 
