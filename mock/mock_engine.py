@@ -879,8 +879,9 @@ class MockHandler(BaseHTTPRequestHandler):
         base["usage"] = usage
         self.send_json(200, base, controls)
 
-    def stream_generation(self, base, chat, count, finish, token_delay,
-                          usage, controls):
+    def start_stream(self):
+        """The 200 of an event stream: chunked unless the client speaks
+        HTTP/1.0 (then the end is the close).  None for HEAD: no body."""
         chunked = self.request_version != "HTTP/1.0"
         if not chunked:
             self.close_connection = True
@@ -890,6 +891,13 @@ class MockHandler(BaseHTTPRequestHandler):
             headers.append(("Transfer-Encoding", "chunked"))
         self.start_response(200, headers)
         if self.command == "HEAD":
+            return None
+        return chunked
+
+    def stream_generation(self, base, chat, count, finish, token_delay,
+                          usage, controls):
+        chunked = self.start_stream()
+        if chunked is None:
             return
         split = bool(controls.get("stream_split"))
         close_after = controls.get("close_after")
@@ -953,15 +961,8 @@ class MockHandler(BaseHTTPRequestHandler):
         """A stream of named events ("event: NAME" before each data line):
         head, one event per token, tail, as the Responses and Messages
         APIs send them (no [DONE]).  Each is (name, object)."""
-        chunked = self.request_version != "HTTP/1.0"
-        if not chunked:
-            self.close_connection = True
-        headers = [("Content-Type", "text/event-stream"),
-                   ("Cache-Control", "no-cache")]
-        if chunked:
-            headers.append(("Transfer-Encoding", "chunked"))
-        self.start_response(200, headers)
-        if self.command == "HEAD":
+        chunked = self.start_stream()
+        if chunked is None:
             return
         split = bool(controls.get("stream_split"))
         spaced = bool(controls.get("spaced"))
